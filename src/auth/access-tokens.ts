@@ -1,0 +1,98 @@
+import { createLocalJWKSet, errors, exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, type CryptoKey, type JWK } from "jose";
+import { TokenError } from "./errors.js";
+
+export type SigningAlgorithm = "ES256" | "EdDSA";
+const ALGORITHMS: SigningAlgorithm[] = ["ES256", "EdDSA"];
+/** RFC 9068 type: an access token can't be confused with any other JWT. */
+const ACCESS_TOKEN_TYPE = "at+jwt";
+
+export interface SigningKey {
+  kid: string;
+  alg: SigningAlgorithm;
+  privateKey: CryptoKey;
+  /** Public half only, as published at /.well-known/jwks.json. */
+  publicJwk: JWK;
+}
+
+export interface AccessClaims {
+  /** Session id. */
+  sid: string;
+  /** User id; absent for a pending session. */
+  sub?: string;
+  /** Configured app key. */
+  aud: string;
+  /** Expiry, seconds since the epoch. */
+  exp: number;
+}
+
+export interface AccessTokenOptions {
+  issuer: string;
+  ttlSeconds: number;
+  now?: () => number;
+}
+
+/** A fresh key pair, for dev mode and for printing a key into a config. */
+export async function generateSigningKey(alg: SigningAlgorithm = "ES256"): Promise<{ key: SigningKey; privateJwk: JWK }> {
+  const pair = await generateKeyPair(alg, { extractable: true, ...(alg === "EdDSA" ? { crv: "Ed25519" } : {}) });
+  const privateJwk = { ...(await exportJWK(pair.privateKey)), alg, kid: `k-${Date.now().toString(36)}` };
+  return { key: await importSigningKey(privateJwk), privateJwk };
+}
+
+/** Imports a private JWK from the config (`kid` and `alg` required there). */
+export async function importSigningKey(jwk: JWK): Promise<SigningKey> {
+  const alg = jwk.alg as SigningAlgorithm;
+  if (!ALGORITHMS.includes(alg)) throw new Error(`unsupported signing algorithm ${String(jwk.alg)}`);
+  if (!jwk.kid) throw new Error("signing key has no kid");
+  const privateKey = (await importJWK(jwk, alg)) as CryptoKey;
+  const { d: _private, ...publicJwk } = jwk;
+  return { kid: jwk.kid, alg, privateKey, publicJwk: { ...publicJwk, use: "sig" } };
+}
+
+/** Signs with the first key; verifies with any of them, so older keys keep working until their tokens expire. */
+export function createAccessTokens(keys: SigningKey[], options: AccessTokenOptions) {
+  const [current] = keys;
+  if (!current) throw new Error("at least one signing key is needed");
+  const now = options.now ?? Date.now;
+  const jwks = { keys: keys.map((k) => k.publicJwk) };
+  const keySet = createLocalJWKSet(jwks);
+  const algorithms = [...new Set(keys.map((k) => k.alg))];
+
+  return {
+    jwks: () => jwks,
+
+    async sign(claims: { sid: string; sub?: string; aud: string }): Promise<{ token: string; expiresAt: Date }> {
+      const iat = Math.floor(now() / 1000);
+      const exp = iat + options.ttlSeconds;
+      const jwt = new SignJWT({ sid: claims.sid })
+        .setProtectedHeader({ alg: current.alg, kid: current.kid, typ: ACCESS_TOKEN_TYPE })
+        .setIssuer(options.issuer)
+        .setAudience(claims.aud)
+        .setIssuedAt(iat)
+        .setExpirationTime(exp);
+      if (claims.sub) jwt.setSubject(claims.sub);
+      return { token: await jwt.sign(current.privateKey), expiresAt: new Date(exp * 1000) };
+    },
+
+    /** The token's claims, or TokenError "invalid" / "expired". Says nothing about revocation. */
+    async verify(token: string): Promise<AccessClaims> {
+      try {
+        const { payload } = await jwtVerify(token, keySet, {
+          issuer: options.issuer,
+          algorithms,
+          typ: ACCESS_TOKEN_TYPE,
+          currentDate: new Date(now()),
+          requiredClaims: ["sid", "exp", "aud"],
+        });
+        const { sid, sub, aud, exp } = payload;
+        if (typeof sid !== "string" || typeof aud !== "string" || typeof exp !== "number") throw new TokenError("invalid");
+        return { sid, aud, exp, ...(typeof sub === "string" ? { sub } : {}) };
+      } catch (e) {
+        if (e instanceof errors.JWTExpired) throw new TokenError("expired");
+        if (e instanceof errors.JOSEError || e instanceof TokenError) throw new TokenError("invalid");
+        throw e;
+      }
+    },
+  };
+}
+
+export type AccessTokens = ReturnType<typeof createAccessTokens>;

@@ -1,0 +1,15 @@
+/** Why a token was refused; the service maps each kind to UNAUTHENTICATED with its reason. */
+export type TokenErrorKind = "missing" | "invalid" | "expired" | "revoked" | "reused";
+
+export class TokenError extends Error {
+  constructor(readonly kind: TokenErrorKind) {
+    super(`token ${kind}`);
+  }
+}
+
+/** The session's user may not sign in (status disabled). */
+export class AccountDisabledError extends Error {
+  constructor() {
+    super("account disabled");
+  }
+}

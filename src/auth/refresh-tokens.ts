@@ -1,0 +1,33 @@
+import { createHash, createHmac, randomBytes } from "node:crypto";
+
+// A refresh token is "<sessionId>.<secret>". The session id lets one read find the session;
+// only sha256 of the whole token is stored.
+
+const TOKEN_PATTERN = /^([0-9a-f]{24})\.([A-Za-z0-9_-]{43})$/;
+
+export function newRefreshToken(sessionId: string): string {
+  return `${sessionId}.${randomBytes(32).toString("base64url")}`;
+}
+
+/** A fresh per-session chain key. */
+export function newChainKey(): string {
+  return randomBytes(32).toString("base64url");
+}
+
+/** The session id, or null when the token is not of our shape. */
+export function sessionIdOf(token: string): string | null {
+  return TOKEN_PATTERN.exec(token)?.[1] ?? null;
+}
+
+export function hashRefreshToken(token: string): string {
+  return createHash("sha256").update(token).digest("base64url");
+}
+
+/**
+ * The token that replaces `parent`. Derived rather than random so that a parallel refresh
+ * of the same parent inside the grace window gets the same child instead of a second one,
+ * without the store ever holding a usable token.
+ */
+export function childRefreshToken(chainKey: string, sessionId: string, parent: string): string {
+  return `${sessionId}.${createHmac("sha256", chainKey).update(parent).digest("base64url")}`;
+}

@@ -1,0 +1,147 @@
+import { newObjectId, type SessionRecord, type SessionStore, type UserStore } from "../store/store.js";
+import type { AccessClaims, AccessTokens } from "./access-tokens.js";
+import { AccountDisabledError, TokenError } from "./errors.js";
+import { childRefreshToken, hashRefreshToken, newChainKey, newRefreshToken, sessionIdOf } from "./refresh-tokens.js";
+
+export interface SessionPolicy {
+  accessTtlSeconds: number;
+  refreshTtlSeconds: number;
+  /** How long the parent of the current refresh token still yields the same child. */
+  refreshGraceSeconds: number;
+}
+
+export interface IssuedTokens {
+  accessToken: string;
+  /** Empty for a pending session. */
+  refreshToken: string;
+  expiresIn: number;
+  refreshExpiresIn: number;
+}
+
+export interface OpenSessionInput {
+  appId: string;
+  userId: string | null;
+  platform: string;
+  appid: string;
+  openid: string;
+  unionid?: string;
+  sessionKey?: string;
+}
+
+export interface Authenticated {
+  session: SessionRecord;
+  claims: AccessClaims;
+}
+
+export interface SessionLibraryDeps {
+  sessions: SessionStore;
+  users: UserStore;
+  accessTokens: AccessTokens;
+  policy: SessionPolicy;
+  now?: () => number;
+}
+
+export function createSessionLibrary({ sessions, users, accessTokens, policy, now = Date.now }: SessionLibraryDeps) {
+  // Rounded up: a token signed this second reports its full lifetime.
+  const seconds = (ms: number) => Math.max(0, Math.ceil(ms / 1000));
+
+  async function issue(session: SessionRecord, refreshToken: string): Promise<IssuedTokens> {
+    const access = await accessTokens.sign({ sid: session.id, aud: session.appId, ...(session.userId ? { sub: session.userId } : {}) });
+    return {
+      accessToken: access.token,
+      refreshToken,
+      expiresIn: seconds(access.expiresAt.getTime() - now()),
+      refreshExpiresIn: refreshToken ? seconds(session.expiresAt.getTime() - now()) : 0,
+    };
+  }
+
+  async function assertUserActive(userId: string): Promise<void> {
+    const user = await users.get(userId);
+    if (!user) throw new TokenError("revoked");
+    if (user.status === "disabled") throw new AccountDisabledError();
+  }
+
+  /** Gives the caller of a matched, unrevoked session its next tokens. */
+  async function rotateOrReplay(session: SessionRecord, presented: string, presentedHash: string): Promise<IssuedTokens> {
+    const child = childRefreshToken(session.chainKey, session.id, presented);
+    if (session.refreshHash === presentedHash) {
+      const at = now();
+      const rotated = await sessions.rotate(session.id, {
+        expectedHash: presentedHash,
+        nextHash: hashRefreshToken(child),
+        rotatedAt: new Date(at),
+        expiresAt: new Date(at + policy.refreshTtlSeconds * 1000),
+      });
+      if (rotated) return issue(rotated, child);
+      // Lost a race with a parallel refresh of the same token: judge it against the new state.
+      const current = await sessions.get(session.id);
+      if (!current || current.revokedAt) throw new TokenError("revoked");
+      return replayOrReject(current, presentedHash, child);
+    }
+    return replayOrReject(session, presentedHash, child);
+  }
+
+  async function replayOrReject(session: SessionRecord, presentedHash: string, child: string): Promise<IssuedTokens> {
+    const isParent = session.spentRefreshHashes.at(-1) === presentedHash;
+    const inGrace = now() - session.rotatedAt.getTime() <= policy.refreshGraceSeconds * 1000;
+    if (isParent && inGrace && session.refreshHash === hashRefreshToken(child)) return issue(session, child);
+    if (session.spentRefreshHashes.includes(presentedHash)) {
+      await sessions.revoke(session.id, "refresh_token_reused");
+      throw new TokenError("reused");
+    }
+    throw new TokenError("invalid");
+  }
+
+  return {
+    /** Opens a session; a pending one (userId null) gets no refresh token and lives as long as its access token. */
+    async open(input: OpenSessionInput): Promise<{ session: SessionRecord; tokens: IssuedTokens }> {
+      const at = now();
+      const ttl = input.userId ? policy.refreshTtlSeconds : policy.accessTtlSeconds;
+      const id = newObjectId();
+      const refreshToken = input.userId ? newRefreshToken(id) : "";
+      const session = await sessions.insert({
+        ...input,
+        id,
+        refreshHash: refreshToken ? hashRefreshToken(refreshToken) : null,
+        spentRefreshHashes: [],
+        rotatedAt: new Date(at),
+        chainKey: newChainKey(),
+        createdAt: new Date(at),
+        expiresAt: new Date(at + ttl * 1000),
+        revokedAt: null,
+      });
+      return { session, tokens: await issue(session, refreshToken) };
+    },
+
+    /** Rotates a refresh token. Reusing a spent one revokes its session. */
+    async refresh(refreshToken: string): Promise<IssuedTokens> {
+      const sessionId = sessionIdOf(refreshToken);
+      if (!sessionId) throw new TokenError("invalid");
+      const session = await sessions.get(sessionId);
+      if (!session || !session.userId) throw new TokenError("invalid");
+      const presentedHash = hashRefreshToken(refreshToken);
+      if (session.revokedAt) {
+        throw new TokenError(presentedHash === session.refreshHash || session.spentRefreshHashes.includes(presentedHash) ? "revoked" : "invalid");
+      }
+      if (session.expiresAt.getTime() <= now()) throw new TokenError("expired");
+      await assertUserActive(session.userId);
+      return rotateOrReplay(session, refreshToken, presentedHash);
+    },
+
+    /** Verifies an access token and that its session is still live. */
+    async authenticate(accessToken: string): Promise<Authenticated> {
+      if (!accessToken) throw new TokenError("missing");
+      const claims = await accessTokens.verify(accessToken);
+      const session = await sessions.get(claims.sid);
+      if (!session || session.revokedAt) throw new TokenError("revoked");
+      if ((session.userId ?? undefined) !== claims.sub || session.appId !== claims.aud) throw new TokenError("invalid");
+      if (session.expiresAt.getTime() <= now()) throw new TokenError("expired");
+      return { session, claims };
+    },
+
+    revoke: (sessionId: string) => sessions.revoke(sessionId, "logout"),
+    revokeAllOfUser: (userId: string) => sessions.revokeAllForUser(userId, "logout_all"),
+  };
+}
+
+export type SessionLibrary = ReturnType<typeof createSessionLibrary>;

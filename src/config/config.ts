@@ -1,0 +1,151 @@
+import { z } from "zod";
+
+// The one reader of process.env (through main.ts) and of the IDENTITY_CONFIG file.
+// Every problem is collected, so one start-up failure names all of them.
+
+const APP_KEY = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+const appSchema = z.strictObject({
+  id: z.string().regex(APP_KEY, "must be 1-64 of a-z, 0-9, _ and -, starting with a letter or digit"),
+  platform: z.literal("wechat-miniprogram"),
+  appid: z.string().regex(/^wx[0-9a-f]{16}$/, "must be a WeChat appid: wx and 16 hex digits"),
+  secret: z.string().min(1, "must not be empty"),
+  registration: z.enum(["auto", "explicit"]).default("auto"),
+  default: z.boolean().optional(),
+  legacyId: z.number().int().positive().optional(),
+  defaultRoles: z.array(z.string().min(1)).default(["member"]),
+});
+
+const jwkSchema = z
+  .looseObject({
+    kid: z.string().min(1, "must not be empty"),
+    alg: z.enum(["ES256", "EdDSA"]),
+    kty: z.string(),
+    d: z.string().min(1, "must be a private key (d)"),
+  })
+  .transform((jwk) => jwk as Record<string, unknown> & { kid: string; alg: "ES256" | "EdDSA" });
+
+const fileSchema = z
+  .strictObject({
+    apps: z.array(appSchema).min(1, "must list at least one app"),
+    issuer: z.string().min(1).default("identity"),
+    signingKeys: z.array(jwkSchema).default([]),
+    tokens: z
+      .strictObject({
+        accessTtlSeconds: z.number().int().min(60).max(86_400).default(7200),
+        refreshTtlSeconds: z.number().int().min(300).max(31_536_000).default(2_592_000),
+        refreshGraceSeconds: z.number().int().min(0).max(300).default(10),
+      })
+      .prefault({}),
+    wechat: z
+      .strictObject({
+        timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+        retries: z.number().int().min(0).max(3).default(1),
+      })
+      .prefault({}),
+    limits: z
+      .strictObject({
+        maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+      })
+      .prefault({}),
+  })
+  .superRefine((file, ctx) => {
+    const seen = new Map<string, number>();
+    file.apps.forEach((app, i) => {
+      for (const name of [app.id, app.appid]) {
+        if (seen.has(name)) ctx.addIssue({ code: "custom", path: ["apps", i, name === app.id ? "id" : "appid"], message: `"${name}" is used by apps[${seen.get(name)}] too` });
+        seen.set(name, i);
+      }
+    });
+    if (file.apps.filter((a) => a.default).length > 1) ctx.addIssue({ code: "custom", path: ["apps"], message: "at most one app may be default" });
+  });
+
+export type ConfigFile = z.output<typeof fileSchema>;
+export type AppConfig = ConfigFile["apps"][number];
+
+export interface EnvConfig {
+  host: string;
+  port: number;
+  grpcPort: number;
+  mongodbUri?: string;
+  mongodbDb: string;
+  /** Overrides the WeChat API base URL (a proxy, say). */
+  wechatApiBase?: string;
+  /** WECHAT_SIMULATOR=1: start the simulator and point every WeChat call at it. */
+  wechatSimulator: boolean;
+  wechatSimPort: number;
+  logLevel: string;
+  /** The parsed IDENTITY_CONFIG file; null when the variable is unset. */
+  file: ConfigFile | null;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration: ${problems.join("; ")}`);
+  }
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+export function loadConfig(env: Record<string, string | undefined>, readFile: (path: string) => string): EnvConfig {
+  const problems: string[] = [];
+  const port = (name: string, fallback: number) => {
+    const raw = env[name];
+    if (raw === undefined || raw === "") return fallback;
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw) || n > 65_535) problems.push(`${name}: "${raw}" is not a port number (0-65535)`);
+    return n;
+  };
+  const config: EnvConfig = {
+    host: env.HOST || "0.0.0.0",
+    port: port("PORT", 8080),
+    grpcPort: port("GRPC_PORT", 9090),
+    mongodbDb: env.MONGODB_DB || "identity",
+    wechatSimulator: false,
+    wechatSimPort: port("WECHAT_SIM_PORT", 8090),
+    logLevel: env.LOG_LEVEL || "info",
+    file: null,
+  };
+  if (env.MONGODB_URI) {
+    if (/^mongodb(\+srv)?:\/\//.test(env.MONGODB_URI)) config.mongodbUri = env.MONGODB_URI;
+    else problems.push("MONGODB_URI: must start with mongodb:// or mongodb+srv://");
+  }
+  if (env.WECHAT_API_BASE) {
+    if (URL.canParse(env.WECHAT_API_BASE) && /^https?:/.test(env.WECHAT_API_BASE)) config.wechatApiBase = env.WECHAT_API_BASE;
+    else problems.push(`WECHAT_API_BASE: "${env.WECHAT_API_BASE}" is not an http(s) URL`);
+  }
+  const sim = env.WECHAT_SIMULATOR ?? "";
+  if (["1", "true"].includes(sim)) config.wechatSimulator = true;
+  else if (!["", "0", "false"].includes(sim)) problems.push(`WECHAT_SIMULATOR: "${sim}" must be 1 or 0`);
+  if (!LOG_LEVELS.includes(config.logLevel)) problems.push(`LOG_LEVEL: "${config.logLevel}" must be one of ${LOG_LEVELS.join(", ")}`);
+
+  if (env.IDENTITY_CONFIG) config.file = parseConfigFile(env.IDENTITY_CONFIG, readFile, problems);
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}
+
+function parseConfigFile(path: string, readFile: (path: string) => string, problems: string[]): ConfigFile | null {
+  let text: string;
+  try {
+    text = readFile(path);
+  } catch {
+    problems.push(`IDENTITY_CONFIG: cannot read ${path}`);
+    return null;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    problems.push(`IDENTITY_CONFIG: ${path} is not JSON (${(e as Error).message})`);
+    return null;
+  }
+  const parsed = fileSchema.safeParse(json);
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) problems.push(`${formatPath(issue.path)}: ${issue.message}`);
+  return null;
+}
+
+function formatPath(path: PropertyKey[]): string {
+  if (path.length === 0) return "(config file)";
+  return path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i ? "." : ""}${String(p)}`)).join("");
+}

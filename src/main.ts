@@ -1,0 +1,165 @@
+// The composition root: the only reader of process.env and the only place that decides dev mode.
+import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+import type { FastifyInstance } from "fastify";
+import { createAccessTokens, generateSigningKey, importSigningKey } from "./auth/access-tokens.js";
+import { createSessionLibrary } from "./auth/sessions.js";
+import { ConfigError, loadConfig, type ConfigFile, type EnvConfig } from "./config/config.js";
+import { buildGrpcServer, buildHttpServer } from "./server/servers.js";
+import { createIdentityService, type App } from "./service/identity-service.js";
+import { createWechatSimulator, type WechatSimulator } from "./simulator/simulator.js";
+import { MemoryStore } from "./store/memory-store.js";
+import { MongoStore } from "./store/mongo-store.js";
+import type { Store } from "./store/store.js";
+import { createWechatClient } from "./wechat/wechat-client.js";
+
+const WECHAT_API = "https://api.weixin.qq.com";
+
+/** Dev mode's one app, answering to app id "demo" and to its appid. */
+export const DEMO_APP: App = {
+  id: "demo",
+  platform: "wechat-miniprogram",
+  appid: "wx0000000000000001",
+  secret: "demo-secret",
+  registration: "auto",
+  defaultRoles: ["member"],
+};
+
+// Secrets that must never reach a log line, wherever they appear.
+const REDACT = ["req.headers.authorization", "req.headers.cookie", "*.accessToken", "*.refreshToken", "*.sessionKey", "*.secret", "*.password"];
+
+export interface AppOptions {
+  /** Where log lines go (tests capture them); stdout by default. */
+  logStream?: { write(line: string): void };
+  now?: () => number;
+}
+
+export interface RunningApp {
+  httpUrl: string;
+  grpcUrl: string;
+  /** The simulator's base URL when it runs. */
+  simulatorUrl?: string;
+  devMode: boolean;
+  generatedKey: boolean;
+  store: "memory" | "mongodb";
+  close(): Promise<void>;
+}
+
+/** Builds everything the configuration asks for and starts listening. */
+export async function startApp(env: EnvConfig, options: AppOptions = {}): Promise<RunningApp> {
+  const devMode = env.file === null;
+  const useSimulator = devMode || env.wechatSimulator;
+  const file: Pick<ConfigFile, "issuer" | "signingKeys" | "tokens" | "wechat" | "limits"> = env.file ?? {
+    issuer: "identity",
+    signingKeys: [],
+    tokens: { accessTtlSeconds: 7200, refreshTtlSeconds: 2_592_000, refreshGraceSeconds: 10 },
+    wechat: { timeoutMs: 5000, retries: 1 },
+    limits: { maxBodyBytes: 64 * 1024 },
+  };
+  const apps: App[] = env.file?.apps ?? [DEMO_APP];
+
+  if (!file.signingKeys.length && !useSimulator) {
+    throw new ConfigError(["signingKeys: required when talking to the real WeChat API (print one with `npm run keygen`)"]);
+  }
+  const keys = file.signingKeys.length
+    ? await Promise.all(file.signingKeys.map((jwk) => importSigningKey(jwk)))
+    : [(await generateSigningKey()).key];
+
+  const logger = { level: env.logLevel, redact: { paths: REDACT, censor: "[redacted]" }, ...(options.logStream ? { stream: options.logStream } : {}) };
+  const closers: Array<() => Promise<unknown>> = [];
+  const close = async () => {
+    for (const closeOne of closers.reverse()) await closeOne().catch(() => undefined);
+  };
+
+  try {
+    let simulator: WechatSimulator | undefined;
+    if (useSimulator) {
+      simulator = createWechatSimulator({ apps: Object.fromEntries(apps.map((a) => [a.appid, a.secret])) });
+      closers.push(() => simulator!.close());
+      await simulator.listen(env.wechatSimPort, "127.0.0.1");
+    }
+
+    const store: Store = env.mongodbUri ? await MongoStore.connect(env.mongodbUri, env.mongodbDb) : new MemoryStore();
+    closers.push(() => store.close());
+    await store.init();
+
+    const now = options.now ?? Date.now;
+    const accessTokens = createAccessTokens(keys, { issuer: file.issuer, ttlSeconds: file.tokens.accessTtlSeconds, now });
+    const sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: file.tokens, now });
+    const wechat = createWechatClient({ baseUrl: simulator?.url ?? env.wechatApiBase ?? WECHAT_API, ...file.wechat });
+    const service = createIdentityService({ apps, users: store.users, sessions, wechat, now });
+
+    const deps = { service, jwks: accessTokens.jwks, logger, maxBodyBytes: file.limits.maxBodyBytes, shutdownTimeoutMs: 5000 };
+    const http = await buildHttpServer(deps);
+    closers.push(() => http.close());
+    const grpc = await buildGrpcServer(deps);
+    closers.push(() => grpc.close());
+    const httpUrl = await listen(http, env.port, env.host);
+    const grpcUrl = await listen(grpc, env.grpcPort, env.host);
+
+    return {
+      httpUrl,
+      grpcUrl,
+      ...(simulator ? { simulatorUrl: simulator.url } : {}),
+      devMode,
+      generatedKey: !file.signingKeys.length,
+      store: env.mongodbUri ? "mongodb" : "memory",
+      close,
+    };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+async function listen(server: FastifyInstance, port: number, host: string): Promise<string> {
+  await server.listen({ port, host });
+  const address = server.server.address();
+  const bound = typeof address === "object" && address ? address.port : port;
+  // A wildcard address is not something to paste into curl.
+  return `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host}:${bound}`;
+}
+
+function banner(app: RunningApp): string {
+  const sim = app.simulatorUrl;
+  const lines = [
+    `identity service ready (${app.devMode ? "dev mode: " : ""}${app.store} store${sim ? ", WeChat simulator" : ""})`,
+    `  JSON / Connect (HTTP/1.1)  ${app.httpUrl}`,
+    `  gRPC / Connect (h2c)       ${app.grpcUrl}`,
+    `  JWKS                       ${app.httpUrl}/.well-known/jwks.json`,
+  ];
+  if (sim) lines.push(`  WeChat simulator           ${sim}`);
+  if (app.generatedKey) lines.push("  signing key: generated for this process (tokens die with it; configure signingKeys to keep them)");
+  if (sim && app.devMode) {
+    lines.push(
+      "",
+      "Try it (copy and paste):",
+      `  CODE=$(curl -s -X POST ${sim}/sim/login-code -H 'content-type: application/json' -d '{"appid":"${DEMO_APP.appid}"}' | sed -E 's/.*"code":"([^"]+)".*/\\1/')`,
+      `  TOKEN=$(curl -s -X POST ${app.httpUrl}/identity.v1.IdentityService/Login -H 'content-type: application/json' -d "{\\"appId\\":\\"demo\\",\\"code\\":\\"$CODE\\"}" | sed -E 's/.*"accessToken":"([^"]+)".*/\\1/')`,
+      `  npx buf curl --schema proto --protocol grpc --http2-prior-knowledge -H "authorization: Bearer $TOKEN" ${app.grpcUrl}/identity.v1.IdentityService/CheckLogin`,
+    );
+  }
+  return lines.join("\n");
+}
+
+async function main(): Promise<void> {
+  let app: RunningApp;
+  try {
+    app = await startApp(loadConfig(process.env, (path) => readFileSync(path, "utf8")));
+  } catch (e) {
+    const message = e instanceof ConfigError ? e.message : `cannot start: ${e instanceof Error ? e.message : String(e)}`;
+    console.error(`identity: ${message}`);
+    process.exit(1);
+  }
+  console.log(banner(app));
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    void app.close().then(() => process.exit(0));
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

@@ -1,0 +1,42 @@
+import { Code, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { toConnectError } from "./errors.js";
+
+/** The small part of pino the service uses. */
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** The request-scoped logger (fastify's request.log, carrying the request id). */
+export const kRequestLog = createContextKey<Logger | undefined>(undefined, { description: "request logger" });
+
+/**
+ * Outermost interceptor: turns every failure into a Connect error with a reason, logs one line
+ * per RPC, and logs unexpected errors once. Messages and tokens stay out of the log line.
+ */
+export function createOutermostInterceptor(fallbackLog: Logger): Interceptor {
+  return (next) => async (req) => {
+    const log = req.contextValues.get(kRequestLog) ?? fallbackLog;
+    const started = performance.now();
+    const rpc = req.method.name;
+    try {
+      const res = await next(req);
+      log.info({ rpc, code: "ok", ms: elapsed(started) }, "rpc");
+      return res;
+    } catch (e) {
+      const { error, known } = toConnectError(e);
+      const reason = error.findDetails(ErrorInfoSchema)[0]?.reason;
+      if (!known) log.error({ rpc, err: describeError(e) }, "rpc failed unexpectedly");
+      log.info({ rpc, code: Code[error.code], reason, ms: elapsed(started) }, "rpc");
+      throw error;
+    }
+  };
+}
+
+const elapsed = (since: number) => Math.round((performance.now() - since) * 100) / 100;
+
+function describeError(e: unknown): object {
+  if (!(e instanceof Error)) return { value: String(e) };
+  return { type: e.name, message: e.message, stack: e.stack, ...(e.cause instanceof Error ? { cause: `${e.cause.name}: ${e.cause.message}` } : {}) };
+}

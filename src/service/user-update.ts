@@ -1,0 +1,139 @@
+import { Code } from "@connectrpc/connect";
+import { Gender, type User } from "../../gen/identity/v1/identity_pb.js";
+import type { JsonObject, JsonValue, UserRecord } from "../store/store.js";
+import { apiError, fieldInvalid } from "./errors.js";
+
+/** What an UpdateUser asks for: fields to set, and optional fields to clear. */
+export interface ProfilePatch {
+  set: Partial<Pick<UserRecord, ProfileField>>;
+  unset: ProfileField[];
+}
+
+type ProfileField = "nickname" | "avatarUrl" | "gender" | "birthday" | "email" | "username" | "attributes";
+
+export const LIMITS = {
+  nicknameChars: 64,
+  urlChars: 1024,
+  emailChars: 254,
+  attributesBytes: 8 * 1024,
+  attributesDepth: 8,
+  attributeKeyChars: 64,
+};
+
+// Mask paths (proto names, as FieldMask carries them) that an end user may set.
+const USER_FIELDS: Record<string, ProfileField> = {
+  nickname: "nickname",
+  avatar_url: "avatarUrl",
+  gender: "gender",
+  birthday: "birthday",
+  email: "email",
+  username: "username",
+  attributes: "attributes",
+};
+// Only internal callers may set these.
+const PRIVILEGED_FIELDS = new Set(["roles", "status"]);
+const READ_ONLY_FIELDS = new Set([
+  "id", "version", "phone_number", "pure_phone_number", "country_code", "invite_code", "inviter_id",
+  "has_password", "identities", "create_time", "update_time",
+]);
+
+const USERNAME = /^[A-Za-z][A-Za-z0-9_.-]{2,31}$/;
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+const CONTROL_CHARS = /\p{Cc}/u;
+const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
+/** The mask's paths, or when the mask is empty, every field the request sets. */
+export function updatePaths(user: User, maskPaths: string[]): string[] {
+  if (maskPaths.length) return maskPaths;
+  const set: string[] = [];
+  if (user.nickname) set.push("nickname");
+  if (user.avatarUrl) set.push("avatar_url");
+  if (user.gender !== Gender.UNSPECIFIED) set.push("gender");
+  if (user.birthday) set.push("birthday");
+  if (user.email) set.push("email");
+  if (user.username) set.push("username");
+  if (user.attributes && Object.keys(user.attributes).length) set.push("attributes");
+  if (user.roles.length) set.push("roles");
+  if (user.status) set.push("status");
+  if (!set.length) throw fieldInvalid("update_mask", "nothing to update: name fields in update_mask or set them in user");
+  return set;
+}
+
+/** Validates every named field; an empty value clears an optional field. */
+export function planProfilePatch(user: User, paths: string[], now: Date): ProfilePatch {
+  const patch: ProfilePatch = { set: {}, unset: [] };
+  for (const path of new Set(paths)) {
+    if (PRIVILEGED_FIELDS.has(path)) {
+      throw apiError(Code.PermissionDenied, "FIELD_NOT_ALLOWED", `user.${path} can be changed only by internal services`, { field: `user.${path}` });
+    }
+    const field = USER_FIELDS[path];
+    if (!field) {
+      throw fieldInvalid("update_mask", READ_ONLY_FIELDS.has(path) ? `${path} cannot be updated` : `unknown field ${path}`);
+    }
+    const value = validators[field](user, now);
+    if (value === undefined) patch.unset.push(field);
+    else Object.assign(patch.set, { [field]: value });
+  }
+  return patch;
+}
+
+const validators: Record<ProfileField, (user: User, now: Date) => UserRecord[ProfileField] | undefined> = {
+  nickname({ nickname }) {
+    if (!nickname) return undefined;
+    if ([...nickname].length > LIMITS.nicknameChars) throw fieldInvalid("user.nickname", `at most ${LIMITS.nicknameChars} characters`);
+    if (CONTROL_CHARS.test(nickname) || !nickname.trim()) throw fieldInvalid("user.nickname", "must be visible text without control characters");
+    return nickname;
+  },
+  avatarUrl({ avatarUrl }) {
+    if (!avatarUrl) return undefined;
+    const url = avatarUrl.length <= LIMITS.urlChars && URL.canParse(avatarUrl) ? new URL(avatarUrl) : null;
+    if (!url || !["https:", "http:"].includes(url.protocol)) throw fieldInvalid("user.avatarUrl", `must be an http(s) URL of at most ${LIMITS.urlChars} characters`);
+    return avatarUrl;
+  },
+  gender({ gender }) {
+    if (gender === Gender.UNSPECIFIED) return undefined;
+    if (gender === Gender.MALE) return "male";
+    if (gender === Gender.FEMALE) return "female";
+    throw fieldInvalid("user.gender", "must be GENDER_MALE, GENDER_FEMALE or GENDER_UNSPECIFIED");
+  },
+  birthday({ birthday }, now) {
+    if (!birthday) return undefined;
+    const m = DATE.exec(birthday);
+    const date = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : null;
+    const real = date && date.toISOString().slice(0, 10) === birthday;
+    if (!real || date.getUTCFullYear() < 1900 || date > now) throw fieldInvalid("user.birthday", "must be a past date as YYYY-MM-DD, not before 1900");
+    return birthday;
+  },
+  email({ email }) {
+    if (!email) return undefined;
+    if (email.length > LIMITS.emailChars || !EMAIL.test(email)) throw fieldInvalid("user.email", "must be an email address");
+    return email;
+  },
+  username({ username }) {
+    if (!username) return undefined;
+    if (!USERNAME.test(username)) throw fieldInvalid("user.username", "must be 3-32 of A-Z, a-z, 0-9, _ . -, starting with a letter");
+    return username;
+  },
+  attributes({ attributes }) {
+    if (!attributes || !Object.keys(attributes).length) return undefined;
+    checkJson(attributes, 1);
+    if (Buffer.byteLength(JSON.stringify(attributes)) > LIMITS.attributesBytes) {
+      throw fieldInvalid("user.attributes", `at most ${LIMITS.attributesBytes} bytes as JSON`);
+    }
+    return attributes;
+  },
+};
+
+// Keys must be safe as MongoDB field names and as plain-object keys.
+function checkJson(value: JsonValue, depth: number): void {
+  if (depth > LIMITS.attributesDepth) throw fieldInvalid("user.attributes", `nested at most ${LIMITS.attributesDepth} levels`);
+  if (Array.isArray(value)) return value.forEach((v) => checkJson(v, depth + 1));
+  if (value === null || typeof value !== "object") return;
+  for (const [key, child] of Object.entries(value as JsonObject)) {
+    if (!key || key.length > LIMITS.attributeKeyChars || key.startsWith("$") || key.includes(".") || key.includes("\0") || FORBIDDEN_KEYS.has(key)) {
+      throw fieldInvalid("user.attributes", `key "${key.slice(0, LIMITS.attributeKeyChars)}" is not allowed: 1-${LIMITS.attributeKeyChars} characters, no leading $, no dots`);
+    }
+    checkJson(child, depth + 1);
+  }
+}

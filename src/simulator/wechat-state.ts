@@ -1,0 +1,196 @@
+import { randomOpenid, randomSessionKey, randomToken } from "./crypto.js";
+import { WechatApiError } from "./protocol.js";
+
+// WeChat's side of the world: apps, codes, session keys and access tokens, with WeChat's rules.
+// Failures throw WechatApiError; the HTTP layer turns them into errcode bodies.
+
+const CODE_TTL_MS = 5 * 60_000;
+const TOKEN_TTL_MS = 7200_000;
+/** Stable tokens are renewed this long before they expire; old and new overlap meanwhile. */
+const TOKEN_RENEW_WINDOW_MS = 300_000;
+
+export interface Clock {
+  now(): number;
+  advance(ms: number): void;
+}
+
+/** The options' clock plus whatever /sim/clock has added, so expiry can be tested without waiting. */
+export function createClock(base: () => number): Clock {
+  let offsetMs = 0;
+  return {
+    now: () => base() + offsetMs,
+    advance: (ms) => {
+      offsetMs += ms;
+    },
+  };
+}
+
+export interface LoginCodeRequest {
+  appid: string;
+  openid?: string;
+  unionid?: string;
+  sessionKey?: string;
+  blocked?: boolean;
+}
+
+export interface PhoneCodeRequest {
+  appid: string;
+  phoneNumber: string;
+  countryCode: string;
+}
+
+interface Expiring {
+  expiresAt: number;
+}
+
+interface LoginCode extends Expiring {
+  appid: string;
+  openid: string;
+  unionid?: string;
+  sessionKey: string;
+  blocked: boolean;
+  used: boolean;
+}
+
+interface PhoneCode extends Expiring {
+  appid: string;
+  phoneNumber: string;
+  countryCode: string;
+  issuedAt: number;
+  used: boolean;
+}
+
+interface AccessToken extends Expiring {
+  value: string;
+  appid: string;
+  revoked: boolean;
+}
+
+export type WechatState = ReturnType<typeof createWechatState>;
+
+export function createWechatState(apps: Record<string, string>, clock: Clock) {
+  const secrets = new Map(Object.entries(apps));
+  const loginCodes = new Map<string, LoginCode>();
+  const phoneCodes = new Map<string, PhoneCode>();
+  /** `appid openid` -> the user's current session_key (one valid key per user, as in WeChat). */
+  const sessionKeys = new Map<string, string>();
+  const tokens = new Map<string, AccessToken>();
+  /** appid -> the token stable_token hands out in normal mode. */
+  const latestTokens = new Map<string, AccessToken>();
+
+  const userKey = (appid: string, openid: string) => `${appid} ${openid}`;
+  const seconds = (ms: number) => Math.floor(ms / 1000);
+
+  // An expired code answers 40029 just like an unknown one, so forgetting it changes nothing a
+  // client can see and keeps a long-running dev simulator from growing without bound.
+  function forgetExpired(codes: Map<string, Expiring>): void {
+    const now = clock.now();
+    for (const [code, record] of codes) {
+      if (record.expiresAt <= now) codes.delete(code);
+    }
+  }
+
+  function issueToken(appid: string): AccessToken {
+    const token = { value: randomToken(96), appid, expiresAt: clock.now() + TOKEN_TTL_MS, revoked: false };
+    tokens.set(token.value, token);
+    latestTokens.set(appid, token);
+    return token;
+  }
+
+  return {
+    isKnownApp(appid: string): boolean {
+      return secrets.has(appid);
+    },
+
+    authenticateApp(appid: string, secret: string): void {
+      const expected = secrets.get(appid);
+      if (expected === undefined) throw new WechatApiError(40013);
+      if (expected !== secret) throw new WechatApiError(40125);
+    },
+
+    /** What wx.login does: a new code, and a new current session_key for the user. */
+    mintLoginCode(request: LoginCodeRequest): { code: string; openid: string; unionid?: string } {
+      forgetExpired(loginCodes);
+      const openid = request.openid ?? randomOpenid();
+      const sessionKey = request.sessionKey ?? randomSessionKey();
+      sessionKeys.set(userKey(request.appid, openid), sessionKey);
+      const code = randomToken(24);
+      loginCodes.set(code, {
+        appid: request.appid,
+        openid,
+        unionid: request.unionid,
+        sessionKey,
+        blocked: request.blocked ?? false,
+        used: false,
+        expiresAt: clock.now() + CODE_TTL_MS,
+      });
+      return { code, openid, unionid: request.unionid };
+    },
+
+    redeemLoginCode(appid: string, code: string): { openid: string; session_key: string; unionid?: string } {
+      const record = loginCodes.get(code);
+      // A code minted for another app is, to this app, a code that does not exist.
+      if (record === undefined || record.appid !== appid) throw new WechatApiError(40029);
+      if (record.used) throw new WechatApiError(40163);
+      if (record.expiresAt <= clock.now()) throw new WechatApiError(40029);
+      record.used = true;
+      if (record.blocked) throw new WechatApiError(40226);
+      const body = { openid: record.openid, session_key: record.sessionKey };
+      return record.unionid === undefined ? body : { ...body, unionid: record.unionid };
+    },
+
+    currentSessionKey(appid: string, openid: string): string | undefined {
+      return sessionKeys.get(userKey(appid, openid));
+    },
+
+    mintPhoneCode(request: PhoneCodeRequest): string {
+      forgetExpired(phoneCodes);
+      const code = randomToken(32);
+      const now = clock.now();
+      phoneCodes.set(code, { ...request, issuedAt: now, expiresAt: now + CODE_TTL_MS, used: false });
+      return code;
+    },
+
+    redeemPhoneCode(appid: string, code: string) {
+      const record = phoneCodes.get(code);
+      // Unknown, foreign, used and expired codes all get the same answer from WeChat.
+      if (record === undefined || record.appid !== appid || record.used || record.expiresAt <= clock.now()) {
+        throw new WechatApiError(40029);
+      }
+      record.used = true;
+      const prefix = `+${record.countryCode}`;
+      return {
+        phoneNumber: record.phoneNumber,
+        purePhoneNumber: record.phoneNumber.startsWith(prefix)
+          ? record.phoneNumber.slice(prefix.length)
+          : record.phoneNumber,
+        countryCode: Number(record.countryCode),
+        watermark: { timestamp: seconds(record.issuedAt), appid },
+      };
+    },
+
+    /** getStableAccessToken for an authenticated app. */
+    stableToken(appid: string, forceRefresh: boolean): { access_token: string; expires_in: number } {
+      const now = clock.now();
+      let token = latestTokens.get(appid);
+      if (forceRefresh) {
+        // A forced refresh is for a leaked token: everything issued before stops working at once.
+        for (const old of tokens.values()) if (old.appid === appid) old.revoked = true;
+        token = issueToken(appid);
+      } else if (token === undefined || token.expiresAt - now <= TOKEN_RENEW_WINDOW_MS) {
+        // The previous token is left alone: it stays valid until its own expiry.
+        token = issueToken(appid);
+      }
+      return { access_token: token.value, expires_in: Math.ceil((token.expiresAt - now) / 1000) };
+    },
+
+    /** The appid an access_token belongs to. */
+    authorize(accessToken: string | undefined): string {
+      if (accessToken === undefined) throw new WechatApiError(41001);
+      const token = tokens.get(accessToken);
+      if (token === undefined || token.revoked) throw new WechatApiError(40001);
+      if (token.expiresAt <= clock.now()) throw new WechatApiError(42001);
+      return token.appid;
+    },
+  };
+}

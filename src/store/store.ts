@@ -1,0 +1,183 @@
+import { ObjectId } from "mongodb";
+
+// The storage port. Two implementations keep the same contract: MemoryStore (embedded default)
+// and MongoStore (official driver). The service layer is the only caller.
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+export type Gender = "male" | "female";
+export type UserStatus = "active" | "disabled";
+
+export interface IdentityRecord {
+  platform: string;
+  appid: string;
+  openid: string;
+  unionid?: string;
+  createdAt: Date;
+}
+
+export interface UserRecord {
+  /** Hex of the stored ObjectId. */
+  id: string;
+  /** The stored `__v`; +1 on every write. */
+  version: number;
+  nickname?: string;
+  avatarUrl?: string;
+  gender?: Gender;
+  /** YYYY-MM-DD. */
+  birthday?: string;
+  phoneNumber?: string;
+  purePhoneNumber?: string;
+  countryCode?: string;
+  email?: string;
+  username?: string;
+  passwordHash?: string;
+  roles: string[];
+  status: UserStatus;
+  inviteCode?: string;
+  inviterId?: string;
+  /** The open-platform id shared by the user's identities (WeChat unionid). */
+  unionid?: string;
+  identities: IdentityRecord[];
+  attributes: JsonObject;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export type UserDraft = Omit<UserRecord, "id" | "version">;
+
+export interface SessionRecord {
+  /** Hex of the stored ObjectId; the access token's `sid`. */
+  id: string;
+  /** The configured app key the session was opened for. */
+  appId: string;
+  /** Null while the session is pending (signed in at the platform, not yet a user). */
+  userId: string | null;
+  platform: string;
+  appid: string;
+  openid: string;
+  unionid?: string;
+  /** The platform session key (WeChat session_key). Never leaves the server. */
+  sessionKey?: string;
+  /** Hash of the current refresh token; null for a pending session. */
+  refreshHash: string | null;
+  /** Hashes of spent refresh tokens, oldest first, at most SPENT_HASHES_KEPT. */
+  spentRefreshHashes: string[];
+  /** When the current refresh token was issued. */
+  rotatedAt: Date;
+  /** Per-session secret from which a rotated refresh token is derived (see auth/refresh-token.ts). */
+  chainKey: string;
+  createdAt: Date;
+  expiresAt: Date;
+  revokedAt: Date | null;
+  revokeReason?: string;
+}
+
+/** `id` may be chosen by the caller (see newObjectId) so a token can name the session before it is stored. */
+export type SessionDraft = Omit<SessionRecord, "id"> & { id?: string };
+
+export interface Rotation {
+  /** The refresh hash the session must still have. */
+  expectedHash: string;
+  nextHash: string;
+  rotatedAt: Date;
+  expiresAt: Date;
+}
+
+/** How many spent refresh-token hashes a session remembers for reuse detection. */
+export const SPENT_HASHES_KEPT = 10;
+
+export interface UserStore {
+  insert(draft: UserDraft): Promise<UserRecord>;
+  /** Null when no user has the id (including ids that are not ObjectId hex). */
+  get(id: string): Promise<UserRecord | null>;
+  /** The distinct users holding any of the unique keys (see uniqueKeysOf). */
+  findByKeys(keys: string[]): Promise<UserRecord[]>;
+  /**
+   * Writes the record if the stored version is still `next.version`; the stored and returned
+   * record has version + 1. VersionConflictError otherwise, NotFoundError when the user is gone,
+   * DuplicateKeyError when a unique key belongs to another user.
+   */
+  replace(next: UserRecord): Promise<UserRecord>;
+}
+
+export interface SessionStore {
+  insert(draft: SessionDraft): Promise<SessionRecord>;
+  /** The session as stored, expired or revoked ones included; null when unknown. */
+  get(id: string): Promise<SessionRecord | null>;
+  /**
+   * Compare-and-set of the refresh hash: succeeds only if the session is not revoked and still
+   * has `expectedHash`, which moves to the end of spentRefreshHashes. Returns the updated
+   * session, or null when the compare failed.
+   */
+  rotate(id: string, rotation: Rotation): Promise<SessionRecord | null>;
+  /** Turns a pending session into a user's session with its first refresh token. */
+  promote(id: string, userId: string, refreshHash: string, expiresAt: Date): Promise<SessionRecord | null>;
+  /** Marks the session revoked (idempotent). */
+  revoke(id: string, reason: string): Promise<void>;
+  /** Revokes every live session of the user; returns how many. */
+  revokeAllForUser(userId: string, reason: string): Promise<number>;
+}
+
+export interface Store {
+  users: UserStore;
+  sessions: SessionStore;
+  /** Creates indexes and the like; safe to call on every start. */
+  init(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A new id in ObjectId hex form, the id format of both stores. */
+export function newObjectId(): string {
+  return new ObjectId().toHexString();
+}
+
+export type UniqueKeyKind = "identity" | "unionid" | "phone" | "username";
+
+/**
+ * Every value that at most one user may hold, as strings "kind:value". Both stores index these
+ * (MongoDB: a unique multikey index on `keys`), so uniqueness needs no transactions.
+ */
+export function uniqueKeysOf(user: Pick<UserRecord, "identities" | "unionid" | "phoneNumber" | "username">): string[] {
+  const keys = user.identities.map((i) => identityKey(i.platform, i.appid, i.openid));
+  if (user.unionid) keys.push(`unionid:${user.unionid}`);
+  if (user.phoneNumber) keys.push(`phone:${user.phoneNumber}`);
+  if (user.username) keys.push(`username:${user.username.toLowerCase()}`);
+  return keys;
+}
+
+export const identityKey = (platform: string, appid: string, openid: string) => `identity:${platform}:${appid}:${openid}`;
+export const unionidKey = (unionid: string) => `unionid:${unionid}`;
+
+export function keyKind(key: string): UniqueKeyKind {
+  return key.slice(0, key.indexOf(":")) as UniqueKeyKind;
+}
+
+/** Base of the store's own errors; the service maps them to wire errors in one place. */
+export class StoreError extends Error {}
+
+export class DuplicateKeyError extends StoreError {
+  constructor(readonly kind: UniqueKeyKind | "unknown") {
+    super(`duplicate ${kind}`);
+  }
+}
+
+export class VersionConflictError extends StoreError {
+  constructor() {
+    super("version conflict");
+  }
+}
+
+export class NotFoundError extends StoreError {
+  constructor(what: string) {
+    super(`${what} not found`);
+  }
+}
+
+/** The store could not be reached or did not answer in time. */
+export class StoreUnavailableError extends StoreError {
+  constructor(cause: unknown) {
+    super("store unavailable", { cause });
+  }
+}

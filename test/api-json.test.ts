@@ -1,0 +1,282 @@
+// The API as a mini-program sees it: Connect JSON over HTTP/1.1 against the real listeners and simulator.
+import { createRemoteJWKSet, decodeJwt, jwtVerify } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEMO_APPID, injectFault, login, mintCode, reasonOf, rpc, SERVICE, startHarness, type Harness } from "./support/harness.js";
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness();
+});
+afterAll(() => h.close());
+
+describe("Login with a wx.login code", () => {
+  it("registers a new user on first login and finds it again on the next", async () => {
+    const first = await login(h);
+    expect(first.res.status).toBe(200);
+    expect(first.body).toMatchObject({ registered: true, firstLogin: true, openid: first.openid });
+    expect(first.body.user.id).toMatch(/^[0-9a-f]{24}$/);
+    expect(first.body.user.version).toBe(0);
+    expect(first.body.user.identities).toEqual([expect.objectContaining({ platform: "wechat-miniprogram", appid: DEMO_APPID, openid: first.openid })]);
+    expect(first.body.tokens).toMatchObject({ tokenType: "Bearer", expiresIn: 7200 });
+    expect(first.body.tokens.refreshExpiresIn).toBeGreaterThan(7200);
+
+    const again = await login(h, { openid: first.openid });
+    expect(again.body).toMatchObject({ registered: true, firstLogin: false });
+    expect(again.body.user.id).toBe(first.body.user.id);
+  });
+
+  it("never shows the session_key", async () => {
+    const sessionKey = Buffer.from("0123456789abcdef").toString("base64");
+    const { res, access } = await login(h, { sessionKey });
+    expect(res.text).not.toContain(sessionKey);
+    const check = await rpc(h.httpUrl, "CheckLogin", {}, access);
+    expect(check.text).not.toContain(sessionKey);
+    expect(h.logs.join("\n")).not.toContain(sessionKey);
+  });
+
+  it("makes exactly one user from parallel first logins of one openid", async () => {
+    const openid = `o_parallel_${Date.now()}`;
+    const codes = await Promise.all(Array.from({ length: 10 }, () => mintCode(h.sim, { openid })));
+    const results = await Promise.all(codes.map((c) => rpc(h.httpUrl, "Login", { appId: "demo", code: c.code })));
+    expect(results.map((r) => r.status)).toEqual(results.map(() => 200));
+    expect(new Set(results.map((r) => r.json.user.id)).size).toBe(1);
+    expect(results.filter((r) => r.json.firstLogin).length).toBe(1);
+  });
+
+  it("uses the only configured app when appId is omitted, and accepts the appid as the app id", async () => {
+    const { code } = await mintCode(h.sim);
+    expect((await rpc(h.httpUrl, "Login", { code })).status).toBe(200);
+    const { code: code2 } = await mintCode(h.sim);
+    expect((await rpc(h.httpUrl, "Login", { appId: DEMO_APPID, code: code2 })).status).toBe(200);
+  });
+
+  it("maps WeChat's answers to codes and reasons", async () => {
+    const bad = await rpc(h.httpUrl, "Login", { appId: "demo", code: "not-a-code" });
+    expect([bad.status, reasonOf(bad)]).toEqual([400, "CODE_INVALID"]);
+
+    const { code } = await mintCode(h.sim);
+    await rpc(h.httpUrl, "Login", { appId: "demo", code });
+    const used = await rpc(h.httpUrl, "Login", { appId: "demo", code });
+    expect([used.status, reasonOf(used)]).toEqual([400, "CODE_USED"]);
+
+    const blocked = await mintCode(h.sim, { blocked: true });
+    const denied = await rpc(h.httpUrl, "Login", { appId: "demo", code: blocked.code });
+    expect([denied.status, reasonOf(denied)]).toEqual([403, "USER_BLOCKED_BY_PLATFORM"]);
+
+    await injectFault(h.sim, { path: "/sns/jscode2session", errcode: 45011 });
+    const limited = await rpc(h.httpUrl, "Login", { appId: "demo", code: (await mintCode(h.sim)).code });
+    expect([limited.status, reasonOf(limited)]).toEqual([429, "RATE_LIMITED"]);
+
+    await injectFault(h.sim, { path: "/sns/jscode2session", errcode: -1, times: 2 });
+    const busy = await rpc(h.httpUrl, "Login", { appId: "demo", code: (await mintCode(h.sim)).code });
+    expect([busy.status, reasonOf(busy)]).toEqual([503, "UPSTREAM_UNAVAILABLE"]);
+
+    await injectFault(h.sim, { path: "/sns/jscode2session", status: 502 });
+    const gateway = await rpc(h.httpUrl, "Login", { appId: "demo", code: (await mintCode(h.sim)).code });
+    expect([gateway.status, reasonOf(gateway)]).toEqual([503, "UPSTREAM_UNAVAILABLE"]);
+  });
+
+  it("retries a WeChat -1 once and then succeeds", async () => {
+    await injectFault(h.sim, { path: "/sns/jscode2session", errcode: -1, times: 1 });
+    const ok = await rpc(h.httpUrl, "Login", { appId: "demo", code: (await mintCode(h.sim)).code });
+    expect(ok.status).toBe(200);
+  });
+
+  it("refuses bad input with INVALID_ARGUMENT and a reason, never a 500", async () => {
+    const cases: Array<[unknown, number, string]> = [
+      ["{not json", 400, "REQUEST_INVALID"],
+      ["[1,2]", 400, "REQUEST_INVALID"],
+      [{ appId: "demo", code: 123 }, 400, "FIELD_INVALID"],
+      [{ appId: "demo", code: "x", unknownField: 1 }, 400, "FIELD_INVALID"],
+      [{ appId: "demo" }, 400, "FIELD_INVALID"],
+      [{ appId: "demo", code: "" }, 400, "FIELD_INVALID"],
+      [{ appId: "demo", code: "a".repeat(300) }, 400, "FIELD_INVALID"],
+      [{ appId: "nope", code: "abc" }, 404, "APP_NOT_FOUND"],
+      [{ appId: "demo", code: "x".repeat(200_000) }, 400, "REQUEST_TOO_LARGE"],
+    ];
+    for (const [body, status, reason] of cases) {
+      const res = await rpc(h.httpUrl, "Login", body);
+      expect([res.status, reasonOf(res)], JSON.stringify(body).slice(0, 60)).toEqual([status, reason]);
+    }
+    const wrongType = await rpc(h.httpUrl, "Login", { appId: "demo", code: 123 });
+    expect(wrongType.json.details[0].debug.metadata).toEqual({ field: "code" });
+  });
+
+  it("answers password and id-token logins with UNIMPLEMENTED until they land", async () => {
+    const res = await rpc(h.httpUrl, "Login", { appId: "demo", password: { username: "a", password: "b" } });
+    expect([res.status, res.json.code, reasonOf(res)]).toEqual([501, "unimplemented", "NOT_IMPLEMENTED"]);
+  });
+});
+
+describe("tokens and sessions", () => {
+  it("signs access tokens that internal services can verify with the JWKS", async () => {
+    const { access, body } = await login(h);
+    const jwks = createRemoteJWKSet(new URL(`${h.httpUrl}/.well-known/jwks.json`));
+    const { payload, protectedHeader } = await jwtVerify(access, jwks, { audience: "demo", typ: "at+jwt" });
+    expect(protectedHeader.alg).toBe("ES256");
+    expect(payload.sub).toBe(body.user.id);
+    expect(typeof payload.sid).toBe("string");
+    expect(payload.exp! - payload.iat!).toBe(7200);
+    const keys = (await (await fetch(`${h.httpUrl}/.well-known/jwks.json`)).json()) as { keys: object[] };
+    expect(keys.keys[0]).not.toHaveProperty("d");
+  });
+
+  it("checks a login by bearer, by the accessToken field, and with Connect GET", async () => {
+    const { access, body } = await login(h);
+    const byBearer = await rpc(h.httpUrl, "CheckLogin", {}, access);
+    expect(byBearer.status).toBe(200);
+    expect(byBearer.json).toMatchObject({ user: { id: body.user.id }, sessionId: decodeJwt(access).sid, appId: "demo" });
+    expect(new Date(byBearer.json.expireTime).getTime()).toBe((decodeJwt(access).exp as number) * 1000);
+
+    const byField = await rpc(h.httpUrl, "CheckLogin", { accessToken: access });
+    expect(byField.json.user.id).toBe(body.user.id);
+
+    const message = encodeURIComponent(JSON.stringify({}));
+    const get = await fetch(`${h.httpUrl}/${SERVICE}/GetUser?connect=v1&encoding=json&message=${message}`, { headers: { authorization: `Bearer ${access}` } });
+    expect(get.status).toBe(200);
+    expect(((await get.json()) as { user: { id: string } }).user.id).toBe(body.user.id);
+  });
+
+  it("refuses missing, malformed and forged tokens with their reasons", async () => {
+    const { access } = await login(h);
+    const missing = await rpc(h.httpUrl, "GetUser", {});
+    expect([missing.status, reasonOf(missing)]).toEqual([401, "TOKEN_MISSING"]);
+    const garbage = await rpc(h.httpUrl, "GetUser", {}, "garbage");
+    expect([garbage.status, reasonOf(garbage)]).toEqual([401, "TOKEN_INVALID"]);
+    const [header, payload] = access.split(".");
+    const unsigned = await rpc(h.httpUrl, "GetUser", {}, `${header}.${payload}.`);
+    expect(reasonOf(unsigned)).toBe("TOKEN_INVALID");
+    const basic = await rpc(h.httpUrl, "GetUser", {}, undefined, { authorization: "Basic Zm9vOmJhcg==" });
+    expect(reasonOf(basic)).toBe("TOKEN_INVALID");
+  });
+
+  it("rotates refresh tokens; a spent one inside the grace window gets the same child", async () => {
+    const { refresh } = await login(h);
+    const first = await rpc(h.httpUrl, "Refresh", { refreshToken: refresh });
+    expect(first.status).toBe(200);
+    expect(first.json.tokens.refreshToken).not.toBe(refresh);
+    const replay = await rpc(h.httpUrl, "Refresh", { refreshToken: refresh });
+    expect(replay.status).toBe(200);
+    expect(replay.json.tokens.refreshToken).toBe(first.json.tokens.refreshToken);
+  });
+
+  it("lets parallel refreshes of one token settle on one child", async () => {
+    const { refresh, access } = await login(h);
+    const results = await Promise.all(Array.from({ length: 20 }, () => rpc(h.httpUrl, "Refresh", { refreshToken: refresh })));
+    expect(results.map((r) => r.status)).toEqual(results.map(() => 200));
+    const children = new Set(results.map((r) => r.json.tokens.refreshToken));
+    expect(children.size).toBe(1);
+    const next = await rpc(h.httpUrl, "Refresh", { refreshToken: [...children][0] });
+    expect(next.status).toBe(200);
+    expect((await rpc(h.httpUrl, "CheckLogin", {}, access)).status).toBe(200);
+  });
+
+  it("refuses unknown refresh tokens without revoking anything", async () => {
+    const { refresh, access } = await login(h);
+    const forged = `${refresh.split(".")[0]}.${"A".repeat(43)}`;
+    for (const token of [forged, "nonsense", ""]) {
+      const res = await rpc(h.httpUrl, "Refresh", { refreshToken: token });
+      expect(res.status).not.toBe(200);
+      expect(["TOKEN_INVALID", "FIELD_INVALID"]).toContain(reasonOf(res));
+    }
+    expect((await rpc(h.httpUrl, "CheckLogin", {}, access)).status).toBe(200);
+  });
+
+  it("logs out one session, or all of a user's sessions", async () => {
+    const a = await login(h);
+    const b = await login(h, { openid: a.openid });
+    const out = await rpc(h.httpUrl, "Logout", {}, a.access);
+    expect(out.status).toBe(200);
+    const dead = await rpc(h.httpUrl, "CheckLogin", {}, a.access);
+    expect([dead.status, reasonOf(dead)]).toEqual([401, "TOKEN_REVOKED"]);
+    expect((await rpc(h.httpUrl, "CheckLogin", {}, b.access)).status).toBe(200);
+    const refreshDead = await rpc(h.httpUrl, "Refresh", { refreshToken: a.refresh });
+    expect(reasonOf(refreshDead)).toBe("TOKEN_REVOKED");
+
+    const c = await login(h, { openid: a.openid });
+    expect((await rpc(h.httpUrl, "Logout", { allSessions: true }, c.access)).status).toBe(200);
+    for (const token of [b.access, c.access]) expect(reasonOf(await rpc(h.httpUrl, "CheckLogin", {}, token))).toBe("TOKEN_REVOKED");
+  });
+});
+
+describe("GetUser and UpdateUser", () => {
+  it("reads only the caller", async () => {
+    const a = await login(h);
+    const b = await login(h);
+    expect((await rpc(h.httpUrl, "GetUser", {}, a.access)).json.user.id).toBe(a.body.user.id);
+    expect((await rpc(h.httpUrl, "GetUser", { userId: a.body.user.id }, a.access)).status).toBe(200);
+    const other = await rpc(h.httpUrl, "GetUser", { userId: b.body.user.id }, a.access);
+    expect([other.status, reasonOf(other)]).toEqual([403, "PERMISSION_DENIED"]);
+  });
+
+  it("updates the masked fields, bumps the version and keeps the rest", async () => {
+    const { access } = await login(h);
+    const res = await rpc(
+      h.httpUrl,
+      "UpdateUser",
+      {
+        user: { nickname: "小明", avatarUrl: "https://thirdwx.qlogo.cn/a.png", gender: "GENDER_FEMALE", birthday: "1990-02-28", email: "x@example.com", attributes: { bmi: 22.5, fat: 15.2 } },
+        updateMask: "nickname,avatarUrl,gender,birthday,email,attributes",
+      },
+      access,
+    );
+    expect(res.status).toBe(200);
+    expect(res.json.user).toMatchObject({ nickname: "小明", gender: "GENDER_FEMALE", birthday: "1990-02-28", attributes: { bmi: 22.5, fat: 15.2 }, version: 1 });
+
+    const masked = await rpc(h.httpUrl, "UpdateUser", { user: { nickname: "ignored", email: "y@example.com" }, updateMask: "email" }, access);
+    expect(masked.json.user).toMatchObject({ nickname: "小明", email: "y@example.com", version: 2 });
+
+    const cleared = await rpc(h.httpUrl, "UpdateUser", { user: {}, updateMask: "email" }, access);
+    expect(cleared.json.user).toMatchObject({ email: "", version: 3 });
+
+    const inferred = await rpc(h.httpUrl, "UpdateUser", { user: { nickname: "小红" } }, access);
+    expect(inferred.json.user).toMatchObject({ nickname: "小红", email: "", version: 4 });
+    expect((await rpc(h.httpUrl, "GetUser", {}, access)).json.user).toMatchObject({ nickname: "小红", version: 4 });
+  });
+
+  it("refuses a stale expectedVersion with ABORTED / VERSION_CONFLICT and changes nothing", async () => {
+    const { access } = await login(h);
+    const ok = await rpc(h.httpUrl, "UpdateUser", { user: { nickname: "one" }, updateMask: "nickname", expectedVersion: 0 }, access);
+    expect(ok.json.user.version).toBe(1);
+    const stale = await rpc(h.httpUrl, "UpdateUser", { user: { nickname: "two" }, updateMask: "nickname", expectedVersion: 0 }, access);
+    expect([stale.status, stale.json.code, reasonOf(stale)]).toEqual([409, "aborted", "VERSION_CONFLICT"]);
+    expect((await rpc(h.httpUrl, "GetUser", {}, access)).json.user).toMatchObject({ nickname: "one", version: 1 });
+  });
+
+  it("lets exactly one of parallel updates pinned to one version win", async () => {
+    const { access } = await login(h);
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => rpc(h.httpUrl, "UpdateUser", { user: { nickname: `n${i}` }, updateMask: "nickname", expectedVersion: 0 }, access)),
+    );
+    expect(results.filter((r) => r.status === 200).length).toBe(1);
+    expect(results.filter((r) => reasonOf(r) === "VERSION_CONFLICT").length).toBe(7);
+  });
+
+  it("validates every field it sets", async () => {
+    const { access } = await login(h);
+    const cases: Array<[object, string, string]> = [
+      [{ user: { nickname: "x".repeat(65) }, updateMask: "nickname" }, "FIELD_INVALID", "user.nickname"],
+      [{ user: { nickname: "a\u0007b" }, updateMask: "nickname" }, "FIELD_INVALID", "user.nickname"],
+      [{ user: { avatarUrl: "javascript:alert(1)" }, updateMask: "avatarUrl" }, "FIELD_INVALID", "user.avatarUrl"],
+      [{ user: { gender: 7 }, updateMask: "gender" }, "FIELD_INVALID", "user.gender"],
+      [{ user: { birthday: "2023-02-30" }, updateMask: "birthday" }, "FIELD_INVALID", "user.birthday"],
+      [{ user: { birthday: "2999-01-01" }, updateMask: "birthday" }, "FIELD_INVALID", "user.birthday"],
+      [{ user: { email: "nope" }, updateMask: "email" }, "FIELD_INVALID", "user.email"],
+      [{ user: { attributes: { $where: "1" } }, updateMask: "attributes" }, "FIELD_INVALID", "user.attributes"],
+      [{ user: { attributes: { "a.b": 1 } }, updateMask: "attributes" }, "FIELD_INVALID", "user.attributes"],
+      [{ user: { attributes: { big: "x".repeat(9000) } }, updateMask: "attributes" }, "FIELD_INVALID", "user.attributes"],
+      [{ user: { nickname: "x" }, updateMask: "phoneNumber" }, "FIELD_INVALID", "update_mask"],
+      [{ user: { nickname: "x" }, updateMask: "noSuchField" }, "FIELD_INVALID", "update_mask"],
+      [{ user: {} }, "FIELD_INVALID", "update_mask"],
+    ];
+    for (const [body, reason, field] of cases) {
+      const res = await rpc(h.httpUrl, "UpdateUser", body, access);
+      expect([res.status, reasonOf(res), res.json.details[0].debug.metadata.field], JSON.stringify(body).slice(0, 80)).toEqual([400, reason, field]);
+    }
+    const attributesNotObject = await rpc(h.httpUrl, "UpdateUser", { user: { attributes: [1, 2] }, updateMask: "attributes" }, access);
+    expect([attributesNotObject.status, reasonOf(attributesNotObject)]).toEqual([400, "FIELD_INVALID"]);
+    const roles = await rpc(h.httpUrl, "UpdateUser", { user: { roles: ["admin"] }, updateMask: "roles" }, access);
+    expect([roles.status, reasonOf(roles)]).toEqual([403, "FIELD_NOT_ALLOWED"]);
+    expect((await rpc(h.httpUrl, "GetUser", {}, access)).json.user).toMatchObject({ version: 0, roles: ["member"] });
+  });
+});

@@ -1,0 +1,103 @@
+// One set of handlers, every transport: Connect (JSON and binary) and gRPC-Web on HTTP/1.1;
+// gRPC, Connect and gRPC-Web on h2c; @grpc/grpc-js; and buf curl as an engineer runs it.
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { create, fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
+import { CheckLoginRequestSchema, IdentityService } from "../gen/identity/v1/identity_pb.js";
+import { login, mintCode, startHarness, type Harness } from "./support/harness.js";
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness();
+});
+afterAll(() => h.close());
+
+const transports: Array<[string, () => Transport]> = [
+  ["Connect JSON on HTTP/1.1", () => createConnectTransport({ baseUrl: h.httpUrl, httpVersion: "1.1", useBinaryFormat: false })],
+  ["Connect binary on HTTP/1.1", () => createConnectTransport({ baseUrl: h.httpUrl, httpVersion: "1.1", useBinaryFormat: true })],
+  ["gRPC-Web on HTTP/1.1", () => createGrpcWebTransport({ baseUrl: h.httpUrl, httpVersion: "1.1" })],
+  ["gRPC on h2c", () => createGrpcTransport({ baseUrl: h.grpcUrl })],
+  ["Connect on h2c", () => createConnectTransport({ baseUrl: h.grpcUrl, httpVersion: "2" })],
+  ["gRPC-Web on h2c", () => createGrpcWebTransport({ baseUrl: h.grpcUrl, httpVersion: "2" })],
+];
+
+describe.each(transports)("%s", (_name, makeTransport) => {
+  it("logs in, checks the login and reads the user", async () => {
+    const client = createClient(IdentityService, makeTransport());
+    const { code, openid } = await mintCode(h.sim);
+    const res = await client.login({ appId: "demo", credential: { case: "code", value: code } });
+    expect(res.registered).toBe(true);
+    expect(res.openid).toBe(openid);
+    const headers = { authorization: `Bearer ${res.tokens!.accessToken}` };
+    const check = await client.checkLogin({}, { headers });
+    expect(check.user?.id).toBe(res.user?.id);
+    const got = await client.getUser({}, { headers });
+    expect(got.user?.identities[0]?.openid).toBe(openid);
+  });
+
+  it("carries the code and the ErrorInfo reason", async () => {
+    const client = createClient(IdentityService, makeTransport());
+    const error = await client.getUser({}).catch((e: unknown) => ConnectError.from(e));
+    expect(error).toBeInstanceOf(ConnectError);
+    expect((error as ConnectError).code).toBe(Code.Unauthenticated);
+    expect((error as ConnectError).findDetails(ErrorInfoSchema)[0]).toMatchObject({ domain: "identity.v1", reason: "TOKEN_MISSING" });
+  });
+});
+
+/** A grpc-js client for the service, serializing with protobuf-es. */
+function grpcJsClient(address: string) {
+  const serialize = (schema: DescMessage) => (m: any) => Buffer.from(toBinary(schema, m));
+  const deserialize = (schema: DescMessage) => (b: Buffer) => fromBinary(schema, b);
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const method of IdentityService.methods) {
+    definition[method.name] = {
+      path: `/${IdentityService.typeName}/${method.name}`,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: serialize(method.input),
+      requestDeserialize: deserialize(method.input),
+      responseSerialize: serialize(method.output),
+      responseDeserialize: deserialize(method.output),
+    };
+  }
+  const Client = grpc.makeGenericClientConstructor(definition, "IdentityService");
+  return new Client(address, grpc.credentials.createInsecure());
+}
+
+describe("@grpc/grpc-js", () => {
+  it("checks a token with bearer metadata and gets UNAUTHENTICATED without one", async () => {
+    const { access, body } = await login(h);
+    const client = grpcJsClient(new URL(h.grpcUrl).host);
+    const call = (metadata: grpc.Metadata) =>
+      new Promise<any>((resolve, reject) => {
+        (client as any).CheckLogin(create(CheckLoginRequestSchema, {}), metadata, (err: grpc.ServiceError | null, res: unknown) => (err ? reject(err) : resolve(res)));
+      });
+    try {
+      const metadata = new grpc.Metadata();
+      metadata.set("authorization", `Bearer ${access}`);
+      const res = await call(metadata);
+      expect(res.user.id).toBe(body.user.id);
+      const err = await call(new grpc.Metadata()).catch((e: grpc.ServiceError) => e);
+      expect(err.code).toBe(grpc.status.UNAUTHENTICATED);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe("buf curl", () => {
+  it("calls GetUser over gRPC with the schema from proto/", async () => {
+    const { access, body } = await login(h);
+    const { stdout } = await promisify(execFile)(
+      "npx",
+      ["--no-install", "buf", "curl", "--schema", "proto", "--protocol", "grpc", "--http2-prior-knowledge", "-H", `authorization: Bearer ${access}`, "-d", "{}", `${h.grpcUrl}/identity.v1.IdentityService/GetUser`],
+      { timeout: 30_000 },
+    );
+    expect(JSON.parse(stdout).user.id).toBe(body.user.id);
+  });
+});

@@ -1,0 +1,68 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../src/config/config.js";
+
+const app = { id: "demo", platform: "wechat-miniprogram", appid: "wx0000000000000001", secret: "s" };
+const withFile = (file: unknown, env: Record<string, string> = {}) =>
+  loadConfig({ IDENTITY_CONFIG: "/etc/identity.json", ...env }, () => (typeof file === "string" ? file : JSON.stringify(file)));
+
+function problemsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("loadConfig", () => {
+  it("has defaults for every variable and no file in dev mode", () => {
+    const config = loadConfig({}, () => {
+      throw new Error("no file should be read");
+    });
+    expect(config).toMatchObject({ port: 8080, grpcPort: 9090, wechatSimPort: 8090, mongodbDb: "identity", wechatSimulator: false, file: null });
+    expect(config.mongodbUri).toBeUndefined();
+  });
+
+  it("fills the file's defaults", () => {
+    const { file } = withFile({ apps: [app] });
+    expect(file?.apps[0]).toMatchObject({ registration: "auto", defaultRoles: ["member"] });
+    expect(file?.tokens).toEqual({ accessTtlSeconds: 7200, refreshTtlSeconds: 2_592_000, refreshGraceSeconds: 10 });
+    expect(file?.limits.maxBodyBytes).toBe(65_536);
+  });
+
+  it("names every bad variable at once", () => {
+    const problems = problemsOf(() => loadConfig({ PORT: "http", GRPC_PORT: "70000", MONGODB_URI: "postgres://x", WECHAT_SIMULATOR: "yes", LOG_LEVEL: "loud" }, () => ""));
+    expect(problems.map((p) => p.split(":")[0])).toEqual(["PORT", "GRPC_PORT", "MONGODB_URI", "WECHAT_SIMULATOR", "LOG_LEVEL"]);
+  });
+
+  it("names the field of the file that is wrong, in one line", () => {
+    const error = (() => {
+      try {
+        withFile({ apps: [{ ...app, appid: "123", registration: "sometimes" }], tokens: { accessTtlSeconds: 5 } });
+      } catch (e) {
+        return e as ConfigError;
+      }
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error!.message).not.toContain("\n");
+    expect(error!.problems.map((p) => p.split(":")[0]).sort()).toEqual(["apps[0].appid", "apps[0].registration", "tokens.accessTtlSeconds"]);
+  });
+
+  it("refuses unknown keys, duplicate apps, two defaults, no apps", () => {
+    expect(problemsOf(() => withFile({ apps: [app], sekret: 1 }))[0]).toMatch(/^\(config file\)/);
+    expect(problemsOf(() => withFile({ apps: [app, { ...app, appid: "wx0000000000000002" }] }))[0]).toMatch(/^apps\[1\]\.id/);
+    expect(problemsOf(() => withFile({ apps: [{ ...app, default: true }, { ...app, id: "b", appid: "wx0000000000000002", default: true }] }))[0]).toMatch(/^apps:/);
+    expect(problemsOf(() => withFile({ apps: [] }))[0]).toMatch(/^apps:/);
+  });
+
+  it("says when the file can't be read or is not JSON", () => {
+    expect(problemsOf(() => loadConfig({ IDENTITY_CONFIG: "/nope" }, () => { throw new Error("ENOENT"); }))[0]).toMatch(/^IDENTITY_CONFIG: cannot read/);
+    expect(problemsOf(() => withFile("{apps"))[0]).toMatch(/^IDENTITY_CONFIG: .* is not JSON/);
+  });
+
+  it("never repeats a secret in a problem", () => {
+    const problems = problemsOf(() => withFile({ apps: [{ ...app, secret: 12345678 }] }));
+    expect(problems.join(" ")).not.toContain("12345678");
+  });
+});

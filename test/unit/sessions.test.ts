@@ -1,0 +1,129 @@
+// Token rotation and access-token checks, on the embedded store with a controlled clock.
+import { SignJWT, base64url, decodeJwt, decodeProtectedHeader } from "jose";
+import { beforeEach, describe, expect, it } from "vitest";
+import { createAccessTokens, generateSigningKey } from "../../src/auth/access-tokens.js";
+import { TokenError } from "../../src/auth/errors.js";
+import { hashRefreshToken } from "../../src/auth/refresh-tokens.js";
+import { createSessionLibrary, type SessionLibrary } from "../../src/auth/sessions.js";
+import { MemoryStore } from "../../src/store/memory-store.js";
+
+const policy = { accessTtlSeconds: 7200, refreshTtlSeconds: 86_400, refreshGraceSeconds: 10 };
+let clock = Date.UTC(2026, 0, 1);
+const now = () => clock;
+
+let store: MemoryStore;
+let sessions: SessionLibrary;
+let accessTokens: ReturnType<typeof createAccessTokens>;
+let userId: string;
+
+async function reasonOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (e) {
+    if (e instanceof TokenError) return e.kind;
+    throw e;
+  }
+  return "ok";
+}
+
+beforeEach(async () => {
+  clock = Date.UTC(2026, 0, 1);
+  store = new MemoryStore();
+  const { key } = await generateSigningKey();
+  accessTokens = createAccessTokens([key], { issuer: "test", ttlSeconds: policy.accessTtlSeconds, now });
+  sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy, now });
+  const at = new Date(clock);
+  userId = (await store.users.insert({ roles: [], status: "active", identities: [{ platform: "p", appid: "a", openid: "o", createdAt: at }], attributes: {}, createdAt: at, updatedAt: at })).id;
+});
+
+const open = () => sessions.open({ appId: "demo", userId, platform: "p", appid: "a", openid: "o", sessionKey: "secret-session-key" });
+
+describe("access tokens", () => {
+  it("carry sub, sid, aud, typ at+jwt and the configured lifetime", async () => {
+    const { tokens, session } = await open();
+    expect(decodeProtectedHeader(tokens.accessToken)).toMatchObject({ alg: "ES256", typ: "at+jwt" });
+    const claims = decodeJwt(tokens.accessToken);
+    expect(claims).toMatchObject({ sub: userId, sid: session.id, aud: "demo", iss: "test" });
+    expect(claims.exp! - claims.iat!).toBe(7200);
+    expect(tokens.accessToken).not.toContain("secret-session-key");
+  });
+
+  it("expire, and are refused when altered or signed by anyone else", async () => {
+    const { tokens } = await open();
+    const [header, payload, signature] = tokens.accessToken.split(".");
+    const forgedPayload = base64url.encode(JSON.stringify({ ...decodeJwt(tokens.accessToken), sub: "000000000000000000000000" }));
+    expect(await reasonOf(sessions.authenticate(`${header}.${forgedPayload}.${signature}`))).toBe("invalid");
+    const none = `${base64url.encode(JSON.stringify({ alg: "none", typ: "at+jwt" }))}.${payload}.`;
+    expect(await reasonOf(sessions.authenticate(none))).toBe("invalid");
+    const { key: other } = await generateSigningKey();
+    const foreign = await new SignJWT(decodeJwt(tokens.accessToken)).setProtectedHeader({ alg: "ES256", kid: other.kid, typ: "at+jwt" }).sign(other.privateKey);
+    expect(await reasonOf(sessions.authenticate(foreign))).toBe("invalid");
+    expect(await reasonOf(sessions.authenticate(""))).toBe("missing");
+    clock += 7200 * 1000 + 1000;
+    expect(await reasonOf(sessions.authenticate(tokens.accessToken))).toBe("expired");
+  });
+
+  it("stop working when the session is revoked", async () => {
+    const { tokens, session } = await open();
+    expect(await reasonOf(sessions.authenticate(tokens.accessToken))).toBe("ok");
+    await sessions.revoke(session.id);
+    expect(await reasonOf(sessions.authenticate(tokens.accessToken))).toBe("revoked");
+  });
+});
+
+describe("refresh tokens", () => {
+  it("are stored only as hashes", async () => {
+    const { tokens, session } = await open();
+    const stored = await store.sessions.get(session.id);
+    expect(stored?.refreshHash).toBe(hashRefreshToken(tokens.refreshToken));
+    expect(JSON.stringify(stored)).not.toContain(tokens.refreshToken.split(".")[1]);
+  });
+
+  it("rotate on every use and slide the session's expiry", async () => {
+    const { tokens } = await open();
+    clock += 3600_000;
+    const next = await sessions.refresh(tokens.refreshToken);
+    expect(next.refreshToken).not.toBe(tokens.refreshToken);
+    expect(next.refreshExpiresIn).toBe(86_400);
+    const third = await sessions.refresh(next.refreshToken);
+    expect(third.refreshToken).not.toBe(next.refreshToken);
+  });
+
+  it("replay the same child for the parent inside the grace window, then count as reuse", async () => {
+    const { tokens, session } = await open();
+    const child = await sessions.refresh(tokens.refreshToken);
+    clock += 5_000;
+    expect((await sessions.refresh(tokens.refreshToken)).refreshToken).toBe(child.refreshToken);
+    clock += 6_000;
+    expect(await reasonOf(sessions.refresh(tokens.refreshToken))).toBe("reused");
+    expect((await store.sessions.get(session.id))?.revokedAt).not.toBeNull();
+    expect(await reasonOf(sessions.refresh(child.refreshToken))).toBe("revoked");
+  });
+
+  it("count an older ancestor as reuse even inside the grace window", async () => {
+    const { tokens } = await open();
+    const child = await sessions.refresh(tokens.refreshToken);
+    await sessions.refresh(child.refreshToken);
+    expect(await reasonOf(sessions.refresh(tokens.refreshToken))).toBe("reused");
+  });
+
+  it("expire with the session", async () => {
+    const { tokens } = await open();
+    clock += 86_400_000 + 1;
+    expect(await reasonOf(sessions.refresh(tokens.refreshToken))).toBe("expired");
+  });
+
+  it("are refused for a disabled user", async () => {
+    const { tokens } = await open();
+    const user = (await store.users.get(userId))!;
+    await store.users.replace({ ...user, status: "disabled" });
+    await expect(sessions.refresh(tokens.refreshToken)).rejects.toThrow("account disabled");
+  });
+
+  it("are not issued to a pending session", async () => {
+    const { tokens, session } = await sessions.open({ appId: "demo", userId: null, platform: "p", appid: "a", openid: "x" });
+    expect(tokens.refreshToken).toBe("");
+    expect(session.expiresAt.getTime() - clock).toBe(7200 * 1000);
+    expect((await sessions.authenticate(tokens.accessToken)).session.userId).toBeNull();
+  });
+});
