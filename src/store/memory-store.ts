@@ -1,0 +1,170 @@
+import { ObjectId } from "mongodb";
+import {
+  DuplicateKeyError,
+  keyKind,
+  newObjectId,
+  NotFoundError,
+  SPENT_HASHES_KEPT,
+  uniqueKeysOf,
+  VersionConflictError,
+  type Rotation,
+  type SessionDraft,
+  type SessionRecord,
+  type SessionStore,
+  type Store,
+  type UserDraft,
+  type UserRecord,
+  type UserStore,
+} from "./store.js";
+
+// The embedded store: the MongoDB store's contract kept in Maps. Records are cloned on the way in
+// and out so no caller can reach stored state, and every check-then-write runs without an await
+// in between, which makes it atomic on the event loop.
+
+/** How often expired sessions are dropped; MongoDB's TTL monitor also runs once a minute. */
+const SWEEP_INTERVAL_MS = 60_000;
+
+/** The stored form of an id: ObjectId hex in lower case, as MongoDB reads it back; null if not one. */
+function storedId(id: string): string | null {
+  return /^[0-9a-f]{24}$/i.test(id) ? id.toLowerCase() : null;
+}
+
+export class MemoryUserStore implements UserStore {
+  private readonly users = new Map<string, UserRecord>();
+  /** Unique key → id of the user holding it: the in-process twin of the unique index on `keys`. */
+  private readonly owners = new Map<string, string>();
+
+  async insert(draft: UserDraft): Promise<UserRecord> {
+    const keys = uniqueKeysOf(draft);
+    this.assertFree(keys, null);
+    const user: UserRecord = { ...structuredClone(draft), id: newObjectId(), version: 0 };
+    this.users.set(user.id, user);
+    for (const key of keys) this.owners.set(key, user.id);
+    return structuredClone(user);
+  }
+
+  async get(id: string): Promise<UserRecord | null> {
+    const user = this.find(id);
+    return user ? structuredClone(user) : null;
+  }
+
+  async findByKeys(keys: string[]): Promise<UserRecord[]> {
+    const ids = new Set(keys.flatMap((key) => this.owners.get(key) ?? []));
+    return [...ids].flatMap((id) => {
+      const user = this.users.get(id);
+      return user ? [structuredClone(user)] : [];
+    });
+  }
+
+  async replace(next: UserRecord): Promise<UserRecord> {
+    const current = this.find(next.id);
+    if (!current) throw new NotFoundError("user");
+    if (current.version !== next.version) throw new VersionConflictError();
+    const keys = uniqueKeysOf(next);
+    this.assertFree(keys, current.id);
+    for (const key of uniqueKeysOf(current)) this.owners.delete(key);
+    for (const key of keys) this.owners.set(key, current.id);
+    const user: UserRecord = { ...structuredClone(next), id: current.id, version: current.version + 1 };
+    this.users.set(user.id, user);
+    return structuredClone(user);
+  }
+
+  private find(id: string): UserRecord | undefined {
+    const key = storedId(id);
+    return key === null ? undefined : this.users.get(key);
+  }
+
+  private assertFree(keys: string[], self: string | null): void {
+    for (const key of keys) {
+      const owner = this.owners.get(key);
+      if (owner !== undefined && owner !== self) throw new DuplicateKeyError(keyKind(key));
+    }
+  }
+}
+
+export class MemorySessionStore implements SessionStore {
+  private readonly sessions = new Map<string, SessionRecord>();
+  private nextSweepAt = Date.now() + SWEEP_INTERVAL_MS;
+
+  async insert(draft: SessionDraft): Promise<SessionRecord> {
+    // Parsed like the MongoDB store does, so a malformed caller-chosen id fails the same way.
+    const id = draft.id === undefined ? newObjectId() : ObjectId.createFromHexString(draft.id).toHexString();
+    if (this.sessions.has(id)) throw new DuplicateKeyError("unknown");
+    this.sweepExpired();
+    const session: SessionRecord = { ...structuredClone(draft), id };
+    this.sessions.set(id, session);
+    return structuredClone(session);
+  }
+
+  async get(id: string): Promise<SessionRecord | null> {
+    const session = this.find(id);
+    return session ? structuredClone(session) : null;
+  }
+
+  async rotate(id: string, rotation: Rotation): Promise<SessionRecord | null> {
+    const session = this.find(id);
+    if (!session || session.revokedAt !== null || session.refreshHash !== rotation.expectedHash) return null;
+    session.refreshHash = rotation.nextHash;
+    session.spentRefreshHashes = [...session.spentRefreshHashes, rotation.expectedHash].slice(-SPENT_HASHES_KEPT);
+    session.rotatedAt = new Date(rotation.rotatedAt);
+    session.expiresAt = new Date(rotation.expiresAt);
+    return structuredClone(session);
+  }
+
+  async promote(id: string, userId: string, refreshHash: string, expiresAt: Date): Promise<SessionRecord | null> {
+    const session = this.find(id);
+    if (!session || session.userId !== null || session.revokedAt !== null) return null;
+    session.userId = userId;
+    session.refreshHash = refreshHash;
+    // The first refresh token is issued now.
+    session.rotatedAt = new Date();
+    session.expiresAt = new Date(expiresAt);
+    return structuredClone(session);
+  }
+
+  async revoke(id: string, reason: string): Promise<void> {
+    const session = this.find(id);
+    // The first revocation stands: its reason (e.g. token reuse) is the one worth keeping.
+    if (session && session.revokedAt === null) markRevoked(session, reason, Date.now());
+  }
+
+  async revokeAllForUser(userId: string, reason: string): Promise<number> {
+    const at = Date.now();
+    let count = 0;
+    for (const session of this.sessions.values()) {
+      if (session.userId !== userId || session.revokedAt !== null) continue;
+      markRevoked(session, reason, at);
+      count++;
+    }
+    return count;
+  }
+
+  private find(id: string): SessionRecord | undefined {
+    const key = storedId(id);
+    return key === null ? undefined : this.sessions.get(key);
+  }
+
+  /** Drops expired sessions, as the TTL index does in MongoDB, so a long-running process does not grow without bound. */
+  private sweepExpired(): void {
+    const now = Date.now();
+    if (now < this.nextSweepAt) return;
+    this.nextSweepAt = now + SWEEP_INTERVAL_MS;
+    for (const [id, session] of this.sessions) {
+      if (session.expiresAt.getTime() <= now) this.sessions.delete(id);
+    }
+  }
+}
+
+function markRevoked(session: SessionRecord, reason: string, at: number): void {
+  session.revokedAt = new Date(at);
+  session.revokeReason = reason;
+}
+
+export class MemoryStore implements Store {
+  readonly users = new MemoryUserStore();
+  readonly sessions = new MemorySessionStore();
+
+  async init(): Promise<void> {}
+
+  async close(): Promise<void> {}
+}

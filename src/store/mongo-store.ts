@@ -1,0 +1,246 @@
+import {
+  MongoClient,
+  MongoError,
+  MongoErrorLabel,
+  MongoNetworkError,
+  MongoOperationTimeoutError,
+  MongoServerError,
+  MongoServerSelectionError,
+  ObjectId,
+  type Collection,
+  type MongoClientOptions,
+} from "mongodb";
+import {
+  DuplicateKeyError,
+  keyKind,
+  NotFoundError,
+  SPENT_HASHES_KEPT,
+  StoreUnavailableError,
+  uniqueKeysOf,
+  VersionConflictError,
+  type Rotation,
+  type SessionDraft,
+  type SessionRecord,
+  type SessionStore,
+  type Store,
+  type UniqueKeyKind,
+  type UserDraft,
+  type UserRecord,
+  type UserStore,
+} from "./store.js";
+
+// The MongoDB store, in the mongoose document style (`_id` ObjectId, `__v` version). Uniqueness
+// rests on one unique multikey index over `keys`, concurrency on conditional single-document
+// writes, so it needs neither transactions nor a replica set (but runs on one).
+
+type UserDoc = Omit<UserRecord, "id" | "version"> & { _id: ObjectId; __v: number; keys: string[] };
+/** `userId` is kept as the user's id hex string (null while pending), as in SessionRecord. */
+type SessionDoc = Omit<SessionRecord, "id"> & { _id: ObjectId };
+
+const UNIQUE_KEY_KINDS: readonly string[] = ["identity", "unionid", "phone", "username"] satisfies UniqueKeyKind[];
+
+/**
+ * Server error codes meaning "no node can serve this right now" (network trouble, shutdown, not
+ * primary during an election): the retryable-error codes of the driver specifications.
+ */
+const NOT_SERVING_CODES = new Set([6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436]);
+
+/** NotImplemented: how a server answers an index option it lacks. */
+const NOT_IMPLEMENTED = 238;
+
+export class MongoStore implements Store {
+  readonly users: MongoUserStore;
+  readonly sessions: MongoSessionStore;
+  private readonly userDocs: Collection<UserDoc>;
+  private readonly sessionDocs: Collection<SessionDoc>;
+  /** Only a client this class opened is closed by it; a client passed in belongs to the caller. */
+  private ownsClient = false;
+
+  constructor(
+    private readonly client: MongoClient,
+    dbName: string,
+  ) {
+    // Optional fields set to undefined are left out, not stored as null.
+    const db = client.db(dbName, { ignoreUndefined: true });
+    this.userDocs = db.collection<UserDoc>("users");
+    this.sessionDocs = db.collection<SessionDoc>("sessions");
+    this.users = new MongoUserStore(this.userDocs);
+    this.sessions = new MongoSessionStore(this.sessionDocs);
+  }
+
+  /** Opens a client of its own; `options` override the defaults (e.g. a longer server selection timeout). */
+  static async connect(uri: string, dbName: string, options: MongoClientOptions = {}): Promise<MongoStore> {
+    const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000, connectTimeoutMS: 5_000, ...options });
+    await guard(() => client.connect());
+    const store = new MongoStore(client, dbName);
+    store.ownsClient = true;
+    return store;
+  }
+
+  async init(): Promise<void> {
+    await guard(async () => {
+      await this.userDocs.createIndex({ keys: 1 }, { unique: true });
+      await this.sessionDocs.createIndex({ userId: 1 });
+      await this.sessionDocs.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 }).catch((err: unknown) => {
+        // Servers without TTL indexes (FerretDB 1.x) keep expired sessions; expiry is checked on read anyway.
+        if (!(err instanceof MongoServerError && err.code === NOT_IMPLEMENTED)) throw err;
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsClient) await this.client.close();
+  }
+}
+
+export class MongoUserStore implements UserStore {
+  constructor(private readonly collection: Collection<UserDoc>) {}
+
+  async insert(draft: UserDraft): Promise<UserRecord> {
+    const _id = new ObjectId();
+    await guard(() => this.collection.insertOne({ ...draft, _id, __v: 0, keys: indexKeys(draft, _id) }));
+    return { ...structuredClone(draft), id: _id.toHexString(), version: 0 };
+  }
+
+  async get(id: string): Promise<UserRecord | null> {
+    const _id = parseId(id);
+    if (!_id) return null;
+    const doc = await guard(() => this.collection.findOne({ _id }));
+    return doc && toUser(doc);
+  }
+
+  async findByKeys(keys: string[]): Promise<UserRecord[]> {
+    if (keys.length === 0) return [];
+    const docs = await guard(() => this.collection.find({ keys: { $in: keys } }).toArray());
+    return docs.map(toUser);
+  }
+
+  async replace(next: UserRecord): Promise<UserRecord> {
+    const _id = parseId(next.id);
+    if (!_id) throw new NotFoundError("user");
+    const { id: _, version, ...fields } = next;
+    const result = await guard(() =>
+      this.collection.replaceOne({ _id, __v: version }, { ...fields, __v: version + 1, keys: indexKeys(next, _id) }),
+    );
+    if (result.matchedCount === 0) {
+      const exists = await guard(() => this.collection.countDocuments({ _id }, { limit: 1 }));
+      throw exists ? new VersionConflictError() : new NotFoundError("user");
+    }
+    return { ...structuredClone(fields), id: _id.toHexString(), version: version + 1 };
+  }
+}
+
+export class MongoSessionStore implements SessionStore {
+  constructor(private readonly collection: Collection<SessionDoc>) {}
+
+  async insert(draft: SessionDraft): Promise<SessionRecord> {
+    const { id, ...fields } = draft;
+    const _id = id === undefined ? new ObjectId() : ObjectId.createFromHexString(id);
+    await guard(() => this.collection.insertOne({ ...fields, _id }));
+    return { ...structuredClone(fields), id: _id.toHexString() };
+  }
+
+  async get(id: string): Promise<SessionRecord | null> {
+    const _id = parseId(id);
+    if (!_id) return null;
+    const doc = await guard(() => this.collection.findOne({ _id }));
+    return doc && toSession(doc);
+  }
+
+  async rotate(id: string, rotation: Rotation): Promise<SessionRecord | null> {
+    const _id = parseId(id);
+    if (!_id) return null;
+    const doc = await guard(() =>
+      this.collection.findOneAndUpdate(
+        { _id, refreshHash: rotation.expectedHash, revokedAt: null },
+        {
+          $set: { refreshHash: rotation.nextHash, rotatedAt: rotation.rotatedAt, expiresAt: rotation.expiresAt },
+          $push: { spentRefreshHashes: { $each: [rotation.expectedHash], $slice: -SPENT_HASHES_KEPT } },
+        },
+        { returnDocument: "after" },
+      ),
+    );
+    return doc && toSession(doc);
+  }
+
+  async promote(id: string, userId: string, refreshHash: string, expiresAt: Date): Promise<SessionRecord | null> {
+    const _id = parseId(id);
+    if (!_id) return null;
+    const doc = await guard(() =>
+      this.collection.findOneAndUpdate(
+        { _id, userId: null, revokedAt: null },
+        // The first refresh token is issued now.
+        { $set: { userId, refreshHash, rotatedAt: new Date(), expiresAt } },
+        { returnDocument: "after" },
+      ),
+    );
+    return doc && toSession(doc);
+  }
+
+  async revoke(id: string, reason: string): Promise<void> {
+    const _id = parseId(id);
+    if (!_id) return;
+    // The first revocation stands: its reason (e.g. token reuse) is the one worth keeping.
+    await guard(() => this.collection.updateOne({ _id, revokedAt: null }, { $set: { revokedAt: new Date(), revokeReason: reason } }));
+  }
+
+  async revokeAllForUser(userId: string, reason: string): Promise<number> {
+    const result = await guard(() =>
+      this.collection.updateMany({ userId, revokedAt: null }, { $set: { revokedAt: new Date(), revokeReason: reason } }),
+    );
+    return result.modifiedCount;
+  }
+}
+
+/** The ObjectId an id names, or null when it is not 24 hex digits (which `new ObjectId` would also accept as 12 raw bytes). */
+function parseId(id: string): ObjectId | null {
+  return /^[0-9a-f]{24}$/i.test(id) ? ObjectId.createFromHexString(id) : null;
+}
+
+/**
+ * The user's unique keys plus one naming the user itself: a unique index stores an empty array as
+ * one `undefined` key, which only one document may hold, so every user needs a key of its own.
+ */
+function indexKeys(user: UserDraft, _id: ObjectId): string[] {
+  return [...uniqueKeysOf(user), `user:${_id.toHexString()}`];
+}
+
+function toUser({ _id, __v, keys: _, ...fields }: UserDoc): UserRecord {
+  return { ...fields, id: _id.toHexString(), version: __v };
+}
+
+function toSession({ _id, ...fields }: SessionDoc): SessionRecord {
+  return { ...fields, id: _id.toHexString() };
+}
+
+/** Runs a driver call, turning the driver's errors the service must tell apart into the store's own. */
+async function guard<T>(op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    throw translate(err);
+  }
+}
+
+function translate(err: unknown): unknown {
+  if (!(err instanceof MongoError)) return err;
+  if (err instanceof MongoServerError && err.code === 11000) return new DuplicateKeyError(duplicateKind(err));
+  if (
+    err instanceof MongoNetworkError || // includes timeouts and a cleared connection pool
+    err instanceof MongoServerSelectionError ||
+    err instanceof MongoOperationTimeoutError ||
+    err.hasErrorLabel(MongoErrorLabel.RetryableWriteError) ||
+    (typeof err.code === "number" && NOT_SERVING_CODES.has(err.code))
+  ) {
+    return new StoreUnavailableError(err);
+  }
+  return err;
+}
+
+/** Which unique key a duplicate-key error is about: from `keyValue`, or from the message where a server omits it. */
+function duplicateKind(err: MongoServerError): UniqueKeyKind | "unknown" {
+  const value: unknown = err.keyValue?.keys ?? /dup key: \{ ?keys: "([^"]*)"/.exec(err.message)?.[1];
+  if (typeof value !== "string") return "unknown";
+  const kind = keyKind(value);
+  return UNIQUE_KEY_KINDS.includes(kind) ? kind : "unknown";
+}

@@ -1,0 +1,587 @@
+import { randomUUID } from "node:crypto";
+import { MongoClient } from "mongodb";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { MemoryStore } from "../src/store/memory-store.js";
+import { MongoStore } from "../src/store/mongo-store.js";
+import { gapsOf, type Gap } from "./support/mongo-gaps.js";
+import {
+  DuplicateKeyError,
+  identityKey,
+  newObjectId,
+  NotFoundError,
+  SPENT_HASHES_KEPT,
+  StoreUnavailableError,
+  unionidKey,
+  VersionConflictError,
+  type IdentityRecord,
+  type SessionDraft,
+  type Store,
+  type UniqueKeyKind,
+  type UserDraft,
+} from "../src/store/store.js";
+
+// One contract, two stores: the embedded MemoryStore always, MongoStore when MONGODB_URI names a
+// server (CI points it at FerretDB), each run in a database of its own.
+
+interface StoreFixture {
+  store: Store;
+  dispose(): Promise<void>;
+}
+
+const runTag = randomUUID().slice(0, 8);
+let sequence = 0;
+/** A value no other test uses. */
+const unique = (prefix: string) => `${prefix}-${runTag}-${++sequence}`;
+
+const at = (iso: string) => new Date(iso);
+const inOneHour = () => new Date(Date.now() + 3_600_000);
+
+function identity(fields: Partial<IdentityRecord> = {}): IdentityRecord {
+  return { platform: "wechat", appid: "wx-app", openid: unique("openid"), createdAt: at("2024-05-06T07:08:09.123Z"), ...fields };
+}
+
+function userDraft(fields: Partial<UserDraft> = {}): UserDraft {
+  return {
+    roles: ["user"],
+    status: "active",
+    identities: [identity()],
+    attributes: {},
+    createdAt: at("2024-05-06T07:08:09.123Z"),
+    updatedAt: at("2024-05-06T07:08:09.456Z"),
+    ...fields,
+  };
+}
+
+function sessionDraft(fields: Partial<SessionDraft> = {}): SessionDraft {
+  return {
+    appId: "mini",
+    userId: newObjectId(),
+    platform: "wechat",
+    appid: "wx-app",
+    openid: unique("openid"),
+    refreshHash: unique("hash"),
+    spentRefreshHashes: [],
+    rotatedAt: at("2024-05-06T07:08:09.123Z"),
+    chainKey: unique("chain"),
+    createdAt: at("2024-05-06T07:08:09.123Z"),
+    expiresAt: inOneHour(),
+    revokedAt: null,
+    ...fields,
+  };
+}
+
+async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => expect.fail("expected a rejection"),
+    (err: unknown) => err,
+  );
+}
+
+async function expectDuplicate(promise: Promise<unknown>, kind: UniqueKeyKind): Promise<void> {
+  const err = await rejectionOf(promise);
+  expect(err).toBeInstanceOf(DuplicateKeyError);
+  expect((err as DuplicateKeyError).kind).toBe(kind);
+}
+
+/** For each kind of unique key: fields for a holder, and fields for another user that collide with them. */
+const collisions: { kind: UniqueKeyKind; fields: () => [Partial<UserDraft>, Partial<UserDraft>] }[] = [
+  {
+    kind: "identity",
+    fields: () => {
+      const openid = unique("openid");
+      return [{ identities: [identity({ openid })] }, { identities: [identity(), identity({ openid, createdAt: at("2025-01-01T00:00:00Z") })] }];
+    },
+  },
+  {
+    kind: "unionid",
+    fields: () => {
+      const unionid = unique("union");
+      return [{ unionid }, { unionid }];
+    },
+  },
+  {
+    kind: "phone",
+    fields: () => {
+      const phoneNumber = unique("+86138");
+      return [{ phoneNumber }, { phoneNumber }];
+    },
+  },
+  {
+    kind: "username",
+    fields: () => {
+      const username = unique("Alice");
+      return [{ username }, { username: username.toLowerCase() }];
+    },
+  },
+];
+
+
+interface ContractOptions {
+  skip?: boolean;
+  gaps?: ReadonlySet<Gap>;
+}
+
+function describeStoreContract(name: string, makeStore: () => Promise<StoreFixture>, { skip = false, gaps = new Set() }: ContractOptions = {}): void {
+  const needs = (gap: Gap) => it.skipIf(gaps.has(gap));
+
+  describe.skipIf(skip)(name, () => {
+    let fixture: StoreFixture | undefined;
+    let store: Store;
+
+    beforeAll(async () => {
+      fixture = await makeStore();
+      store = fixture.store;
+      await store.init();
+    });
+
+    afterAll(async () => {
+      await fixture?.dispose();
+    });
+
+    it("init is safe to call again", async () => {
+      await expect(store.init()).resolves.toBeUndefined();
+    });
+
+    describe("users", () => {
+      it("round-trips every field, nested attributes and Dates included", async () => {
+        const draft: UserDraft = {
+          nickname: "小明 🐼",
+          avatarUrl: "https://example.com/a.png",
+          gender: "female",
+          birthday: "1990-02-03",
+          phoneNumber: unique("+86139"),
+          purePhoneNumber: "13900000000",
+          countryCode: "86",
+          email: "a@example.com",
+          username: unique("Xiaoming"),
+          passwordHash: "$argon2id$v=19$m=65536,t=3,p=4$abc",
+          roles: ["user", "admin"],
+          status: "disabled",
+          inviteCode: "INV123",
+          inviterId: newObjectId(),
+          unionid: unique("union"),
+          identities: [identity({ unionid: "u-1" }), identity({ platform: "alipay", appid: "ali-app" })],
+          attributes: {
+            profile: { city: "杭州", tags: ["a", "b"], score: 1.5, big: 2 ** 40, negative: -7, flag: true, none: null },
+            deep: { list: [{ x: 1 }, "s", 2] },
+            empty: {},
+            emptyList: [],
+          },
+          createdAt: at("2024-01-02T03:04:05.678Z"),
+          updatedAt: at("2024-06-07T08:09:10.111Z"),
+        };
+        const inserted = await store.users.insert(draft);
+        expect(inserted.id).toMatch(/^[0-9a-f]{24}$/);
+        expect(inserted).toStrictEqual({ ...draft, id: inserted.id, version: 0 });
+        const got = await store.users.get(inserted.id);
+        expect(got).toStrictEqual(inserted);
+        expect(await store.users.get(inserted.id.toUpperCase())).toStrictEqual(inserted);
+        expect(got?.createdAt).toBeInstanceOf(Date);
+        expect(got?.identities[0]?.createdAt).toBeInstanceOf(Date);
+      });
+
+      needs("nested-arrays")("round-trips arrays nested in arrays", async () => {
+        const attributes = { matrix: [[1, 2], [[3]], []], mixed: [{ a: [[4]] }] };
+        const user = await store.users.insert(userDraft({ attributes }));
+        expect((await store.users.get(user.id))?.attributes).toEqual(attributes);
+      });
+
+      it("round-trips a minimal user and leaves unset fields unset", async () => {
+        const draft = userDraft({ nickname: undefined, roles: [], identities: [] });
+        const inserted = await store.users.insert(draft);
+        const got = await store.users.get(inserted.id);
+        expect(got).toEqual({ ...draft, id: inserted.id, version: 0 });
+        expect(got?.nickname).toBeUndefined();
+        // Nothing of the storage shape (_id, __v, keys) leaks into the record.
+        const setKeys = (o: object) => Object.entries(o).flatMap(([k, v]) => (v === undefined ? [] : [k])).sort();
+        expect(setKeys(got ?? {})).toEqual(setKeys({ ...draft, id: "", version: 0 }));
+      });
+
+      it("returns null for unknown and malformed ids", async () => {
+        for (const id of [newObjectId(), "", "nope", "aaaaaaaaaaaa", "zzzzzzzzzzzzzzzzzzzzzzzz", `${newObjectId()}0`]) {
+          expect(await store.users.get(id)).toBeNull();
+        }
+      });
+
+      it("lets any number of users hold no unique key at all", async () => {
+        const a = await store.users.insert(userDraft({ identities: [] }));
+        const b = await store.users.insert(userDraft({ identities: [] }));
+        expect(a.id).not.toBe(b.id);
+        expect(await store.users.get(b.id)).toEqual(b);
+      });
+
+      it("allows the same openid under another appid", async () => {
+        const openid = unique("openid");
+        await store.users.insert(userDraft({ identities: [identity({ openid })] }));
+        await expect(store.users.insert(userDraft({ identities: [identity({ openid, appid: "wx-other" })] }))).resolves.toBeDefined();
+      });
+
+      describe.each(collisions)("unique $kind", ({ kind, fields }) => {
+        needs("unique-multikey")("is rejected on insert, storing nothing", async () => {
+          const [held, taken] = fields();
+          const holder = await store.users.insert(userDraft(held));
+          const taker = userDraft(taken);
+          await expectDuplicate(store.users.insert(taker), kind);
+          expect(await store.users.get(holder.id)).toEqual(holder);
+          const [ownIdentity] = taker.identities;
+          expect(ownIdentity).toBeDefined();
+          if (ownIdentity) {
+            expect(await store.users.findByKeys([identityKey(ownIdentity.platform, ownIdentity.appid, ownIdentity.openid)])).toEqual([]);
+          }
+        });
+
+        needs("unique-multikey")("is rejected on replace, changing nothing", async () => {
+          const [held, taken] = fields();
+          const holder = await store.users.insert(userDraft(held));
+          const other = await store.users.insert(userDraft());
+          await expectDuplicate(store.users.replace({ ...other, ...taken, nickname: "taker" }), kind);
+          expect(await store.users.get(holder.id)).toEqual(holder);
+          expect(await store.users.get(other.id)).toEqual(other);
+          // The failed write did not bump the version either.
+          await expect(store.users.replace({ ...other, nickname: "fine" })).resolves.toMatchObject({ version: 1, nickname: "fine" });
+        });
+      });
+
+      it("lets a user keep its own keys and frees the keys it drops", async () => {
+        const username = unique("Bob");
+        const phoneNumber = unique("+86137");
+        const a = await store.users.insert(userDraft({ username, phoneNumber }));
+        const renamed = await store.users.replace({ ...a, username: username.toUpperCase() });
+        const { phoneNumber: _, ...withoutPhone } = renamed;
+        await store.users.replace(withoutPhone);
+        const b = await store.users.insert(userDraft({ phoneNumber }));
+        expect((await store.users.findByKeys([`phone:${phoneNumber}`])).map((u) => u.id)).toEqual([b.id]);
+        expect((await store.users.findByKeys([`username:${username.toLowerCase()}`])).map((u) => u.id)).toEqual([a.id]);
+      });
+
+      it("finds the distinct users holding any of the keys", async () => {
+        const a = await store.users.insert(userDraft({ phoneNumber: unique("+86136") }));
+        const b = await store.users.insert(userDraft({ unionid: unique("union") }));
+        const aIdentity = a.identities[0];
+        expect(aIdentity).toBeDefined();
+        if (!aIdentity || !a.phoneNumber || !b.unionid) return;
+        const aKey = identityKey(aIdentity.platform, aIdentity.appid, aIdentity.openid);
+
+        expect(await store.users.findByKeys([aKey, `phone:${a.phoneNumber}`])).toEqual([a]);
+        const both = await store.users.findByKeys([aKey, unionidKey(b.unionid), "phone:nobody", `phone:${a.phoneNumber}`]);
+        expect(both.map((u) => u.id).sort()).toEqual([a.id, b.id].sort());
+        expect(both.find((u) => u.id === b.id)).toEqual(b);
+        expect(await store.users.findByKeys([])).toEqual([]);
+        expect(await store.users.findByKeys([identityKey("wechat", "wx-app", unique("nobody"))])).toEqual([]);
+      });
+
+      it("replace bumps the version and stores the record", async () => {
+        const user = await store.users.insert(userDraft());
+        const first = await store.users.replace({ ...user, nickname: "one", attributes: { n: 1 } });
+        expect(first).toEqual({ ...user, nickname: "one", attributes: { n: 1 }, version: 1 });
+        expect(await store.users.get(user.id)).toEqual(first);
+        const second = await store.users.replace({ ...first, nickname: "two" });
+        expect(second.version).toBe(2);
+        expect(await store.users.get(user.id)).toEqual(second);
+      });
+
+      it("replace from a stale version is a VersionConflictError and changes nothing", async () => {
+        const user = await store.users.insert(userDraft());
+        const current = await store.users.replace({ ...user, nickname: "current" });
+        expect(await rejectionOf(store.users.replace({ ...user, nickname: "stale" }))).toBeInstanceOf(VersionConflictError);
+        expect(await rejectionOf(store.users.replace({ ...user, version: 7 }))).toBeInstanceOf(VersionConflictError);
+        expect(await store.users.get(user.id)).toEqual(current);
+      });
+
+      it("replace of a missing user is a NotFoundError", async () => {
+        const user = await store.users.insert(userDraft());
+        expect(await rejectionOf(store.users.replace({ ...user, id: newObjectId() }))).toBeInstanceOf(NotFoundError);
+        expect(await rejectionOf(store.users.replace({ ...user, id: "nope" }))).toBeInstanceOf(NotFoundError);
+      });
+
+      needs("unique-multikey")("of 20 parallel inserts with one identity, exactly one succeeds", async () => {
+        const shared = identity();
+        const results = await Promise.allSettled(
+          Array.from({ length: 20 }, (_, i) => store.users.insert(userDraft({ nickname: `racer ${i}`, identities: [shared] }))),
+        );
+        const won = results.filter((r) => r.status === "fulfilled");
+        expect(won).toHaveLength(1);
+        for (const r of results) {
+          if (r.status === "fulfilled") continue;
+          expect(r.reason).toBeInstanceOf(DuplicateKeyError);
+          expect((r.reason as DuplicateKeyError).kind).toBe("identity");
+        }
+        const found = await store.users.findByKeys([identityKey(shared.platform, shared.appid, shared.openid)]);
+        expect(found.map((u) => u.id)).toEqual(won.map((r) => r.value.id));
+      });
+
+      needs("atomic-conditional-writes")("of 20 parallel replaces from one version, exactly one succeeds", async () => {
+        const user = await store.users.insert(userDraft());
+        const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => store.users.replace({ ...user, nickname: `racer ${i}` })));
+        const won = results.filter((r) => r.status === "fulfilled");
+        expect(won).toHaveLength(1);
+        for (const r of results) {
+          if (r.status === "rejected") expect(r.reason).toBeInstanceOf(VersionConflictError);
+        }
+        const stored = await store.users.get(user.id);
+        expect(stored?.version).toBe(1);
+        expect(stored?.nickname).toBe(won[0]?.value.nickname);
+      });
+
+      it("hands out copies: mutating a draft or a returned record does not change the store", async () => {
+        const draft = userDraft({ attributes: { nested: { n: 1 } }, username: unique("Carol") });
+        const inserted = await store.users.insert(draft);
+        const snapshot = structuredClone(inserted);
+        draft.roles.push("admin");
+        (draft.attributes.nested as { n: number }).n = 2;
+        inserted.roles.push("root");
+        inserted.identities.push(identity());
+        (inserted.attributes.nested as { n: number }).n = 3;
+        inserted.createdAt.setTime(0);
+
+        const got = await store.users.get(snapshot.id);
+        expect(got).toEqual(snapshot);
+        got?.roles.push("x");
+        got?.updatedAt.setTime(0);
+        expect(await store.users.get(snapshot.id)).toEqual(snapshot);
+
+        const replaced = await store.users.replace({ ...snapshot, nickname: "copy" });
+        const stored = structuredClone(replaced);
+        replaced.roles.push("y");
+        const [found] = await store.users.findByKeys([`username:${snapshot.username?.toLowerCase()}`]);
+        found?.identities.splice(0);
+        expect(await store.users.get(snapshot.id)).toEqual(stored);
+      });
+    });
+
+    describe("sessions", () => {
+      it("round-trips a session under a caller-chosen id", async () => {
+        const draft = sessionDraft({ id: newObjectId(), unionid: unique("union"), sessionKey: "c2Vzc2lvbg==", spentRefreshHashes: ["h0"] });
+        const inserted = await store.sessions.insert(draft);
+        expect(inserted).toStrictEqual(draft);
+        expect(await store.sessions.get(inserted.id)).toStrictEqual(draft);
+      });
+
+      it("round-trips a pending session under a new id", async () => {
+        const draft = sessionDraft({ userId: null, refreshHash: null });
+        const inserted = await store.sessions.insert(draft);
+        expect(inserted.id).toMatch(/^[0-9a-f]{24}$/);
+        expect(await store.sessions.get(inserted.id)).toEqual({ ...draft, id: inserted.id });
+      });
+
+      it("rejects a second session with the same id", async () => {
+        const id = newObjectId();
+        await store.sessions.insert(sessionDraft({ id }));
+        expect(await rejectionOf(store.sessions.insert(sessionDraft({ id })))).toBeInstanceOf(DuplicateKeyError);
+      });
+
+      it("returns null for unknown and malformed ids", async () => {
+        for (const id of [newObjectId(), "", "nope", "aaaaaaaaaaaa"]) {
+          expect(await store.sessions.get(id)).toBeNull();
+          expect(await store.sessions.rotate(id, rotation("h", "h2"))).toBeNull();
+          expect(await store.sessions.promote(id, newObjectId(), "h", inOneHour())).toBeNull();
+          await expect(store.sessions.revoke(id, "logout")).resolves.toBeUndefined();
+        }
+      });
+
+      it("rotate is a compare-and-set on the refresh hash", async () => {
+        const session = await store.sessions.insert(sessionDraft({ refreshHash: "h1" }));
+        const next = rotation("h1", "h2");
+        const rotated = await store.sessions.rotate(session.id, next);
+        expect(rotated).toEqual({
+          ...session,
+          refreshHash: "h2",
+          spentRefreshHashes: ["h1"],
+          rotatedAt: next.rotatedAt,
+          expiresAt: next.expiresAt,
+        });
+        expect(await store.sessions.get(session.id)).toEqual(rotated);
+
+        expect(await store.sessions.rotate(session.id, rotation("h1", "h3"))).toBeNull();
+        expect(await store.sessions.rotate(session.id, rotation("wrong", "h3"))).toBeNull();
+        expect(await store.sessions.get(session.id)).toEqual(rotated);
+
+        await expect(store.sessions.rotate(session.id, rotation("h2", "h3"))).resolves.toMatchObject({
+          refreshHash: "h3",
+          spentRefreshHashes: ["h1", "h2"],
+        });
+      });
+
+      it("rotate never succeeds on a revoked or pending session", async () => {
+        const session = await store.sessions.insert(sessionDraft({ refreshHash: "h1" }));
+        await store.sessions.revoke(session.id, "logout");
+        expect(await store.sessions.rotate(session.id, rotation("h1", "h2"))).toBeNull();
+        expect((await store.sessions.get(session.id))?.refreshHash).toBe("h1");
+
+        const pending = await store.sessions.insert(sessionDraft({ userId: null, refreshHash: null }));
+        expect(await store.sessions.rotate(pending.id, rotation("", "h2"))).toBeNull();
+      });
+
+      needs("atomic-conditional-writes")("of 20 parallel rotations of one hash, exactly one succeeds", async () => {
+        const session = await store.sessions.insert(sessionDraft({ refreshHash: "h1" }));
+        const results = await Promise.all(Array.from({ length: 20 }, (_, i) => store.sessions.rotate(session.id, rotation("h1", `next-${i}`))));
+        const won = results.filter((r) => r !== null);
+        expect(won).toHaveLength(1);
+        const stored = await store.sessions.get(session.id);
+        expect(stored?.refreshHash).toBe(won[0]?.refreshHash);
+        expect(stored?.spentRefreshHashes).toEqual(["h1"]);
+      });
+
+      needs("push-slice")(`keeps only the newest ${SPENT_HASHES_KEPT} spent hashes, oldest first`, async () => {
+        const session = await store.sessions.insert(sessionDraft({ refreshHash: "h0" }));
+        const rounds = SPENT_HASHES_KEPT + 3;
+        for (let i = 0; i < rounds; i++) {
+          expect(await store.sessions.rotate(session.id, rotation(`h${i}`, `h${i + 1}`))).not.toBeNull();
+        }
+        const stored = await store.sessions.get(session.id);
+        expect(stored?.refreshHash).toBe(`h${rounds}`);
+        expect(stored?.spentRefreshHashes).toEqual(Array.from({ length: SPENT_HASHES_KEPT }, (_, i) => `h${rounds - SPENT_HASHES_KEPT + i}`));
+      });
+
+      it("promotes only a pending, unrevoked session", async () => {
+        const pending = await store.sessions.insert(sessionDraft({ userId: null, refreshHash: null }));
+        const userId = newObjectId();
+        const expiresAt = inOneHour();
+        const promoted = await store.sessions.promote(pending.id, userId, "first", expiresAt);
+        expect(promoted).toMatchObject({ id: pending.id, userId, refreshHash: "first", expiresAt, spentRefreshHashes: [], revokedAt: null });
+        expect(promoted?.rotatedAt).toBeInstanceOf(Date);
+        expect(await store.sessions.get(pending.id)).toEqual(promoted);
+
+        expect(await store.sessions.promote(pending.id, newObjectId(), "again", inOneHour())).toBeNull();
+        expect(await store.sessions.get(pending.id)).toEqual(promoted);
+
+        const revoked = await store.sessions.insert(sessionDraft({ userId: null, refreshHash: null }));
+        await store.sessions.revoke(revoked.id, "logout");
+        expect(await store.sessions.promote(revoked.id, userId, "first", inOneHour())).toBeNull();
+      });
+
+      it("revoke marks the session once and keeps the first reason", async () => {
+        const session = await store.sessions.insert(sessionDraft());
+        await store.sessions.revoke(session.id, "refresh_token_reused");
+        const revoked = await store.sessions.get(session.id);
+        expect(revoked?.revokedAt).toBeInstanceOf(Date);
+        expect(revoked?.revokeReason).toBe("refresh_token_reused");
+        await store.sessions.revoke(session.id, "logout");
+        expect(await store.sessions.get(session.id)).toEqual(revoked);
+      });
+
+      it("revokeAllForUser revokes exactly that user's live sessions", async () => {
+        const userId = newObjectId();
+        const live = await Promise.all([store.sessions.insert(sessionDraft({ userId })), store.sessions.insert(sessionDraft({ userId }))]);
+        const earlier = await store.sessions.insert(sessionDraft({ userId }));
+        await store.sessions.revoke(earlier.id, "refresh_token_reused");
+        const earlierRevoked = await store.sessions.get(earlier.id);
+        const other = await store.sessions.insert(sessionDraft());
+        const pending = await store.sessions.insert(sessionDraft({ userId: null, refreshHash: null }));
+
+        expect(await store.sessions.revokeAllForUser(userId, "logout_all")).toBe(2);
+        for (const { id } of live) {
+          const s = await store.sessions.get(id);
+          expect(s?.revokedAt).toBeInstanceOf(Date);
+          expect(s?.revokeReason).toBe("logout_all");
+        }
+        expect(await store.sessions.get(earlier.id)).toEqual(earlierRevoked);
+        expect(await store.sessions.get(other.id)).toEqual(other);
+        expect(await store.sessions.get(pending.id)).toEqual(pending);
+        expect(await store.sessions.revokeAllForUser(userId, "logout_all")).toBe(0);
+        expect(await store.sessions.revokeAllForUser(newObjectId(), "logout_all")).toBe(0);
+      });
+
+      it("hands out copies: mutating a returned session does not change the store", async () => {
+        const draft = sessionDraft({ refreshHash: "h1", spentRefreshHashes: ["h0"] });
+        const inserted = await store.sessions.insert(draft);
+        const snapshot = structuredClone(inserted);
+        draft.spentRefreshHashes.push("draft");
+        inserted.spentRefreshHashes.push("x");
+        inserted.expiresAt.setTime(0);
+        expect(await store.sessions.get(snapshot.id)).toEqual(snapshot);
+
+        const rotated = await store.sessions.rotate(snapshot.id, rotation("h1", "h2"));
+        const stored = structuredClone(rotated);
+        rotated?.spentRefreshHashes.splice(0);
+        rotated?.rotatedAt.setTime(0);
+        const got = await store.sessions.get(snapshot.id);
+        expect(got).toEqual(stored);
+        got?.spentRefreshHashes.push("y");
+        expect(await store.sessions.get(snapshot.id)).toEqual(stored);
+      });
+    });
+  });
+}
+
+function rotation(expectedHash: string, nextHash: string) {
+  return { expectedHash, nextHash, rotatedAt: new Date(Date.now() - 1_000), expiresAt: inOneHour() };
+}
+
+describeStoreContract("MemoryStore", async () => ({ store: new MemoryStore(), dispose: async () => {} }));
+
+describe("MemoryStore expiry", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("drops expired sessions about once a minute, as MongoDB's TTL monitor does", async () => {
+    vi.useFakeTimers({ toFake: ["Date"], now: new Date("2025-03-01T00:00:00Z") });
+    const store = new MemoryStore();
+    const expiring = await store.sessions.insert(sessionDraft({ expiresAt: new Date("2025-03-01T00:00:10Z") }));
+    const lasting = await store.sessions.insert(sessionDraft({ expiresAt: new Date("2025-03-02T00:00:00Z") }));
+
+    vi.setSystemTime(new Date("2025-03-01T00:00:30Z"));
+    await store.sessions.insert(sessionDraft());
+    expect(await store.sessions.get(expiring.id)).not.toBeNull();
+
+    vi.setSystemTime(new Date("2025-03-01T00:01:01Z"));
+    await store.sessions.insert(sessionDraft());
+    expect(await store.sessions.get(expiring.id)).toBeNull();
+    expect(await store.sessions.get(lasting.id)).toEqual(lasting);
+  });
+});
+
+const uri = process.env.MONGODB_URI;
+if (!uri) process.stderr.write("store contract: MongoDB run skipped (set MONGODB_URI to run it)\n");
+
+const mongoGaps = uri ? await gapsOf(uri, "store contract") : new Set<Gap>();
+
+/** A MongoStore on a database of its own, dropped afterwards. */
+async function freshMongoStore(serverUri: string): Promise<StoreFixture & { dbName: string }> {
+  const dbName = `identity_test_${randomUUID().replaceAll("-", "").slice(0, 16)}`;
+  const store = await MongoStore.connect(serverUri, dbName);
+  return {
+    store,
+    dbName,
+    async dispose() {
+      const admin = new MongoClient(serverUri, { serverSelectionTimeoutMS: 5_000 });
+      try {
+        await admin.db(dbName).dropDatabase();
+      } finally {
+        await admin.close();
+        await store.close();
+      }
+    },
+  };
+}
+
+describeStoreContract("MongoStore", () => freshMongoStore(uri ?? ""), { skip: !uri, gaps: mongoGaps });
+
+describe.skipIf(!uri)("MongoStore indexes", () => {
+  it.skipIf(mongoGaps.has("ttl"))("init creates the unique key index and a TTL index on session expiry", async () => {
+    const fixture = await freshMongoStore(uri ?? "");
+    const client = new MongoClient(uri ?? "", { serverSelectionTimeoutMS: 5_000 });
+    try {
+      await fixture.store.init();
+      const db = client.db(fixture.dbName);
+      expect(await db.collection("users").indexes()).toContainEqual(expect.objectContaining({ key: { keys: 1 }, unique: true }));
+      expect(await db.collection("sessions").indexes()).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ key: { userId: 1 } }),
+          expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 }),
+        ]),
+      );
+    } finally {
+      await client.close();
+      await fixture.dispose();
+    }
+  });
+});
+
+describe("MongoStore without a server", () => {
+  it("reports an unreachable server as StoreUnavailableError", async () => {
+    const err = await rejectionOf(MongoStore.connect("mongodb://127.0.0.1:1/", "identity", { serverSelectionTimeoutMS: 200 }));
+    expect(err).toBeInstanceOf(StoreUnavailableError);
+  });
+});
