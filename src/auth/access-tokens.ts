@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { createLocalJWKSet, errors, exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, type CryptoKey, type JWK } from "jose";
 import { TokenError } from "./errors.js";
 
@@ -34,7 +35,9 @@ export interface AccessTokenOptions {
 /** A fresh key pair, for dev mode and for printing a key into a config. */
 export async function generateSigningKey(alg: SigningAlgorithm = "ES256"): Promise<{ key: SigningKey; privateJwk: JWK }> {
   const pair = await generateKeyPair(alg, { extractable: true, ...(alg === "EdDSA" ? { crv: "Ed25519" } : {}) });
-  const privateJwk = { ...(await exportJWK(pair.privateKey)), alg, kid: `k-${Date.now().toString(36)}` };
+  // The date says which key is newer at a glance; the random part keeps two of one day apart.
+  const kid = `${new Date().toISOString().slice(0, 10)}-${randomBytes(4).toString("hex")}`;
+  const privateJwk = { ...(await exportJWK(pair.privateKey)), alg, kid };
   return { key: await importSigningKey(privateJwk), privateJwk };
 }
 

@@ -18,15 +18,7 @@ export interface IssuedTokens {
   refreshExpiresIn: number;
 }
 
-export interface OpenSessionInput {
-  appId: string;
-  userId: string | null;
-  platform: string;
-  appid: string;
-  openid: string;
-  unionid?: string;
-  sessionKey?: string;
-}
+export type OpenSessionInput = Pick<SessionRecord, "appId" | "userId" | "platform" | "appid" | "openid" | "unionid" | "sessionKey">;
 
 export interface Authenticated {
   session: SessionRecord;

@@ -1,0 +1,88 @@
+// `npm start` as a newcomer runs it: the process, its banner, its copy-paste example, its refusals.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+
+const ENTRY = ["--import", "tsx", "src/main.ts"];
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of children.splice(0)) child.kill("SIGKILL");
+});
+
+function start(env: Record<string, string>) {
+  const child = spawn(process.execPath, ENTRY, { env: { ...process.env, PORT: "0", GRPC_PORT: "0", WECHAT_SIM_PORT: "0", HOST: "127.0.0.1", MONGODB_URI: "", ...env } });
+  children.push(child);
+  let output = "";
+  child.stdout.on("data", (d) => (output += d));
+  child.stderr.on("data", (d) => (output += d));
+  const ready = new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no banner in time:\n${output}`)), 20_000);
+    child.stdout.on("data", () => {
+      if (output.includes("Try it") || output.includes("ready (")) {
+        clearTimeout(timer);
+        setTimeout(() => resolve(output), 50);
+      }
+    });
+    child.on("exit", (code) => reject(new Error(`exited ${code}:\n${output}`)));
+  });
+  return { child, ready, output: () => output };
+}
+
+function writeConfig(config: unknown): string {
+  const file = join(mkdtempSync(join(tmpdir(), "identity-")), "config.json");
+  writeFileSync(file, JSON.stringify(config));
+  return file;
+}
+
+function runToExit(env: Record<string, string>) {
+  return spawnSync(process.execPath, ENTRY, { env: { ...process.env, PORT: "0", GRPC_PORT: "0", WECHAT_SIM_PORT: "0", ...env }, encoding: "utf8", timeout: 20_000 });
+}
+
+describe("npm start", () => {
+  it("starts dev mode with no configuration, and its copy-paste example works as printed", async () => {
+    const { ready } = start({});
+    const banner = await ready;
+    expect(banner).toMatch(/identity service ready \(dev mode: memory store, WeChat simulator\)/);
+    const example = banner.slice(banner.indexOf("Try it")).split("\n").slice(1).map((l) => l.trim()).filter(Boolean);
+    expect(example).toHaveLength(3);
+    const run = spawnSync("bash", ["-euo", "pipefail", "-c", example.join("\n")], { encoding: "utf8", timeout: 30_000 });
+    expect(run.status, run.stderr).toBe(0);
+    const checked = JSON.parse(run.stdout);
+    expect(checked.user.id).toMatch(/^[0-9a-f]{24}$/);
+    expect(checked.appId).toBe("demo");
+  });
+
+  it("stops on SIGTERM", async () => {
+    const { child, ready } = start({});
+    await ready;
+    const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+  });
+
+  it("refuses bad configuration with one line naming the field", () => {
+    const file = writeConfig({ apps: [{ id: "demo", platform: "wechat-miniprogram", appid: "wx-nope", secret: "s" }] });
+    const run = runToExit({ IDENTITY_CONFIG: file });
+    expect(run.status).toBe(1);
+    expect(run.stdout).toBe("");
+    expect(run.stderr.trim().split("\n")).toHaveLength(1);
+    expect(run.stderr).toMatch(/^identity: invalid configuration: apps\[0\]\.appid: /);
+  });
+
+  it("refuses to talk to the real WeChat API without a configured signing key", () => {
+    const file = writeConfig({ apps: [{ id: "demo", platform: "wechat-miniprogram", appid: "wx0000000000000001", secret: "s" }] });
+    const run = runToExit({ IDENTITY_CONFIG: file, WECHAT_SIMULATOR: "" });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/^identity: invalid configuration: signingKeys: /);
+    expect(run.stderr.trim().split("\n")).toHaveLength(1);
+  });
+
+  it("runs a config file against the simulator with WECHAT_SIMULATOR=1", async () => {
+    const file = writeConfig({ apps: [{ id: "shop", platform: "wechat-miniprogram", appid: "wx00000000000000a1", secret: "s" }] });
+    const banner = await start({ IDENTITY_CONFIG: file, WECHAT_SIMULATOR: "1" }).ready;
+    expect(banner).toMatch(/identity service ready \(memory store, WeChat simulator\)/);
+    expect(banner).not.toContain("Try it");
+  });
+});
