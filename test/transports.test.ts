@@ -47,6 +47,22 @@ describe.each(transports)("%s", (_name, makeTransport) => {
     expect((error as ConnectError).code).toBe(Code.Unauthenticated);
     expect((error as ConnectError).findDetails(ErrorInfoSchema)[0]).toMatchObject({ domain: "identity.v1", reason: "TOKEN_MISSING" });
   });
+
+  it("refuses an oversized body with INVALID_ARGUMENT / REQUEST_TOO_LARGE", async () => {
+    const client = createClient(IdentityService, makeTransport());
+    const error = await client.login({ appId: "demo", credential: { case: "code", value: "x".repeat(100_000) } }).catch((e: unknown) => ConnectError.from(e));
+    expect((error as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((error as ConnectError).findDetails(ErrorInfoSchema)[0]?.reason).toBe("REQUEST_TOO_LARGE");
+  });
+
+  it("cuts a body far over the limit without wedging the listener", async () => {
+    const client = createClient(IdentityService, makeTransport());
+    const error = await client.login({ appId: "demo", credential: { case: "code", value: "x".repeat(3_000_000) } }).catch((e: unknown) => ConnectError.from(e));
+    expect(error).toBeInstanceOf(ConnectError);
+    expect((error as ConnectError).code).not.toBe(Code.Internal);
+    const { code } = await mintCode(h.sim);
+    expect((await client.login({ appId: "demo", credential: { case: "code", value: code } })).registered).toBe(true);
+  });
 });
 
 /** A grpc-js client for the service, serializing with protobuf-es. */

@@ -23,32 +23,61 @@ function guardHandler(handler: UniversalHandler, maxBodyBytes: number, jsonOptio
       header = new Headers(req.header);
       header.delete("content-length");
     }
-    const isJson = /^application\/json\b/i.test(req.header.get("content-type") ?? "");
-    return handler({ ...req, header, body: readGuarded(body, declared, maxBodyBytes, isJson ? handler.method.input : undefined, jsonOptions) });
+    const contentType = req.header.get("content-type") ?? "";
+    const check: BodyCheck = /^application\/json\b/i.test(contentType)
+      ? (bytes) => checkJsonBody(bytes, handler.method.input, jsonOptions)
+      : ENVELOPED.test(contentType)
+        ? (bytes) => checkEnvelope(bytes, maxBodyBytes)
+        : () => undefined;
+    return handler({ ...req, header, body: readGuarded(body, declared, maxBodyBytes, check) });
   };
   return Object.assign(guarded, handler);
 }
 
-async function* readGuarded(
-  body: AsyncIterable<Uint8Array>,
-  declared: number,
-  maxBodyBytes: number,
-  jsonSchema: DescMessage | undefined,
-  jsonOptions: Partial<JsonReadOptions>,
-): AsyncGenerator<Uint8Array> {
-  if (declared > maxBodyBytes) throw tooLarge(maxBodyBytes);
+type BodyCheck = (bytes: Uint8Array) => void;
+
+// gRPC and gRPC-Web frame each message as 1 flag byte + 4 bytes of length + the message.
+const ENVELOPED = /^application\/grpc/i;
+
+// How much of an oversized body is still read and dropped before answering, so that the request
+// ends cleanly and the answer (with gRPC's trailers) arrives whole. Beyond it the stream is cut.
+const DRAIN_BYTES = 1024 * 1024;
+
+/** Reads the whole (bounded) unary body, checks it, then hands it to Connect in one piece. */
+async function* readGuarded(body: AsyncIterable<Uint8Array>, declared: number, maxBodyBytes: number, check: BodyCheck): AsyncGenerator<Uint8Array> {
+  if (declared > maxBodyBytes + DRAIN_BYTES) throw tooLarge(maxBodyBytes);
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of body) {
-    size += chunk.byteLength;
-    if (size > maxBodyBytes) throw tooLarge(maxBodyBytes);
-    if (jsonSchema) chunks.push(chunk);
-    else yield chunk;
+  // Not for-await: leaving that loop early would destroy the request, and with it an HTTP/1.1
+  // socket before the answer is out. Past the cap the rest is dropped in the background (Node
+  // dumps an unread body itself, but not one the app has begun to read), bounded by the server's
+  // request timeout.
+  const reader = body[Symbol.asyncIterator]();
+  for (let next = await reader.next(); !next.done; next = await reader.next()) {
+    size += next.value.byteLength;
+    if (size > maxBodyBytes + DRAIN_BYTES) {
+      void discardRest(reader);
+      throw tooLarge(maxBodyBytes);
+    }
+    if (size <= maxBodyBytes) chunks.push(next.value);
   }
-  if (!jsonSchema) return;
+  if (size > maxBodyBytes) throw tooLarge(maxBodyBytes);
   const bytes = Buffer.concat(chunks);
-  checkJsonBody(bytes, jsonSchema, jsonOptions);
+  check(bytes);
   yield bytes;
+}
+
+async function discardRest(reader: AsyncIterator<Uint8Array>): Promise<void> {
+  try {
+    while (!(await reader.next()).done);
+  } catch {
+    // The client went away or the stream was reset: nothing left to drop.
+  }
+}
+
+/** Connect sizes a buffer from the first envelope's declared length; refuse a claim over the limit. */
+function checkEnvelope(bytes: Uint8Array, maxBodyBytes: number): void {
+  if (bytes.byteLength >= 5 && new DataView(bytes.buffer, bytes.byteOffset, 5).getUint32(1) > maxBodyBytes) throw tooLarge(maxBodyBytes);
 }
 
 function checkJsonBody(bytes: Uint8Array, schema: DescMessage, jsonOptions: Partial<JsonReadOptions>): void {

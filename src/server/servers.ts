@@ -2,6 +2,8 @@ import type { JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
 import { createContextValues, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import { setMaxListeners } from "node:events";
+import http2 from "node:http2";
+import type { Socket } from "node:net";
 import { fastify, LogController, type FastifyInstance } from "fastify";
 import type { PinoLoggerOptions } from "fastify/types/logger.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
@@ -42,6 +44,23 @@ export async function buildHttpServer(deps: ServerDeps): Promise<FastifyInstance
 export async function buildGrpcServer(deps: ServerDeps): Promise<FastifyInstance> {
   // forceCloseConnections: on Node < 24 an h2c close() otherwise waits for clients to hang up.
   const app = fastify({ http2: true, logger: deps.logger, logController: quietRequests(), forceCloseConnections: true });
+  app.addHook("onRequest", (request, _reply, done) => {
+    // An answer can be complete before the body was read (one far over the size limit). HTTP/2
+    // would keep the stream half-open, the client stalled mid-upload and close() waiting for both,
+    // so reset it with NO_ERROR (RFC 9113 8.1), after the compat layer has queued the trailers.
+    const { stream } = request.raw;
+    stream.once("wantTrailers", () => {
+      if (request.raw.complete) return;
+      stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      // A reset stream is destroyed only once its readable side has ended.
+      request.raw.resume();
+    });
+    done();
+  });
+  // The server ends its side of a connection only when the session is over; a client may never
+  // end its own (seen after a stream reset mid-upload), and the half-open socket would then hold
+  // close() forever. Nothing more is to be read from it.
+  app.server.on("connection", (socket: Socket) => socket.once("finish", () => socket.destroy()));
   await registerConnect(app as unknown as FastifyInstance, deps);
   return app as unknown as FastifyInstance;
 }
