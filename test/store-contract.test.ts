@@ -501,6 +501,144 @@ function describeStoreContract(name: string, makeStore: () => Promise<StoreFixtu
         expect(await store.sessions.get(snapshot.id)).toEqual(stored);
       });
     });
+
+    describe("replays", () => {
+      it("remembers a value and recalls copies of it", async () => {
+        const key = unique("replay");
+        const value = { openid: "o-1", nested: { tags: ["a"], n: 1, none: null } };
+        const stored = structuredClone(value);
+        const remembered = await store.replays.remember(key, value, inOneHour());
+        expect(remembered).toEqual({ value: stored, created: true });
+        value.nested.tags.push("draft");
+        (remembered.value.nested as { n: number }).n = 2;
+        const recalled = await store.replays.recall(key);
+        expect(recalled).toEqual(stored);
+        (recalled?.nested as { tags: string[] }).tags.push("x");
+        expect(await store.replays.recall(key)).toEqual(stored);
+        expect(await store.replays.recall(unique("replay"))).toBeNull();
+      });
+
+      it("keeps the first value while it lives", async () => {
+        const key = unique("replay");
+        await store.replays.remember(key, { n: 1 }, inOneHour());
+        expect(await store.replays.remember(key, { n: 2 }, inOneHour())).toEqual({ value: { n: 1 }, created: false });
+        expect(await store.replays.recall(key)).toEqual({ n: 1 });
+      });
+
+      it("neither recalls nor keeps an expired entry", async () => {
+        const key = unique("replay");
+        expect(await store.replays.remember(key, { n: 1 }, new Date(Date.now() - 1_000))).toEqual({ value: { n: 1 }, created: true });
+        expect(await store.replays.recall(key)).toBeNull();
+        expect(await store.replays.remember(key, { n: 2 }, inOneHour())).toEqual({ value: { n: 2 }, created: true });
+        expect(await store.replays.recall(key)).toEqual({ n: 2 });
+      });
+
+      /** Remembers one key from 20 callers at once: exactly one stores its value, and all get that one back. */
+      async function expectOneRememberWins(key: string): Promise<void> {
+        const results = await Promise.all(Array.from({ length: 20 }, (_, i) => store.replays.remember(key, { racer: i }, inOneHour())));
+        const won = results.filter((r) => r.created);
+        expect(won).toHaveLength(1);
+        for (const r of results) expect(r.value).toEqual(won[0]?.value);
+        expect(await store.replays.recall(key)).toEqual(won[0]?.value);
+      }
+
+      it("of 20 parallel remembers of a new key, exactly one stores its value", async () => {
+        await expectOneRememberWins(unique("replay"));
+      });
+
+      needs("atomic-conditional-writes")("of 20 parallel remembers over an expired entry, exactly one stores its value", async () => {
+        const key = unique("replay");
+        await store.replays.remember(key, { stale: true }, new Date(Date.now() - 1_000));
+        await expectOneRememberWins(key);
+      });
+    });
+
+    describe("credentials", () => {
+      const t0 = at("2025-03-01T00:00:00Z");
+      const later = (ms: number) => new Date(t0.getTime() + ms);
+
+      it("get of an unknown appid is null", async () => {
+        expect(await store.credentials.get(unique("wx"))).toBeNull();
+      });
+
+      needs("set-on-insert-null")("acquireLease creates the record, with no token yet", async () => {
+        const appid = unique("wx");
+        expect(await store.credentials.acquireLease(appid, "a", later(15_000), t0)).toBe(true);
+        expect(await store.credentials.get(appid)).toEqual({ appid, accessToken: null, expiresAt: null, leaseOwner: "a", leaseUntil: later(15_000) });
+      });
+
+      it("leases to one owner at a time until the lease lapses", async () => {
+        const appid = unique("wx");
+        expect(await store.credentials.acquireLease(appid, "a", later(15_000), t0)).toBe(true);
+        expect(await store.credentials.get(appid)).toMatchObject({ appid, leaseOwner: "a", leaseUntil: later(15_000) });
+
+        expect(await store.credentials.acquireLease(appid, "b", later(20_000), later(5_000))).toBe(false);
+        expect(await store.credentials.get(appid)).toMatchObject({ leaseOwner: "a", leaseUntil: later(15_000) });
+        // The holder may extend its own lease.
+        expect(await store.credentials.acquireLease(appid, "a", later(25_000), later(10_000))).toBe(true);
+        expect(await store.credentials.get(appid)).toMatchObject({ leaseOwner: "a", leaseUntil: later(25_000) });
+
+        expect(await store.credentials.acquireLease(appid, "b", later(40_000), later(25_000))).toBe(true);
+        expect(await store.credentials.get(appid)).toMatchObject({ leaseOwner: "b", leaseUntil: later(40_000) });
+        expect(await store.credentials.acquireLease(appid, "a", later(45_000), later(30_000))).toBe(false);
+      });
+
+      /** Asks for one appid's lease from 10 owners at once: exactly one gets it and holds it. */
+      async function expectOneLeaseWins(appid: string, now: Date): Promise<void> {
+        const owners = Array.from({ length: 10 }, (_, i) => `owner-${i}`);
+        const results = await Promise.all(owners.map((owner) => store.credentials.acquireLease(appid, owner, later(60_000), now)));
+        expect(results.filter(Boolean)).toHaveLength(1);
+        expect((await store.credentials.get(appid))?.leaseOwner).toBe(owners[results.indexOf(true)]);
+      }
+
+      it("of 10 parallel owners asking for a new appid's lease, exactly one gets it", async () => {
+        await expectOneLeaseWins(unique("wx"), t0);
+      });
+
+      needs("atomic-conditional-writes")("of 10 parallel owners asking for a lapsed lease, exactly one gets it", async () => {
+        const appid = unique("wx");
+        await store.credentials.acquireLease(appid, "earlier", later(15_000), t0);
+        await expectOneLeaseWins(appid, later(20_000));
+      });
+
+      it("saveToken stores the token and frees the lease, but not a lease someone else took over", async () => {
+        const lapsed = unique("wx");
+        await store.credentials.acquireLease(lapsed, "a", later(15_000), t0);
+        await store.credentials.acquireLease(lapsed, "b", later(40_000), later(20_000));
+        await store.credentials.saveToken(lapsed, "a", "token-a", later(7_200_000));
+        expect(await store.credentials.get(lapsed)).toMatchObject({ accessToken: "token-a", leaseOwner: "b", leaseUntil: later(40_000) });
+
+        const appid = unique("wx");
+        await store.credentials.acquireLease(appid, "a", later(15_000), t0);
+        await store.credentials.saveToken(appid, "a", "token-1", later(7_200_000));
+        expect(await store.credentials.get(appid)).toEqual({ appid, accessToken: "token-1", expiresAt: later(7_200_000), leaseOwner: null, leaseUntil: null });
+        expect(await store.credentials.acquireLease(appid, "b", later(20_000), later(5_000))).toBe(true);
+        expect(await store.credentials.get(appid)).toMatchObject({ accessToken: "token-1", leaseOwner: "b" });
+      });
+
+      it("expireToken expires the stored token only if it is still the one given", async () => {
+        const appid = unique("wx");
+        await store.credentials.saveToken(appid, "a", "token-1", later(7_200_000));
+        await store.credentials.saveToken(appid, "a", "token-2", later(9_000_000));
+        expect(await store.credentials.expireToken(appid, "token-1")).toBe(false);
+        expect(await store.credentials.get(appid)).toMatchObject({ accessToken: "token-2", expiresAt: later(9_000_000) });
+
+        expect(await store.credentials.expireToken(appid, "token-2")).toBe(true);
+        const expired = await store.credentials.get(appid);
+        const usable = !!expired?.accessToken && (expired.expiresAt?.getTime() ?? 0) > Date.now();
+        expect(usable).toBe(false);
+        expect(await store.credentials.expireToken(appid, "token-2")).toBe(false);
+        expect(await store.credentials.expireToken(unique("wx"), "token-2")).toBe(false);
+      });
+
+      it("hands out copies: mutating a returned credential does not change the store", async () => {
+        const appid = unique("wx");
+        await store.credentials.saveToken(appid, "a", "token-1", later(7_200_000));
+        const got = await store.credentials.get(appid);
+        got?.expiresAt?.setTime(0);
+        expect((await store.credentials.get(appid))?.expiresAt).toEqual(later(7_200_000));
+      });
+    });
   });
 }
 
@@ -559,7 +697,7 @@ async function freshMongoStore(serverUri: string): Promise<StoreFixture & { dbNa
 describeStoreContract("MongoStore", () => freshMongoStore(uri ?? ""), { skip: !uri, gaps: mongoGaps });
 
 describe.skipIf(!uri)("MongoStore indexes", () => {
-  it.skipIf(mongoGaps.has("ttl"))("init creates the unique key index and a TTL index on session expiry", async () => {
+  it.skipIf(mongoGaps.has("ttl"))("init creates the unique key index and TTL indexes on session and replay expiry", async () => {
     const fixture = await freshMongoStore(uri ?? "");
     const client = new MongoClient(uri ?? "", { serverSelectionTimeoutMS: 5_000 });
     try {
@@ -572,6 +710,7 @@ describe.skipIf(!uri)("MongoStore indexes", () => {
           expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 }),
         ]),
       );
+      expect(await db.collection("replays").indexes()).toContainEqual(expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 }));
     } finally {
       await client.close();
       await fixture.dispose();

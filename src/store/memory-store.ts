@@ -7,6 +7,10 @@ import {
   SPENT_HASHES_KEPT,
   uniqueKeysOf,
   VersionConflictError,
+  type CredentialStore,
+  type JsonObject,
+  type PlatformCredential,
+  type ReplayStore,
   type Rotation,
   type SessionDraft,
   type SessionRecord,
@@ -21,8 +25,28 @@ import {
 // and out so no caller can reach stored state, and every check-then-write runs without an await
 // in between, which makes it atomic on the event loop.
 
-/** How often expired sessions are dropped; MongoDB's TTL monitor also runs once a minute. */
+/** How often expired entries are dropped; MongoDB's TTL monitor also runs once a minute. */
 const SWEEP_INTERVAL_MS = 60_000;
+
+/** Drops a map's expired entries, as a TTL index does in MongoDB, so a long-running process does not grow without bound. */
+class ExpirySweep<V> {
+  private nextSweepAt = Date.now() + SWEEP_INTERVAL_MS;
+
+  constructor(
+    private readonly entries: Map<string, V>,
+    private readonly expiresAt: (entry: V) => Date,
+  ) {}
+
+  /** Cheap to call on every write: does the work at most once per interval. */
+  run(): void {
+    const now = Date.now();
+    if (now < this.nextSweepAt) return;
+    this.nextSweepAt = now + SWEEP_INTERVAL_MS;
+    for (const [key, entry] of this.entries) {
+      if (this.expiresAt(entry).getTime() <= now) this.entries.delete(key);
+    }
+  }
+}
 
 /** The stored form of an id: ObjectId hex in lower case, as MongoDB reads it back; null if not one. */
 function storedId(id: string): string | null {
@@ -84,13 +108,13 @@ export class MemoryUserStore implements UserStore {
 
 export class MemorySessionStore implements SessionStore {
   private readonly sessions = new Map<string, SessionRecord>();
-  private nextSweepAt = Date.now() + SWEEP_INTERVAL_MS;
+  private readonly sweep = new ExpirySweep(this.sessions, (session) => session.expiresAt);
 
   async insert(draft: SessionDraft): Promise<SessionRecord> {
     // Parsed like the MongoDB store does, so a malformed caller-chosen id fails the same way.
     const id = draft.id === undefined ? newObjectId() : ObjectId.createFromHexString(draft.id).toHexString();
     if (this.sessions.has(id)) throw new DuplicateKeyError("unknown");
-    this.sweepExpired();
+    this.sweep.run();
     const session: SessionRecord = { ...structuredClone(draft), id };
     this.sessions.set(id, session);
     return structuredClone(session);
@@ -143,16 +167,6 @@ export class MemorySessionStore implements SessionStore {
     const key = storedId(id);
     return key === null ? undefined : this.sessions.get(key);
   }
-
-  /** Drops expired sessions, as the TTL index does in MongoDB, so a long-running process does not grow without bound. */
-  private sweepExpired(): void {
-    const now = Date.now();
-    if (now < this.nextSweepAt) return;
-    this.nextSweepAt = now + SWEEP_INTERVAL_MS;
-    for (const [id, session] of this.sessions) {
-      if (session.expiresAt.getTime() <= now) this.sessions.delete(id);
-    }
-  }
 }
 
 function markRevoked(session: SessionRecord, reason: string, at: number): void {
@@ -160,9 +174,72 @@ function markRevoked(session: SessionRecord, reason: string, at: number): void {
   session.revokeReason = reason;
 }
 
+interface ReplayEntry {
+  value: JsonObject;
+  expiresAt: Date;
+}
+
+export class MemoryReplayStore implements ReplayStore {
+  private readonly entries = new Map<string, ReplayEntry>();
+  private readonly sweep = new ExpirySweep(this.entries, (entry) => entry.expiresAt);
+
+  async remember(key: string, value: JsonObject, expiresAt: Date): Promise<{ value: JsonObject; created: boolean }> {
+    const live = this.live(key);
+    if (live) return { value: structuredClone(live.value), created: false };
+    this.sweep.run();
+    this.entries.set(key, { value: structuredClone(value), expiresAt: new Date(expiresAt) });
+    return { value: structuredClone(value), created: true };
+  }
+
+  async recall(key: string): Promise<JsonObject | null> {
+    const live = this.live(key);
+    return live ? structuredClone(live.value) : null;
+  }
+
+  /** Expiry is checked here, not left to the sweep, which runs only now and then. */
+  private live(key: string): ReplayEntry | undefined {
+    const entry = this.entries.get(key);
+    return entry && entry.expiresAt.getTime() > Date.now() ? entry : undefined;
+  }
+}
+
+export class MemoryCredentialStore implements CredentialStore {
+  private readonly credentials = new Map<string, PlatformCredential>();
+
+  async get(appid: string): Promise<PlatformCredential | null> {
+    const credential = this.credentials.get(appid);
+    return credential ? structuredClone(credential) : null;
+  }
+
+  async acquireLease(appid: string, owner: string, until: Date, now: Date): Promise<boolean> {
+    const current = this.credentials.get(appid) ?? { appid, accessToken: null, expiresAt: null, leaseOwner: null, leaseUntil: null };
+    const lapsed = current.leaseUntil !== null && current.leaseUntil.getTime() <= now.getTime();
+    if (current.leaseOwner !== null && current.leaseOwner !== owner && !lapsed) return false;
+    this.credentials.set(appid, { ...current, leaseOwner: owner, leaseUntil: new Date(until) });
+    return true;
+  }
+
+  async saveToken(appid: string, owner: string, accessToken: string, expiresAt: Date): Promise<void> {
+    const current = this.credentials.get(appid);
+    const lease = current && current.leaseOwner !== owner ? { leaseOwner: current.leaseOwner, leaseUntil: current.leaseUntil } : { leaseOwner: null, leaseUntil: null };
+    this.credentials.set(appid, { appid, accessToken, expiresAt: new Date(expiresAt), ...lease });
+  }
+
+  async expireToken(appid: string, accessToken: string): Promise<boolean> {
+    const current = this.credentials.get(appid);
+    if (current?.accessToken !== accessToken) return false;
+    // No token at all, as before the first fetch: nothing can mistake it for a usable one.
+    current.accessToken = null;
+    current.expiresAt = null;
+    return true;
+  }
+}
+
 export class MemoryStore implements Store {
   readonly users = new MemoryUserStore();
   readonly sessions = new MemorySessionStore();
+  readonly replays = new MemoryReplayStore();
+  readonly credentials = new MemoryCredentialStore();
 
   async init(): Promise<void> {}
 

@@ -18,6 +18,10 @@ import {
   StoreUnavailableError,
   uniqueKeysOf,
   VersionConflictError,
+  type CredentialStore,
+  type JsonObject,
+  type PlatformCredential,
+  type ReplayStore,
   type Rotation,
   type SessionDraft,
   type SessionRecord,
@@ -36,6 +40,10 @@ import {
 type UserDoc = Omit<UserRecord, "id" | "version"> & { _id: ObjectId; __v: number; keys: string[] };
 /** `userId` is kept as the user's id hex string (null while pending), as in SessionRecord. */
 type SessionDoc = Omit<SessionRecord, "id"> & { _id: ObjectId };
+/** Keyed by the caller's key. */
+type ReplayDoc = { _id: string; value: JsonObject; expiresAt: Date };
+/** Keyed by the platform appid. */
+type CredentialDoc = Omit<PlatformCredential, "appid"> & { _id: string };
 
 const UNIQUE_KEY_KINDS: readonly string[] = ["identity", "unionid", "phone", "username"] satisfies UniqueKeyKind[];
 
@@ -51,8 +59,11 @@ const NOT_IMPLEMENTED = 238;
 export class MongoStore implements Store {
   readonly users: MongoUserStore;
   readonly sessions: MongoSessionStore;
+  readonly replays: MongoReplayStore;
+  readonly credentials: MongoCredentialStore;
   private readonly userDocs: Collection<UserDoc>;
   private readonly sessionDocs: Collection<SessionDoc>;
+  private readonly replayDocs: Collection<ReplayDoc>;
   /** Only a client this class opened is closed by it; a client passed in belongs to the caller. */
   private ownsClient = false;
 
@@ -64,8 +75,11 @@ export class MongoStore implements Store {
     const db = client.db(dbName, { ignoreUndefined: true });
     this.userDocs = db.collection<UserDoc>("users");
     this.sessionDocs = db.collection<SessionDoc>("sessions");
+    this.replayDocs = db.collection<ReplayDoc>("replays");
     this.users = new MongoUserStore(this.userDocs);
     this.sessions = new MongoSessionStore(this.sessionDocs);
+    this.replays = new MongoReplayStore(this.replayDocs);
+    this.credentials = new MongoCredentialStore(db.collection<CredentialDoc>("credentials"));
   }
 
   /** Opens a client of its own; `options` override the defaults (e.g. a longer server selection timeout). */
@@ -81,10 +95,8 @@ export class MongoStore implements Store {
     await guard(async () => {
       await this.userDocs.createIndex({ keys: 1 }, { unique: true });
       await this.sessionDocs.createIndex({ userId: 1 });
-      await this.sessionDocs.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 }).catch((err: unknown) => {
-        // Servers without TTL indexes (FerretDB 1.x) keep expired sessions; expiry is checked on read anyway.
-        if (!(err instanceof MongoServerError && err.code === NOT_IMPLEMENTED)) throw err;
-      });
+      await createTtlIndex(this.sessionDocs);
+      await createTtlIndex(this.replayDocs);
     });
   }
 
@@ -192,6 +204,75 @@ export class MongoSessionStore implements SessionStore {
   }
 }
 
+export class MongoReplayStore implements ReplayStore {
+  constructor(private readonly collection: Collection<ReplayDoc>) {}
+
+  async remember(key: string, value: JsonObject, expiresAt: Date): Promise<{ value: JsonObject; created: boolean }> {
+    for (;;) {
+      try {
+        // Overwrites a missing or expired entry; over a live one the upsert inserts a second _id and fails, atomically.
+        await guard(() => this.collection.updateOne({ _id: key, expiresAt: { $lte: new Date() } }, { $set: { value, expiresAt } }, { upsert: true }));
+        return { value: structuredClone(value), created: true };
+      } catch (err) {
+        if (!(err instanceof DuplicateKeyError)) throw err;
+      }
+      const live = await this.recall(key);
+      if (live) return { value: live, created: false };
+      // The live entry expired between the two calls: try again, now over an expired one.
+    }
+  }
+
+  async recall(key: string): Promise<JsonObject | null> {
+    // TTL deletion is lazy (and missing on some servers), so expiry is checked here.
+    const doc = await guard(() => this.collection.findOne({ _id: key, expiresAt: { $gt: new Date() } }));
+    return doc?.value ?? null;
+  }
+}
+
+export class MongoCredentialStore implements CredentialStore {
+  constructor(private readonly collection: Collection<CredentialDoc>) {}
+
+  async get(appid: string): Promise<PlatformCredential | null> {
+    const doc = await guard(() => this.collection.findOne({ _id: appid }));
+    return doc && toCredential(doc);
+  }
+
+  async acquireLease(appid: string, owner: string, until: Date, now: Date): Promise<boolean> {
+    try {
+      await guard(() =>
+        this.collection.updateOne(
+          { _id: appid, $or: [{ leaseOwner: null }, { leaseUntil: { $lte: now } }, { leaseOwner: owner }] },
+          { $set: { leaseOwner: owner, leaseUntil: until }, $setOnInsert: { accessToken: null, expiresAt: null } },
+          { upsert: true },
+        ),
+      );
+      return true;
+    } catch (err) {
+      // The upsert found no lease it may take and collided with the record whose live lease is another's.
+      if (err instanceof DuplicateKeyError) return false;
+      throw err;
+    }
+  }
+
+  async saveToken(appid: string, owner: string, accessToken: string, expiresAt: Date): Promise<void> {
+    await guard(() => this.collection.updateOne({ _id: appid }, { $set: { accessToken, expiresAt } }, { upsert: true }));
+    await guard(() => this.collection.updateOne({ _id: appid, leaseOwner: owner }, { $set: { leaseOwner: null, leaseUntil: null } }));
+  }
+
+  async expireToken(appid: string, accessToken: string): Promise<boolean> {
+    // No token at all, as before the first fetch: nothing can mistake it for a usable one.
+    const result = await guard(() => this.collection.updateOne({ _id: appid, accessToken }, { $set: { accessToken: null, expiresAt: null } }));
+    return result.modifiedCount === 1;
+  }
+}
+
+/** A TTL index on `expiresAt`; servers without TTL indexes (FerretDB 1.x) keep expired documents, which every read skips anyway. */
+async function createTtlIndex<T extends { expiresAt: Date }>(collection: Collection<T>): Promise<void> {
+  await collection.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 }).catch((err: unknown) => {
+    if (!(err instanceof MongoServerError && err.code === NOT_IMPLEMENTED)) throw err;
+  });
+}
+
 /** The ObjectId an id names, or null when it is not 24 hex digits (which `new ObjectId` would also accept as 12 raw bytes). */
 function parseId(id: string): ObjectId | null {
   return /^[0-9a-f]{24}$/i.test(id) ? ObjectId.createFromHexString(id) : null;
@@ -211,6 +292,10 @@ function toUser({ _id, __v, keys: _, ...fields }: UserDoc): UserRecord {
 
 function toSession({ _id, ...fields }: SessionDoc): SessionRecord {
   return { ...fields, id: _id.toHexString() };
+}
+
+function toCredential({ _id, ...fields }: CredentialDoc): PlatformCredential {
+  return { ...fields, appid: _id };
 }
 
 /** Runs a driver call, turning the driver's errors the service must tell apart into the store's own. */

@@ -120,9 +120,51 @@ export interface SessionStore {
   revokeAllForUser(userId: string, reason: string): Promise<number>;
 }
 
+/**
+ * Short-lived answers keyed by a hash of a one-time code (a wx.login or phone code), so a client
+ * retrying the same request inside the code's life gets the same answer instead of a spent code.
+ */
+export interface ReplayStore {
+  /**
+   * Stores `value` under `key` unless a live (unexpired) entry exists; returns what is stored
+   * after the call and whether it was this call that stored it.
+   */
+  remember(key: string, value: JsonObject, expiresAt: Date): Promise<{ value: JsonObject; created: boolean }>;
+  /** The live entry, or null (missing or expired). */
+  recall(key: string): Promise<JsonObject | null>;
+}
+
+/** A platform access token shared by every instance, and the lease that lets one of them refresh it. */
+export interface PlatformCredential {
+  /** The platform appid. */
+  appid: string;
+  accessToken: string | null;
+  expiresAt: Date | null;
+  leaseOwner: string | null;
+  leaseUntil: Date | null;
+}
+
+export interface CredentialStore {
+  get(appid: string): Promise<PlatformCredential | null>;
+  /**
+   * Takes the refresh lease for `owner` until `until` if nobody holds it or it has lapsed (by `now`)
+   * or `owner` holds it already; true when `owner` holds it after the call. Creates the record.
+   */
+  acquireLease(appid: string, owner: string, until: Date, now: Date): Promise<boolean>;
+  /**
+   * Stores a fresh token, and frees the lease if `owner` still holds it (a refresher whose lease
+   * lapsed must not free the next one's).
+   */
+  saveToken(appid: string, owner: string, accessToken: string, expiresAt: Date): Promise<void>;
+  /** Marks the stored token expired only if it is still `accessToken` (compare-and-expire); true if it was. */
+  expireToken(appid: string, accessToken: string): Promise<boolean>;
+}
+
 export interface Store {
   users: UserStore;
   sessions: SessionStore;
+  replays: ReplayStore;
+  credentials: CredentialStore;
   /** Creates indexes and the like; safe to call on every start. */
   init(): Promise<void>;
   close(): Promise<void>;
@@ -139,16 +181,21 @@ export type UniqueKeyKind = "identity" | "unionid" | "phone" | "username";
  * Every value that at most one user may hold, as strings "kind:value". Both stores index these
  * (MongoDB: a unique multikey index on `keys`), so uniqueness needs no transactions.
  */
-export function uniqueKeysOf(user: Pick<UserRecord, "identities" | "unionid" | "phoneNumber" | "username">): string[] {
+export function uniqueKeysOf(user: Pick<UserRecord, "identities" | "unionid" | "phoneNumber" | "purePhoneNumber" | "countryCode" | "username">): string[] {
   const keys = user.identities.map((i) => identityKey(i.platform, i.appid, i.openid));
   if (user.unionid) keys.push(`unionid:${user.unionid}`);
-  if (user.phoneNumber) keys.push(`phone:${user.phoneNumber}`);
+  if (user.phoneNumber) keys.push(phoneKey(user));
   if (user.username) keys.push(`username:${user.username.toLowerCase()}`);
   return keys;
 }
 
 export const identityKey = (platform: string, appid: string, openid: string) => `identity:${platform}:${appid}:${openid}`;
 export const unionidKey = (unionid: string) => `unionid:${unionid}`;
+
+/** One number, one key: +86 13800000000 and 13800000000 with country code 86 are the same phone. */
+export function phoneKey(phone: Pick<UserRecord, "phoneNumber" | "purePhoneNumber" | "countryCode">): string {
+  return phone.countryCode && phone.purePhoneNumber ? `phone:+${phone.countryCode}${phone.purePhoneNumber}` : `phone:${phone.phoneNumber}`;
+}
 
 export function keyKind(key: string): UniqueKeyKind {
   return key.slice(0, key.indexOf(":")) as UniqueKeyKind;
