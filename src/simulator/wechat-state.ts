@@ -90,8 +90,8 @@ export function createWechatState(apps: Record<string, string>, clock: Clock) {
     }
   }
 
-  function issueToken(appid: string): AccessToken {
-    const token = { value: randomToken(96), appid, expiresAt: clock.now() + TOKEN_TTL_MS, revoked: false };
+  function issueToken(appid: string, now: number): AccessToken {
+    const token = { value: randomToken(96), appid, expiresAt: now + TOKEN_TTL_MS, revoked: false };
     tokens.set(token.value, token);
     latestTokens.set(appid, token);
     return token;
@@ -176,12 +176,13 @@ export function createWechatState(apps: Record<string, string>, clock: Clock) {
       if (forceRefresh) {
         // A forced refresh is for a leaked token: everything issued before stops working at once.
         for (const old of tokens.values()) if (old.appid === appid) old.revoked = true;
-        token = issueToken(appid);
+        token = issueToken(appid, now);
       } else if (token === undefined || token.expiresAt - now <= TOKEN_RENEW_WINDOW_MS) {
         // The previous token is left alone: it stays valid until its own expiry.
-        token = issueToken(appid);
+        token = issueToken(appid, now);
       }
-      return { access_token: token.value, expires_in: Math.ceil((token.expiresAt - now) / 1000) };
+      // Rounded down, as WeChat never promises more than it has (at most 7200).
+      return { access_token: token.value, expires_in: Math.floor((token.expiresAt - now) / 1000) };
     },
 
     /** The appid an access_token belongs to. */

@@ -1,3 +1,5 @@
+import { sessionKeySignature } from "./open-data.js";
+
 // Talks to api.weixin.qq.com (or anything that speaks like it: the simulator, a proxy).
 // WeChat answers errors as HTTP 200 with {errcode, errmsg}; branch on errcode, never errmsg.
 
@@ -41,6 +43,9 @@ const ERRCODE_KINDS: Record<number, WechatErrorKind> = {
   48001: "misconfigured",
 };
 
+/** checksession's answer for a session_key that is not (or no longer) the user's: a result, not a failure. */
+const INVALID_SIGNATURE = 87009;
+
 export function kindOfErrcode(errcode: number): WechatErrorKind {
   return ERRCODE_KINDS[errcode] ?? "unexpected";
 }
@@ -59,6 +64,21 @@ export interface Code2SessionResult {
   unionid?: string;
 }
 
+export interface StableToken {
+  accessToken: string;
+  /** Seconds. */
+  expiresIn: number;
+}
+
+export interface PhoneNumber {
+  /** With the country code for numbers outside mainland China. */
+  phoneNumber: string;
+  purePhoneNumber: string;
+  countryCode: string;
+  /** The app the number was verified for; empty if WeChat sent no watermark. */
+  watermarkAppid: string;
+}
+
 export interface WechatClientOptions {
   /** e.g. https://api.weixin.qq.com, or the simulator's URL. */
   baseUrl: string;
@@ -69,7 +89,26 @@ export interface WechatClientOptions {
   retryDelayMs?: number;
 }
 
-type Attempt = { ok: true; body: Record<string, unknown> } | { ok: false; error: WechatError; sent: boolean };
+type Failure = { ok: false; error: WechatError; sent: boolean };
+type Attempt = { ok: true; body: Record<string, unknown> } | Failure;
+
+/** After a failed attempt (`tries` retries so far): try again, or throw this error. */
+type RetryPolicy = (failure: Failure, tries: number) => "retry" | WechatError;
+
+/**
+ * For an API that redeems a single-use code. Retries only what can't have spent the code
+ * (connection never made) or what WeChat said it did not do (-1, busy); a "code used" after
+ * such a retry is reported as unavailable, since our own first attempt may have spent it.
+ */
+const CODE_SAFE: RetryPolicy = ({ error, sent }, tries) => {
+  if (tries > 0 && error.kind === "code_used") return new WechatError("unavailable", error.api, error.errcode);
+  return error.errcode === -1 || !sent ? "retry" : error;
+};
+
+/** For reads and idempotent calls: doing them twice is harmless, so any -1, timeout, lost connection or 5xx is retried. */
+const REPEATABLE: RetryPolicy = ({ error }) => (error.kind === "unavailable" ? "retry" : error);
+
+const postJson = (body: object): RequestInit => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
 export function createWechatClient(options: WechatClientOptions) {
   const base = options.baseUrl.replace(/\/+$/, "");
@@ -97,19 +136,14 @@ export function createWechatClient(options: WechatClientOptions) {
     return { ok: true, body: body as Record<string, unknown> };
   }
 
-  /**
-   * Calls an API that redeems a single-use code. Retries only what can't have spent the code
-   * (connection never made) or what WeChat said it did not do (-1, busy); a "code used" after
-   * such a retry is reported as unavailable, since our own first attempt may have spent it.
-   */
-  async function callWithCode(api: string, url: string, init: RequestInit, signal?: AbortSignal): Promise<Record<string, unknown>> {
+  /** Sends a request until it succeeds or `policy` says stop, with at most options.retries extra attempts. */
+  async function call(api: string, url: string, init: RequestInit, policy: RetryPolicy, signal?: AbortSignal): Promise<Record<string, unknown>> {
     for (let tries = 0; ; tries++) {
       const result = await attempt(api, url, init, signal);
       if (result.ok) return result.body;
-      const { error } = result;
-      if (tries > 0 && error.kind === "code_used") throw new WechatError("unavailable", api, error.errcode);
-      const retryable = error.errcode === -1 || !result.sent;
-      if (!retryable || tries >= options.retries || signal?.aborted) throw error;
+      const verdict = policy(result, tries);
+      if (verdict !== "retry") throw verdict;
+      if (tries >= options.retries || signal?.aborted) throw result.error;
       await delay(options.retryDelayMs ?? 100);
     }
   }
@@ -118,12 +152,55 @@ export function createWechatClient(options: WechatClientOptions) {
     /** auth.code2Session: exchanges a wx.login code for openid, session_key and (maybe) unionid. */
     async code2Session(app: WechatApp, code: string, signal?: AbortSignal): Promise<Code2SessionResult> {
       const query = new URLSearchParams({ appid: app.appid, secret: app.secret, js_code: code, grant_type: "authorization_code" });
-      const body = await callWithCode("jscode2session", `${base}/sns/jscode2session?${query}`, { method: "GET" }, signal);
+      const body = await call("jscode2session", `${base}/sns/jscode2session?${query}`, { method: "GET" }, CODE_SAFE, signal);
       const { openid, session_key: sessionKey, unionid } = body;
       if (typeof openid !== "string" || !openid || typeof sessionKey !== "string" || !sessionKey) {
         throw new WechatError("unexpected", "jscode2session");
       }
       return { openid, sessionKey, ...(typeof unionid === "string" && unionid ? { unionid } : {}) };
+    },
+
+    /** getStableAccessToken in normal mode: the same token until WeChat renews it, so asking twice is harmless. */
+    async stableToken(app: WechatApp, signal?: AbortSignal): Promise<StableToken> {
+      const init = postJson({ grant_type: "client_credential", appid: app.appid, secret: app.secret, force_refresh: false });
+      const body = await call("stable_token", `${base}/cgi-bin/stable_token`, init, REPEATABLE, signal);
+      const { access_token: accessToken, expires_in: expiresIn } = body;
+      if (typeof accessToken !== "string" || !accessToken || typeof expiresIn !== "number" || !(expiresIn > 0)) {
+        throw new WechatError("unexpected", "stable_token");
+      }
+      return { accessToken, expiresIn };
+    },
+
+    /**
+     * Redeems a phone-number button code. A refused token (40001/42001) is the caller's to renew,
+     * so it surfaces as token_invalid without a retry here.
+     */
+    async getPhoneNumber(accessToken: string, code: string, signal?: AbortSignal): Promise<PhoneNumber> {
+      const query = new URLSearchParams({ access_token: accessToken });
+      const url = `${base}/wxa/business/getuserphonenumber?${query}`;
+      const body = await call("getuserphonenumber", url, postJson({ code }), CODE_SAFE, signal);
+      // Anything but an object reads as an answer with no fields, so the checks below refuse it.
+      const { phoneNumber, purePhoneNumber, countryCode, watermark } = (body.phone_info ?? {}) as Record<string, unknown>;
+      // WeChat's field table says countryCode is a string; its example sends the number 86.
+      const country = typeof countryCode === "string" || typeof countryCode === "number" ? String(countryCode) : undefined;
+      if (typeof phoneNumber !== "string" || !phoneNumber || typeof purePhoneNumber !== "string" || country === undefined) {
+        throw new WechatError("unexpected", "getuserphonenumber");
+      }
+      const watermarkAppid = (watermark as { appid?: unknown } | null | undefined)?.appid;
+      return { phoneNumber, purePhoneNumber, countryCode: country, watermarkAppid: typeof watermarkAppid === "string" ? watermarkAppid : "" };
+    },
+
+    /** Whether `sessionKey` is still the user's current session_key; false once WeChat has rotated or expired it. */
+    async checkSessionKey(accessToken: string, openid: string, sessionKey: string, signal?: AbortSignal): Promise<boolean> {
+      const query = new URLSearchParams({ access_token: accessToken, signature: sessionKeySignature(sessionKey), openid, sig_method: "hmac_sha256" });
+      try {
+        await call("checksession", `${base}/wxa/checksession?${query}`, { method: "GET" }, REPEATABLE, signal);
+        return true;
+      } catch (e) {
+        // 87009 is WeChat's definite "no" for this key, not a failure of the call.
+        if (e instanceof WechatError && e.errcode === INVALID_SIGNATURE) return false;
+        throw e;
+      }
     },
   };
 }

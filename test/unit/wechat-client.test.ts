@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createWechatSimulator, type WechatSimulator } from "../../src/simulator/simulator.js";
 import { createWechatClient, kindOfErrcode, WechatError } from "../../src/wechat/wechat-client.js";
-import { injectFault, mintCode } from "../support/harness.js";
+import { injectFault, mintCode, simPost } from "../support/harness.js";
 
 const app = { appid: "wx0000000000000001", secret: "s3cret" };
 let sim: WechatSimulator;
@@ -19,9 +19,9 @@ beforeEach(async () => {
   await fetch(`${sim.url}/sim/calls`, { method: "DELETE" });
 });
 
-async function calls(): Promise<number> {
+async function calls(path = "/sns/jscode2session"): Promise<number> {
   const { counts } = (await (await fetch(`${sim.url}/sim/calls`)).json()) as { counts: Record<string, number> };
-  return counts["/sns/jscode2session"] ?? 0;
+  return counts[path] ?? 0;
 }
 
 async function kindOf(promise: Promise<unknown>): Promise<string> {
@@ -92,5 +92,97 @@ describe("code2Session", () => {
     const started = Date.now();
     expect(await kindOf(slow.code2Session(app, (await mintCode(sim.url)).code, AbortSignal.timeout(50)))).toBe("unavailable");
     expect(Date.now() - started).toBeLessThan(240);
+  });
+});
+
+describe("stableToken", () => {
+  const path = "/cgi-bin/stable_token";
+
+  it("gets the same token while it is valid, one call per fetch", async () => {
+    const first = await client.stableToken(app);
+    expect(first.accessToken).not.toBe("");
+    expect(first.expiresIn).toBeGreaterThan(300);
+    expect((await client.stableToken(app)).accessToken).toBe(first.accessToken);
+    expect(await calls(path)).toBe(2);
+  });
+
+  it("retries -1 and a timeout, since fetching twice is harmless", async () => {
+    await injectFault(sim.url, { path, errcode: -1 });
+    expect(await kindOf(client.stableToken(app))).toBe("ok");
+    expect(await calls(path)).toBe(2);
+    await injectFault(sim.url, { path, delayMs: 1000 });
+    expect(await kindOf(client.stableToken(app))).toBe("ok");
+    expect(await calls(path)).toBe(4);
+    await injectFault(sim.url, { path, errcode: -1, times: 2 });
+    expect(await kindOf(client.stableToken(app))).toBe("unavailable:-1");
+  });
+
+  it("reports a wrong secret without retrying it", async () => {
+    expect(await kindOf(client.stableToken({ ...app, secret: "wrong" }))).toBe("misconfigured:40125");
+    expect(await calls(path)).toBe(1);
+  });
+});
+
+describe("getPhoneNumber", () => {
+  const path = "/wxa/business/getuserphonenumber";
+  const phoneCode = async (phoneNumber: string, countryCode?: string) =>
+    ((await simPost(sim.url, "/sim/phone-code", { appid: app.appid, phoneNumber, countryCode })) as { code: string }).code;
+
+  it("redeems a phone code once; the country code comes back as a string", async () => {
+    const token = (await client.stableToken(app)).accessToken;
+    const code = await phoneCode("13800138000");
+    expect(await client.getPhoneNumber(token, code)).toEqual({
+      phoneNumber: "13800138000",
+      purePhoneNumber: "13800138000",
+      countryCode: "86",
+      watermarkAppid: app.appid,
+    });
+    expect(await kindOf(client.getPhoneNumber(token, code))).toBe("code_invalid:40029");
+    expect(await client.getPhoneNumber(token, await phoneCode("+85261234567", "852"))).toMatchObject({
+      phoneNumber: "+85261234567",
+      purePhoneNumber: "61234567",
+      countryCode: "852",
+    });
+    expect(await calls(path)).toBe(3);
+  });
+
+  it("leaves a refused token to the caller, without retrying", async () => {
+    expect(await kindOf(client.getPhoneNumber("bogus-token", await phoneCode("13800138000")))).toBe("token_invalid:40001");
+    expect(await calls(path)).toBe(1);
+  });
+
+  it("does not retry a timeout, which may have spent the code", async () => {
+    const token = (await client.stableToken(app)).accessToken;
+    await injectFault(sim.url, { path, delayMs: 1000 });
+    expect(await kindOf(client.getPhoneNumber(token, await phoneCode("13800138000")))).toBe("unavailable");
+    expect(await calls(path)).toBe(1);
+  });
+});
+
+describe("checkSessionKey", () => {
+  const path = "/wxa/checksession";
+  const first = "Zmlyc3RmaXJzdGZpcnN0Zg==";
+  const second = "c2Vjb25kc2Vjb25kc2Vjbw==";
+
+  it("is true for the user's current session_key only", async () => {
+    const token = (await client.stableToken(app)).accessToken;
+    const { openid } = await mintCode(sim.url, { sessionKey: first });
+    expect(await client.checkSessionKey(token, openid, first)).toBe(true);
+    // A new wx.login for the same user rotates the key.
+    await mintCode(sim.url, { openid, sessionKey: second });
+    expect(await client.checkSessionKey(token, openid, first)).toBe(false);
+    expect(await client.checkSessionKey(token, openid, second)).toBe(true);
+    expect(await client.checkSessionKey(token, openid, "bWFkZXVwbWFkZXVwbWFkZQ==")).toBe(false);
+    expect(await calls(path)).toBe(4);
+  });
+
+  it("retries -1 and reports a refused token", async () => {
+    const token = (await client.stableToken(app)).accessToken;
+    const { openid } = await mintCode(sim.url, { sessionKey: first });
+    await injectFault(sim.url, { path, errcode: -1 });
+    expect(await client.checkSessionKey(token, openid, first)).toBe(true);
+    expect(await calls(path)).toBe(2);
+    expect(await kindOf(client.checkSessionKey("bogus-token", openid, first))).toBe("token_invalid:40001");
+    expect(await calls(path)).toBe(3);
   });
 });
