@@ -11,6 +11,7 @@ import { createWechatSimulator, type WechatSimulator } from "./simulator/simulat
 import { MemoryStore } from "./store/memory-store.js";
 import { MongoStore } from "./store/mongo-store.js";
 import type { Store } from "./store/store.js";
+import { createAccessTokenBroker } from "./wechat/access-token-broker.js";
 import { createWechatClient } from "./wechat/wechat-client.js";
 
 const WECHAT_API = "https://api.weixin.qq.com";
@@ -87,7 +88,8 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     const accessTokens = createAccessTokens(keys, { issuer: file.issuer, ttlSeconds: file.tokens.accessTtlSeconds, now });
     const sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: file.tokens, now });
     const wechat = createWechatClient({ baseUrl: simulator?.url ?? env.wechatApiBase ?? WECHAT_API, ...file.wechat });
-    const service = createIdentityService({ apps, users: store.users, sessions, wechat, now });
+    const broker = createAccessTokenBroker({ credentials: store.credentials, fetchToken: (app) => wechat.stableToken(app), now });
+    const service = createIdentityService({ apps, users: store.users, sessions, replays: store.replays, wechat, broker, now });
 
     const deps = { service, jwks: accessTokens.jwks, logger, maxBodyBytes: file.limits.maxBodyBytes, shutdownTimeoutMs: 5000 };
     const http = await buildHttpServer(deps);

@@ -54,9 +54,8 @@ describe("Login with a wx.login code", () => {
     const bad = await rpc(h.httpUrl, "Login", { appId: "demo", code: "not-a-code" });
     expect([bad.status, reasonOf(bad)]).toEqual([400, "CODE_INVALID"]);
 
-    const { code } = await mintCode(h.sim);
-    await rpc(h.httpUrl, "Login", { appId: "demo", code });
-    const used = await rpc(h.httpUrl, "Login", { appId: "demo", code });
+    await injectFault(h.sim, { path: "/sns/jscode2session", errcode: 40163 });
+    const used = await rpc(h.httpUrl, "Login", { appId: "demo", code: (await mintCode(h.sim)).code });
     expect([used.status, reasonOf(used)]).toEqual([400, "CODE_USED"]);
 
     const blocked = await mintCode(h.sim, { blocked: true });

@@ -47,6 +47,8 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
     };
   }
 
+  const loginRefreshToken = (chainKey: string, sessionId: string, loginCode: string) => childRefreshToken(chainKey, sessionId, `login:${loginCode}`);
+
   async function assertUserActive(userId: string): Promise<void> {
     const user = await users.get(userId);
     if (!user) throw new TokenError("revoked");
@@ -85,24 +87,50 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
   }
 
   return {
-    /** Opens a session; a pending one (userId null) gets no refresh token and lives as long as its access token. */
-    async open(input: OpenSessionInput): Promise<{ session: SessionRecord; tokens: IssuedTokens }> {
+    /**
+     * Opens a session; a pending one (userId null) gets no refresh token and lives as long as its
+     * access token. With a `loginCode`, the first refresh token is derived from it, so `replay`
+     * can answer a retry of the same login with the same token.
+     */
+    async open(input: OpenSessionInput, loginCode?: string): Promise<{ session: SessionRecord; tokens: IssuedTokens }> {
       const at = now();
       const ttl = input.userId ? policy.refreshTtlSeconds : policy.accessTtlSeconds;
       const id = newObjectId();
-      const refreshToken = input.userId ? newRefreshToken(id) : "";
+      const chainKey = newChainKey();
+      const refreshToken = !input.userId ? "" : loginCode ? loginRefreshToken(chainKey, id, loginCode) : newRefreshToken(id);
       const session = await sessions.insert({
         ...input,
         id,
         refreshHash: refreshToken ? hashRefreshToken(refreshToken) : null,
         spentRefreshHashes: [],
         rotatedAt: new Date(at),
-        chainKey: newChainKey(),
+        chainKey,
         createdAt: new Date(at),
         expiresAt: new Date(at + ttl * 1000),
         revokedAt: null,
       });
       return { session, tokens: await issue(session, refreshToken) };
+    },
+
+    /**
+     * The tokens of a session opened by `open(…, loginCode)`, again; null once the session has
+     * ended or moved on (its first refresh token was used), since then the client had the answer.
+     */
+    async replay(sessionId: string, loginCode: string): Promise<{ session: SessionRecord; tokens: IssuedTokens } | null> {
+      const session = await sessions.get(sessionId);
+      if (!session || session.revokedAt || session.expiresAt.getTime() <= now()) return null;
+      if (!session.userId) return { session, tokens: await issue(session, "") };
+      const refreshToken = loginRefreshToken(session.chainKey, session.id, loginCode);
+      if (hashRefreshToken(refreshToken) !== session.refreshHash) return null;
+      return { session, tokens: await issue(session, refreshToken) };
+    },
+
+    /** Gives a pending session its user and first refresh token; the pending access token stops working. */
+    async promote(session: SessionRecord, userId: string): Promise<{ session: SessionRecord; tokens: IssuedTokens }> {
+      const refreshToken = newRefreshToken(session.id);
+      const promoted = await sessions.promote(session.id, userId, hashRefreshToken(refreshToken), new Date(now() + policy.refreshTtlSeconds * 1000));
+      if (!promoted) throw new TokenError("revoked");
+      return { session: promoted, tokens: await issue(promoted, refreshToken) };
     },
 
     /** Rotates a refresh token. Reusing a spent one revokes its session. */

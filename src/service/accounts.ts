@@ -1,0 +1,106 @@
+import { Code } from "@connectrpc/connect";
+import { AccountDisabledError, TokenError } from "../auth/errors.js";
+import {
+  DuplicateKeyError,
+  identityKey,
+  unionidKey,
+  VersionConflictError,
+  type IdentityRecord,
+  type UserDraft,
+  type UserRecord,
+  type UserStore,
+} from "../store/store.js";
+import { apiError } from "./errors.js";
+
+const UPDATE_ATTEMPTS = 5;
+
+/** Profile fields a platform may tell us about a new user. */
+export type PlatformProfile = Partial<Pick<UserRecord, "nickname" | "avatarUrl" | "gender" | "phoneNumber" | "purePhoneNumber" | "countryCode">>;
+
+export function createAccountLibrary({ users, now }: { users: UserStore; now: () => number }) {
+  async function activeUser(userId: string): Promise<UserRecord> {
+    const user = await users.get(userId);
+    if (!user) throw new TokenError("revoked");
+    if (user.status === "disabled") throw new AccountDisabledError();
+    return user;
+  }
+
+  /** Read-modify-write with the store's version check; retries lost races unless the caller pinned a version. */
+  async function update(userId: string, change: (user: UserRecord) => UserRecord, expectedVersion?: number): Promise<UserRecord> {
+    for (let attempt = 1; ; attempt++) {
+      const current = await activeUser(userId);
+      if (expectedVersion !== undefined && current.version !== expectedVersion) throw new VersionConflictError();
+      const next = change(current);
+      if (next === current) return current;
+      try {
+        return await users.replace({ ...next, updatedAt: new Date(now()) });
+      } catch (e) {
+        if (!(e instanceof VersionConflictError) || expectedVersion !== undefined || attempt >= UPDATE_ATTEMPTS) throw e;
+      }
+    }
+  }
+
+  /** Adds the identity (and its unionid) to the user if it lacks them. */
+  async function bindIdentity(user: UserRecord, identity: IdentityRecord): Promise<UserRecord> {
+    if (identity.unionid && user.unionid && user.unionid !== identity.unionid) {
+      throw apiError(Code.FailedPrecondition, "ACCOUNT_CONFLICT", "this sign-in matches a user of another open platform account; contact support");
+    }
+    return update(user.id, (u) => {
+      const hasIdentity = u.identities.some((i) => i.platform === identity.platform && i.appid === identity.appid && i.openid === identity.openid);
+      if (hasIdentity && (!identity.unionid || u.unionid)) return u;
+      return {
+        ...u,
+        identities: hasIdentity ? u.identities : [...u.identities, identity],
+        ...(identity.unionid ? { unionid: identity.unionid } : {}),
+      };
+    });
+  }
+
+  return {
+    activeUser,
+    update,
+    bindIdentity,
+
+    /**
+     * The one user holding this identity, its unionid or any of `extraKeys` (e.g. a phone), with the
+     * identity bound to it; else a new user when `create` allows; else null. Two users matching
+     * different keys is a conflict, never a guess.
+     */
+    async findOrCreate(
+      identity: IdentityRecord,
+      { create, defaultRoles, profile = {}, extraKeys = [] }: { create: boolean; defaultRoles: string[]; profile?: PlatformProfile; extraKeys?: string[] },
+    ): Promise<{ user: UserRecord; created: boolean } | null> {
+      const keys = [identityKey(identity.platform, identity.appid, identity.openid), ...extraKeys];
+      if (identity.unionid) keys.push(unionidKey(identity.unionid));
+      // Two rounds: a parallel first login of the same person may insert between our read and our insert.
+      for (let round = 0; round < 2; round++) {
+        const found = await users.findByKeys(keys);
+        if (found.length > 1) {
+          throw apiError(Code.FailedPrecondition, "ACCOUNT_CONFLICT", "this sign-in matches two different users; contact support");
+        }
+        const [existing] = found;
+        if (existing) return { user: await bindIdentity(existing, identity), created: false };
+        if (!create) return null;
+        const at = new Date(now());
+        const draft: UserDraft = {
+          ...profile,
+          roles: [...defaultRoles],
+          status: "active",
+          identities: [identity],
+          ...(identity.unionid ? { unionid: identity.unionid } : {}),
+          attributes: {},
+          createdAt: at,
+          updatedAt: at,
+        };
+        try {
+          return { user: await users.insert(draft), created: true };
+        } catch (e) {
+          if (round > 0 || !(e instanceof DuplicateKeyError)) throw e;
+        }
+      }
+      throw apiError(Code.Unavailable, "STORE_UNAVAILABLE", "could not settle a parallel sign-in; retry");
+    },
+  };
+}
+
+export type AccountLibrary = ReturnType<typeof createAccountLibrary>;

@@ -1,0 +1,124 @@
+import { createHash } from "node:crypto";
+import { Code } from "@connectrpc/connect";
+import type { JsonObject, ReplayStore, SessionRecord } from "../store/store.js";
+import type { AccessTokenBroker } from "../wechat/access-token-broker.js";
+import { decryptOpenData, OpenDataError, rawDataSignatureMatches } from "../wechat/open-data.js";
+import { WechatError, type WechatClient } from "../wechat/wechat-client.js";
+import { apiError, fieldInvalid } from "./errors.js";
+
+/** How long WeChat's one-time codes live: a retry inside it gets the first answer again. */
+export const CODE_LIFETIME_MS = 5 * 60_000;
+
+const MAX_ENCRYPTED_CHARS = 32 * 1024;
+const MAX_IV_CHARS = 64;
+const MAX_RAW_DATA_CHARS = 16 * 1024;
+const MAX_CODE_CHARS = 256;
+
+export interface WechatAppRef {
+  appid: string;
+  secret: string;
+}
+
+export interface Phone {
+  phoneNumber: string;
+  purePhoneNumber: string;
+  countryCode: string;
+}
+
+export interface EncryptedInput {
+  encryptedData: string;
+  iv: string;
+  rawData?: string;
+  signature?: string;
+}
+
+/** Keys for one-time codes: hashed, so the store never holds a redeemable code. */
+export function codeKey(kind: string, appid: string, code: string): string {
+  return `${kind}:${appid}:${createHash("sha256").update(code).digest("base64url")}`;
+}
+
+export function checkCode(field: string, code: string): void {
+  if (!code || code.length > MAX_CODE_CHARS || /\s/.test(code)) throw fieldInvalid(field, "a WeChat code is required");
+}
+
+export function createWechatData({ wechat, broker, replays, now }: { wechat: WechatClient; broker: AccessTokenBroker; replays: ReplayStore; now: () => number }) {
+  /**
+   * Why decryption failed, as the client can act on it: a session_key WeChat has since rotated
+   * (wx.login again) is told apart from data that is simply bad, when WeChat can be asked.
+   */
+  async function failure(app: WechatAppRef, session: SessionRecord, sessionKey: string, reason: string, message: string): Promise<never> {
+    const valid = await broker.withToken(app, (token) => wechat.checkSessionKey(token, session.openid, sessionKey)).catch(() => true);
+    if (!valid) {
+      throw apiError(Code.FailedPrecondition, "SESSION_KEY_STALE", "WeChat has replaced this session's session_key: call wx.login, Login again, then retry");
+    }
+    throw apiError(Code.InvalidArgument, reason, message);
+  }
+
+  return {
+    /** Decrypts data a mini-program got from WeChat with the session's session_key, checking signature and watermark. */
+    async decrypt(app: WechatAppRef, session: SessionRecord, input: EncryptedInput): Promise<Record<string, unknown>> {
+      if (!input.encryptedData || input.encryptedData.length > MAX_ENCRYPTED_CHARS) throw fieldInvalid("encrypted_data", "the encryptedData WeChat gave is required");
+      if (!input.iv || input.iv.length > MAX_IV_CHARS) throw fieldInvalid("iv", "the iv WeChat gave is required");
+      if (Boolean(input.rawData) !== Boolean(input.signature)) throw fieldInvalid(input.rawData ? "signature" : "raw_data", "raw_data and signature go together");
+      if (input.rawData && input.rawData.length > MAX_RAW_DATA_CHARS) throw fieldInvalid("raw_data", "too long");
+      const { sessionKey } = session;
+      if (!sessionKey) {
+        throw apiError(Code.FailedPrecondition, "SESSION_KEY_STALE", "this session has no WeChat session_key: call wx.login, Login again, then retry");
+      }
+      if (input.rawData && !rawDataSignatureMatches(input.rawData, sessionKey, input.signature ?? "")) {
+        return failure(app, session, sessionKey, "SIGNATURE_INVALID", "signature does not match raw_data for this session");
+      }
+      try {
+        return decryptOpenData(sessionKey, input.encryptedData, input.iv, app.appid);
+      } catch (e) {
+        if (!(e instanceof OpenDataError)) throw e;
+        if (e.kind === "malformed") throw fieldInvalid("encrypted_data", "encryptedData and iv must be WeChat's base64 values");
+        if (e.kind === "watermark_mismatch") throw apiError(Code.InvalidArgument, "DECRYPT_FAILED", "the data belongs to another app (watermark)");
+        return failure(app, session, sessionKey, "DECRYPT_FAILED", "the data could not be decrypted with this session's session_key");
+      }
+    },
+
+    /**
+     * A phone-number button code redeemed through WeChat. The answer is kept for the code's life,
+     * for this session's user only, so a retry neither fails with 40029 nor pays for a second call.
+     */
+    async phoneFromCode(app: WechatAppRef, session: SessionRecord, code: string): Promise<Phone> {
+      checkCode("code", code);
+      const key = codeKey("phone", app.appid, code);
+      const earlier = async () => {
+        const kept = await replays.recall(key);
+        return kept && kept.openid === session.openid ? (kept.phone as unknown as Phone) : null;
+      };
+      const kept = await earlier();
+      if (kept) return kept;
+      let info: Awaited<ReturnType<WechatClient["getPhoneNumber"]>>;
+      try {
+        info = await broker.withToken(app, (token) => wechat.getPhoneNumber(token, code));
+      } catch (e) {
+        // A parallel request with the same code may have redeemed it a moment ago.
+        if (e instanceof WechatError && e.kind === "code_invalid") {
+          const late = await earlier();
+          if (late) return late;
+        }
+        throw e;
+      }
+      if (info.watermarkAppid && info.watermarkAppid !== app.appid) throw apiError(Code.InvalidArgument, "CODE_INVALID", "the phone code belongs to another app");
+      const phone: Phone = { phoneNumber: info.phoneNumber, purePhoneNumber: info.purePhoneNumber, countryCode: info.countryCode };
+      await replays.remember(key, { openid: session.openid, phone: phone as unknown as JsonObject }, new Date(now() + CODE_LIFETIME_MS));
+      return phone;
+    },
+  };
+}
+
+export type WechatData = ReturnType<typeof createWechatData>;
+
+/** The phone fields of decrypted legacy getPhoneNumber data. */
+export function phoneFromOpenData(data: Record<string, unknown>): Phone {
+  const { phoneNumber, purePhoneNumber, countryCode } = data;
+  if (typeof phoneNumber !== "string" || !phoneNumber) throw apiError(Code.InvalidArgument, "DECRYPT_FAILED", "the decrypted data has no phone number");
+  return {
+    phoneNumber,
+    purePhoneNumber: typeof purePhoneNumber === "string" && purePhoneNumber ? purePhoneNumber : phoneNumber,
+    countryCode: typeof countryCode === "string" || typeof countryCode === "number" ? String(countryCode) : "86",
+  };
+}
