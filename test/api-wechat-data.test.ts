@@ -173,6 +173,23 @@ describe("GetPhone and BindPhone", () => {
     expect((await calls(h.sim, "/cgi-bin/stable_token")) - fetches).toBe(1);
   });
 
+  it("keeps each app's access token and phone codes apart", async () => {
+    const users = [await login(gated, { appid: OTHER }, "other"), await login(gated, { appid: OTHER }, "other")];
+    const pendings = [await login(gated, { appid: GATED }, "gated"), await login(gated, { appid: GATED }, "gated")];
+    for (const [i, u] of users.entries()) {
+      const res = await rpc(gated.httpUrl, "GetPhone", { code: await phoneCode(gated.sim, `1390000000${i}`, OTHER) }, u.access);
+      expect(res.json.phoneNumber).toBe(`1390000000${i}`);
+    }
+    for (const [i, p] of pendings.entries()) {
+      const res = await rpc(gated.httpUrl, "BindPhone", { code: await phoneCode(gated.sim, `1391000000${i}`, GATED) }, p.access);
+      expect(res.json.user.phoneNumber).toBe(`1391000000${i}`);
+    }
+    // One token per app, each fetched once over this instance's life; a code of one app is no good for the other.
+    expect(await calls(gated.sim, "/cgi-bin/stable_token")).toBe(2);
+    const crossed = await rpc(gated.httpUrl, "GetPhone", { code: await phoneCode(gated.sim, "13920000000", GATED) }, users[0]!.access);
+    expect(reasonOf(crossed)).toBe("CODE_INVALID");
+  });
+
   it("refuses a request with neither a code nor encrypted data", async () => {
     const me = await login(h);
     const res = await rpc(h.httpUrl, "GetPhone", {}, me.access);
