@@ -1,6 +1,7 @@
 import { createDecipheriv, createHmac } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createWechatSimulator, type WechatSimulator } from "../src/simulator/simulator.js";
+import { simHttp, type Json } from "./support/sim-http.js";
 
 // The simulator over real HTTP, as the service's WeChat client and a test harness see it.
 
@@ -12,7 +13,6 @@ const T0 = 1_700_000_000_000;
 const MINUTE = 60_000;
 
 // Answers are loosely typed on purpose: each test asserts the fields it cares about.
-type Json = { [key: string]: any };
 
 let sim: WechatSimulator;
 let base: string;
@@ -26,20 +26,7 @@ afterEach(async () => {
   await sim.close();
 });
 
-async function call(path: string, init?: RequestInit): Promise<{ status: number; body: Json }> {
-  const response = await fetch(`${base}${path}`, init);
-  return { status: response.status, body: (await response.json()) as Json };
-}
-
-function postJson(path: string, body: unknown): Promise<{ status: number; body: Json }> {
-  return call(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-}
-
-async function control(path: string, body: unknown): Promise<Json> {
-  const { status, body: answer } = await postJson(path, body);
-  expect(status).toBe(200);
-  return answer;
-}
+const { call, postJson, control } = simHttp(() => base);
 
 function mintLoginCode(request: Json = {}): Promise<Json> {
   return control("/sim/login-code", { appid: APP, ...request });

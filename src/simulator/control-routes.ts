@@ -1,7 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { encryptOpenData } from "./crypto.js";
-import { WECHAT_PATHS } from "./protocol.js";
 import type { CallCounter, FaultBook } from "./traffic.js";
 import type { Clock, WechatState } from "./wechat-state.js";
 
@@ -15,10 +14,10 @@ export interface ControlRouteDeps {
   clock: Clock;
 }
 
-const appid = z.string().min(1);
-const userId = z.string().min(1).max(128);
+export const appid = z.string().min(1);
+export const userId = z.string().min(1).max(128);
 
-const loginCodeBody = z.strictObject({
+export const loginCodeBody = z.strictObject({
   appid,
   openid: userId.optional(),
   unionid: userId.optional(),
@@ -43,7 +42,8 @@ const encryptBody = z.strictObject({
 
 const faultBody = z
   .strictObject({
-    path: z.enum(WECHAT_PATHS),
+    // Checked against the paths the simulator serves when the fault is added.
+    path: z.string(),
     errcode: z.int().optional(),
     status: z.int().min(200).max(599).optional(),
     delayMs: z.int().min(0).max(60_000).optional(),
@@ -59,7 +59,7 @@ const faultBody = z
 
 const clockBody = z.strictObject({ advanceMs: z.int().min(0) });
 
-class ControlError extends Error {
+export class ControlError extends Error {
   constructor(
     readonly status: 400 | 404,
     message: string,
@@ -87,30 +87,41 @@ function parseBody<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
   return result.data;
 }
 
+/** A JSON-in, JSON-out control endpoint whose body `schema` validates; a ControlError becomes its status. */
+export function postControl<S extends z.ZodType>(
+  app: FastifyInstance,
+  url: string,
+  schema: S,
+  handle: (input: z.output<S>) => object,
+): void {
+  app.post(url, async (request, reply) => {
+    try {
+      return handle(parseBody(schema, request.body));
+    } catch (error) {
+      if (error instanceof ControlError) return reply.code(error.status).send({ error: error.message });
+      throw error;
+    }
+  });
+}
+
+export function requireKnownApp(state: WechatState, id: string): void {
+  if (!state.isKnownApp(id)) throw new ControlError(404, `unknown appid ${id}`);
+}
+
+/** What wx.login (or qq.login) hands the mini-program, for `state`'s platform. */
+export function mintLoginCode(state: WechatState, input: z.output<typeof loginCodeBody>): object {
+  requireKnownApp(state, input.appid);
+  const minted = state.mintLoginCode(input);
+  return { code: minted.code, openid: minted.openid, unionid: minted.unionid ?? null };
+}
+
 export function registerControlRoutes(app: FastifyInstance, deps: ControlRouteDeps): void {
   const { state, faults, calls, clock } = deps;
+  const requireApp = (id: string) => requireKnownApp(state, id);
+  const post = <S extends z.ZodType>(url: string, schema: S, handle: (input: z.output<S>) => object) =>
+    postControl(app, url, schema, handle);
 
-  function requireApp(id: string): void {
-    if (!state.isKnownApp(id)) throw new ControlError(404, `unknown appid ${id}`);
-  }
-
-  /** A JSON-in, JSON-out control endpoint whose body `schema` validates. */
-  function post<S extends z.ZodType>(url: string, schema: S, handle: (input: z.output<S>) => object): void {
-    app.post(url, async (request, reply) => {
-      try {
-        return handle(parseBody(schema, request.body));
-      } catch (error) {
-        if (error instanceof ControlError) return reply.code(error.status).send({ error: error.message });
-        throw error;
-      }
-    });
-  }
-
-  post("/sim/login-code", loginCodeBody, (input) => {
-    requireApp(input.appid);
-    const minted = state.mintLoginCode(input);
-    return { code: minted.code, openid: minted.openid, unionid: minted.unionid ?? null };
-  });
+  post("/sim/login-code", loginCodeBody, (input) => mintLoginCode(state, input));
 
   post("/sim/phone-code", phoneCodeBody, (input) => {
     requireApp(input.appid);
@@ -129,6 +140,9 @@ export function registerControlRoutes(app: FastifyInstance, deps: ControlRouteDe
   });
 
   post("/sim/faults", faultBody, ({ path, times, ...fault }) => {
+    if (!faults.serves(path)) {
+      throw new ControlError(400, `path: must be one of ${faults.servedPaths().join(", ")}`);
+    }
     faults.add(path, fault, times);
     return { ok: true };
   });

@@ -1,6 +1,10 @@
 import Fastify, { type FastifyServerOptions } from "fastify";
+import { registerAlipayRoutes } from "./alipay-routes.js";
+import { registerAppleRoutes } from "./apple-routes.js";
 import { registerControlRoutes } from "./control-routes.js";
+import { registerOauthRoutes } from "./oauth-routes.js";
 import { errorBody } from "./protocol.js";
+import { registerQqRoutes } from "./qq-routes.js";
 import { createCallCounter, createFaultBook } from "./traffic.js";
 import { registerWechatRoutes } from "./wechat-routes.js";
 import { createClock, createWechatState } from "./wechat-state.js";
@@ -11,6 +15,10 @@ import { createClock, createWechatState } from "./wechat-state.js";
 export interface SimulatorOptions {
   /** Known apps: appid -> secret. An appid not listed here is refused like WeChat refuses an unknown appid (40013); a wrong secret gets 40125. */
   apps: Record<string, string>;
+  /** Known Alipay apps: appid -> the app's RSA public key (PEM). Others get isv.invalid-app-id. */
+  alipayApps?: Record<string, string>;
+  /** QQ mini-program apps (served under /qq, with their own codes and session keys): appid -> secret. */
+  qqApps?: Record<string, string>;
   /** Clock, for tests; defaults to Date.now. */
   now?: () => number;
   logger?: boolean | object; // passed to fastify; default false
@@ -21,10 +29,12 @@ export interface WechatSimulator {
   listen(port: number, host?: string): Promise<string>;
   close(): Promise<void>;
   readonly url: string; // after listen
+  /** The simulated Alipay gateway's public key (PEM), which signs its answers; also at GET /sim/alipay/public-key. */
+  readonly alipayPublicKeyPem: string;
 }
 
 // Query parameters that are credentials; they never reach the log.
-const SECRET_PARAMS = ["secret", "access_token", "js_code", "signature"];
+const SECRET_PARAMS = ["secret", "access_token", "refresh_token", "js_code", "code", "signature"];
 
 function redactUrl(url: string): string {
   const queryAt = url.indexOf("?");
@@ -79,6 +89,10 @@ export function createWechatSimulator(options: SimulatorOptions): WechatSimulato
   app.get("/", async () => ({ service: "wechat-simulator", endpoints }));
   registerWechatRoutes(app, { state, faults, calls, closing: closing.signal });
   registerControlRoutes(app, { state, faults, calls, clock });
+  const alipay = registerAlipayRoutes(app, { apps: options.alipayApps ?? {}, clock, faults, calls, closing: closing.signal });
+  registerAppleRoutes(app, { clock });
+  registerOauthRoutes(app, { state, faults, calls, closing: closing.signal });
+  registerQqRoutes(app, { apps: options.qqApps ?? {}, clock, faults, calls, closing: closing.signal });
 
   let url: string | undefined;
   return {
@@ -93,6 +107,9 @@ export function createWechatSimulator(options: SimulatorOptions): WechatSimulato
     get url() {
       if (url === undefined) throw new Error("the WeChat simulator is not listening yet");
       return url;
+    },
+    get alipayPublicKeyPem() {
+      return alipay.publicKeyPem;
     },
   };
 }

@@ -2,10 +2,13 @@ import { randomOpenid, randomSessionKey, randomToken } from "./crypto.js";
 import { WechatApiError } from "./protocol.js";
 
 // WeChat's side of the world: apps, codes, session keys and access tokens, with WeChat's rules.
-// Failures throw WechatApiError; the HTTP layer turns them into errcode bodies.
+// Failures throw WechatApiError; the HTTP layer turns them into errcode bodies. QQ's mini-program
+// login works the same way, so the simulated QQ is a second, separate instance of this state.
 
 const CODE_TTL_MS = 5 * 60_000;
 const TOKEN_TTL_MS = 7200_000;
+/** What sns/oauth2/access_token says the user access_token lasts (seconds). */
+const OAUTH_TOKEN_TTL_S = 7200;
 /** Stable tokens are renewed this long before they expire; old and new overlap meanwhile. */
 const TOKEN_RENEW_WINDOW_MS = 300_000;
 
@@ -33,6 +36,14 @@ export interface LoginCodeRequest {
   blocked?: boolean;
 }
 
+/** A code from the official-account, mobile-app or website OAuth authorize step. */
+export interface OauthCodeRequest {
+  appid: string;
+  openid?: string;
+  unionid?: string;
+  scope: string;
+}
+
 export interface PhoneCodeRequest {
   appid: string;
   phoneNumber: string;
@@ -43,13 +54,17 @@ interface Expiring {
   expiresAt: number;
 }
 
-interface LoginCode extends Expiring {
-  appid: string;
+interface LoginCode {
   openid: string;
   unionid?: string;
   sessionKey: string;
   blocked: boolean;
-  used: boolean;
+}
+
+interface OauthCode {
+  openid: string;
+  unionid?: string;
+  scope: string;
 }
 
 interface PhoneCode extends Expiring {
@@ -66,11 +81,46 @@ interface AccessToken extends Expiring {
   revoked: boolean;
 }
 
+// An expired code answers 40029 just like an unknown one, so forgetting it changes nothing a
+// client can see and keeps a long-running dev simulator from growing without bound.
+function forgetExpired(codes: Map<string, Expiring>, now: number): void {
+  for (const [code, record] of codes) {
+    if (record.expiresAt <= now) codes.delete(code);
+  }
+}
+
+/**
+ * Single-use codes bound to one app, valid for 5 minutes, redeemed the way jscode2session and
+ * sns/oauth2/access_token redeem them: unknown, foreign or expired is 40029, used again is 40163.
+ */
+function createCodeBook<T>(clock: Clock) {
+  const codes = new Map<string, Expiring & { appid: string; used: boolean; grant: T }>();
+  return {
+    mint(appid: string, grant: T): string {
+      forgetExpired(codes, clock.now());
+      const code = randomToken(24);
+      codes.set(code, { appid, grant, used: false, expiresAt: clock.now() + CODE_TTL_MS });
+      return code;
+    },
+
+    redeem(appid: string, code: string): T {
+      const record = codes.get(code);
+      // A code minted for another app is, to this app, a code that does not exist.
+      if (record === undefined || record.appid !== appid) throw new WechatApiError(40029);
+      if (record.used) throw new WechatApiError(40163);
+      if (record.expiresAt <= clock.now()) throw new WechatApiError(40029);
+      record.used = true;
+      return record.grant;
+    },
+  };
+}
+
 export type WechatState = ReturnType<typeof createWechatState>;
 
 export function createWechatState(apps: Record<string, string>, clock: Clock) {
   const secrets = new Map(Object.entries(apps));
-  const loginCodes = new Map<string, LoginCode>();
+  const loginCodes = createCodeBook<LoginCode>(clock);
+  const oauthCodes = createCodeBook<OauthCode>(clock);
   const phoneCodes = new Map<string, PhoneCode>();
   /** `appid openid` -> the user's current session_key (one valid key per user, as in WeChat). */
   const sessionKeys = new Map<string, string>();
@@ -80,15 +130,6 @@ export function createWechatState(apps: Record<string, string>, clock: Clock) {
 
   const userKey = (appid: string, openid: string) => `${appid} ${openid}`;
   const seconds = (ms: number) => Math.floor(ms / 1000);
-
-  // An expired code answers 40029 just like an unknown one, so forgetting it changes nothing a
-  // client can see and keeps a long-running dev simulator from growing without bound.
-  function forgetExpired(codes: Map<string, Expiring>): void {
-    const now = clock.now();
-    for (const [code, record] of codes) {
-      if (record.expiresAt <= now) codes.delete(code);
-    }
-  }
 
   function issueToken(appid: string, now: number): AccessToken {
     const token = { value: randomToken(96), appid, expiresAt: now + TOKEN_TTL_MS, revoked: false };
@@ -110,33 +151,44 @@ export function createWechatState(apps: Record<string, string>, clock: Clock) {
 
     /** What wx.login does: a new code, and a new current session_key for the user. */
     mintLoginCode(request: LoginCodeRequest): { code: string; openid: string; unionid?: string } {
-      forgetExpired(loginCodes);
       const openid = request.openid ?? randomOpenid();
       const sessionKey = request.sessionKey ?? randomSessionKey();
       sessionKeys.set(userKey(request.appid, openid), sessionKey);
-      const code = randomToken(24);
-      loginCodes.set(code, {
-        appid: request.appid,
+      const code = loginCodes.mint(request.appid, {
         openid,
         unionid: request.unionid,
         sessionKey,
         blocked: request.blocked ?? false,
-        used: false,
-        expiresAt: clock.now() + CODE_TTL_MS,
       });
       return { code, openid, unionid: request.unionid };
     },
 
     redeemLoginCode(appid: string, code: string): { openid: string; session_key: string; unionid?: string } {
-      const record = loginCodes.get(code);
-      // A code minted for another app is, to this app, a code that does not exist.
-      if (record === undefined || record.appid !== appid) throw new WechatApiError(40029);
-      if (record.used) throw new WechatApiError(40163);
-      if (record.expiresAt <= clock.now()) throw new WechatApiError(40029);
-      record.used = true;
+      const record = loginCodes.redeem(appid, code);
+      // The code is spent even though the user is refused.
       if (record.blocked) throw new WechatApiError(40226);
       const body = { openid: record.openid, session_key: record.sessionKey };
       return record.unionid === undefined ? body : { ...body, unionid: record.unionid };
+    },
+
+    /** What the OAuth authorize page (or the app SDK, or the website QR scan) hands the redirect. */
+    mintOauthCode(request: OauthCodeRequest): { code: string; openid: string; unionid?: string } {
+      const openid = request.openid ?? randomOpenid();
+      const code = oauthCodes.mint(request.appid, { openid, unionid: request.unionid, scope: request.scope });
+      return { code, openid, unionid: request.unionid };
+    },
+
+    /** sns/oauth2/access_token. The user tokens are made up and kept nowhere: nothing here accepts them back. */
+    redeemOauthCode(appid: string, code: string) {
+      const grant = oauthCodes.redeem(appid, code);
+      const body = {
+        access_token: randomToken(64),
+        expires_in: OAUTH_TOKEN_TTL_S,
+        refresh_token: randomToken(64),
+        openid: grant.openid,
+        scope: grant.scope,
+      };
+      return grant.unionid === undefined ? body : { ...body, unionid: grant.unionid };
     },
 
     currentSessionKey(appid: string, openid: string): string | undefined {
@@ -144,7 +196,7 @@ export function createWechatState(apps: Record<string, string>, clock: Clock) {
     },
 
     mintPhoneCode(request: PhoneCodeRequest): string {
-      forgetExpired(phoneCodes);
+      forgetExpired(phoneCodes, clock.now());
       const code = randomToken(32);
       const now = clock.now();
       phoneCodes.set(code, { ...request, issuedAt: now, expiresAt: now + CODE_TTL_MS, used: false });

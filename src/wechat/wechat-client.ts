@@ -1,6 +1,7 @@
 import { sessionKeySignature } from "./open-data.js";
 
-// Talks to api.weixin.qq.com (or anything that speaks like it: the simulator, a proxy).
+// Talks to api.weixin.qq.com (or anything that speaks like it: the simulator, a proxy, and QQ's
+// api.q.qq.com, whose jscode2session has WeChat's path, fields and errcodes; use code2Session there).
 // WeChat answers errors as HTTP 200 with {errcode, errmsg}; branch on errcode, never errmsg.
 
 export type WechatErrorKind =
@@ -62,6 +63,15 @@ export interface Code2SessionResult {
   openid: string;
   sessionKey: string;
   unionid?: string;
+}
+
+/** Who signed in through WeChat's web/app OAuth (official account, mobile app, website QR). */
+export interface OauthIdentity {
+  openid: string;
+  /** Only when the app is bound to an Open Platform account (and, on official-account pages, for snsapi_userinfo). */
+  unionid?: string;
+  /** What the user granted, e.g. snsapi_base, snsapi_userinfo, snsapi_login. */
+  scope: string;
 }
 
 export interface StableToken {
@@ -158,6 +168,21 @@ export function createWechatClient(options: WechatClientOptions) {
         throw new WechatError("unexpected", "jscode2session");
       }
       return { openid, sessionKey, ...(typeof unionid === "string" && unionid ? { unionid } : {}) };
+    },
+
+    /**
+     * sns/oauth2/access_token: exchanges an OAuth redirect code (official-account page, mobile-app SDK,
+     * website QR login) for the user's openid, unionid and granted scope. WeChat also sends a user
+     * access_token and refresh_token; we have no use for them, so they are dropped here unread.
+     */
+    async oauth2AccessToken(app: WechatApp, code: string, signal?: AbortSignal): Promise<OauthIdentity> {
+      const query = new URLSearchParams({ appid: app.appid, secret: app.secret, code, grant_type: "authorization_code" });
+      const body = await call("oauth2_access_token", `${base}/sns/oauth2/access_token?${query}`, { method: "GET" }, CODE_SAFE, signal);
+      const { openid, unionid, scope } = body;
+      if (typeof openid !== "string" || !openid || typeof scope !== "string") {
+        throw new WechatError("unexpected", "oauth2_access_token");
+      }
+      return { openid, scope, ...(typeof unionid === "string" && unionid ? { unionid } : {}) };
     },
 
     /** getStableAccessToken in normal mode: the same token until WeChat renews it, so asking twice is harmless. */

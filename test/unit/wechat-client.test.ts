@@ -5,11 +5,12 @@ import { createWechatClient, kindOfErrcode, WechatError } from "../../src/wechat
 import { injectFault, mintCode, simPost } from "../support/harness.js";
 
 const app = { appid: "wx0000000000000001", secret: "s3cret" };
+const qqApp = { appid: "1110000001", secret: "qq-s3cret" };
 let sim: WechatSimulator;
 let client: ReturnType<typeof createWechatClient>;
 
 beforeAll(async () => {
-  sim = createWechatSimulator({ apps: { [app.appid]: app.secret } });
+  sim = createWechatSimulator({ apps: { [app.appid]: app.secret }, qqApps: { [qqApp.appid]: qqApp.secret } });
   await sim.listen(0, "127.0.0.1");
   client = createWechatClient({ baseUrl: sim.url, timeoutMs: 300, retries: 1, retryDelayMs: 1 });
 });
@@ -183,6 +184,78 @@ describe("checkSessionKey", () => {
     expect(await client.checkSessionKey(token, openid, first)).toBe(true);
     expect(await calls(path)).toBe(2);
     expect(await kindOf(client.checkSessionKey("bogus-token", openid, first))).toBe("token_invalid:40001");
+    expect(await calls(path)).toBe(3);
+  });
+});
+
+describe("QQ code2Session, through the same client", () => {
+  const path = "/qq/sns/jscode2session";
+  let qq: ReturnType<typeof createWechatClient>;
+  beforeAll(() => {
+    qq = createWechatClient({ baseUrl: `${sim.url}/qq`, timeoutMs: 300, retries: 1, retryDelayMs: 1 });
+  });
+  const qqCode = async (body: { openid?: string; unionid?: string; sessionKey?: string } = {}) =>
+    (await simPost(sim.url, "/sim/qq/login-code", { appid: qqApp.appid, ...body })) as { code: string; openid: string };
+
+  it("returns openid, session_key and unionid, and leaves unionid out when QQ sends none", async () => {
+    const sessionKey = "cXFxcXFxcXFxcXFxcXFxcQ==";
+    const minted = await qqCode({ unionid: "qu1", sessionKey });
+    expect(await qq.code2Session(qqApp, minted.code)).toEqual({ openid: minted.openid, sessionKey, unionid: "qu1" });
+    const plain = await qqCode();
+    expect(await qq.code2Session(qqApp, plain.code)).not.toHaveProperty("unionid");
+    expect(await calls(path)).toBe(2);
+    expect(await calls()).toBe(0);
+  });
+
+  it("maps QQ's refusals like WeChat's", async () => {
+    expect(await kindOf(qq.code2Session(qqApp, "unknown"))).toBe("code_invalid:40029");
+    const { code } = await qqCode();
+    await qq.code2Session(qqApp, code);
+    expect(await kindOf(qq.code2Session(qqApp, code))).toBe("code_used:40163");
+    expect(await kindOf(qq.code2Session({ ...qqApp, secret: "wrong" }, (await qqCode()).code))).toBe("misconfigured:40125");
+    // A WeChat app is unknown to QQ, and a QQ code is unknown to WeChat.
+    expect(await kindOf(qq.code2Session(app, (await mintCode(sim.url)).code))).toBe("misconfigured:40013");
+    expect(await kindOf(client.code2Session(app, (await qqCode()).code))).toBe("code_invalid:40029");
+    await injectFault(sim.url, { path, errcode: 45011 });
+    expect(await kindOf(qq.code2Session(qqApp, (await qqCode()).code))).toBe("rate_limited:45011");
+    expect(await calls(path)).toBe(6);
+  });
+
+  it("retries QQ's -1 once, like WeChat's", async () => {
+    await injectFault(sim.url, { path, errcode: -1 });
+    expect(await kindOf(qq.code2Session(qqApp, (await qqCode()).code))).toBe("ok");
+    expect(await calls(path)).toBe(2);
+  });
+});
+
+describe("oauth2AccessToken", () => {
+  const path = "/sns/oauth2/access_token";
+  const oauthCode = async (body: { openid?: string; unionid?: string; scope?: string } = {}) =>
+    (await simPost(sim.url, "/sim/oauth-code", { appid: app.appid, ...body })) as { code: string; openid: string };
+
+  it("returns openid, unionid and scope, and nothing of the user tokens", async () => {
+    const minted = await oauthCode({ unionid: "u-web", scope: "snsapi_login" });
+    expect(await client.oauth2AccessToken(app, minted.code)).toEqual({ openid: minted.openid, unionid: "u-web", scope: "snsapi_login" });
+    const plain = await oauthCode();
+    expect(await client.oauth2AccessToken(app, plain.code)).toEqual({ openid: plain.openid, scope: "snsapi_userinfo" });
+    expect(await calls(path)).toBe(2);
+  });
+
+  it("reports an invalid or reused code without retrying it", async () => {
+    expect(await kindOf(client.oauth2AccessToken(app, "unknown"))).toBe("code_invalid:40029");
+    const { code } = await oauthCode();
+    await client.oauth2AccessToken(app, code);
+    expect(await kindOf(client.oauth2AccessToken(app, code))).toBe("code_used:40163");
+    expect(await kindOf(client.oauth2AccessToken({ ...app, secret: "wrong" }, (await oauthCode()).code))).toBe("misconfigured:40125");
+    expect(await calls(path)).toBe(4);
+  });
+
+  it("retries -1 but not a timeout, which may have spent the code", async () => {
+    await injectFault(sim.url, { path, errcode: -1 });
+    expect(await kindOf(client.oauth2AccessToken(app, (await oauthCode()).code))).toBe("ok");
+    expect(await calls(path)).toBe(2);
+    await injectFault(sim.url, { path, delayMs: 1000 });
+    expect(await kindOf(client.oauth2AccessToken(app, (await oauthCode()).code))).toBe("unavailable");
     expect(await calls(path)).toBe(3);
   });
 });

@@ -1,0 +1,58 @@
+import type { FastifyInstance } from "fastify";
+import { z } from "zod";
+import { ALIPAY_GATEWAY_PATH, createAlipayGateway, type AlipayGateway } from "./alipay-gateway.js";
+import { ControlError, postControl } from "./control-routes.js";
+import { routeWithFaults, type ApiRouteDeps } from "./traffic.js";
+import type { Clock } from "./wechat-state.js";
+
+// The simulated Alipay open-platform gateway on HTTP, and its control API under /sim/alipay/*:
+//
+//   GET|POST /alipay/gateway.do      alipay.system.oauth.token; faults and /sim/calls go by this path
+//   POST     /sim/alipay/auth-code   {"appid", "userId"? | "openId"?} -> {"code", "userId"} or {"code", "openId"}
+//   GET      /sim/alipay/public-key  -> {"publicKeyPem"}: the gateway key that signs every answer
+//
+// Faults from /sim/faults apply as for WeChat; an `errcode` fault answers error_response with that
+// number as Alipay's `code` (20000 is "service currently unavailable").
+
+export interface AlipayRouteDeps extends ApiRouteDeps {
+  /** appid -> the app's RSA public key (PEM), as registered in the Alipay console. */
+  apps: Record<string, string>;
+  clock: Clock;
+}
+
+const authCodeBody = z
+  .strictObject({
+    appid: z.string().min(1),
+    userId: z.string().min(1).max(128).optional(),
+    openId: z.string().min(1).max(128).optional(),
+  })
+  .refine((b) => b.userId === undefined || b.openId === undefined, { message: "give at most one of userId, openId" });
+
+/** Query and form parameters as one map, the form winning, as the gateway's servlet sees them. */
+function gatewayParams(query: unknown, body: unknown): Record<string, string> {
+  const params: Record<string, string> = {};
+  for (const [name, value] of Object.entries((query ?? {}) as Record<string, unknown>)) {
+    if (typeof value === "string") params[name] = value;
+  }
+  if (typeof body === "string") for (const [name, value] of new URLSearchParams(body)) params[name] = value;
+  return params;
+}
+
+/** Registers the gateway and its control routes; returns the gateway, for its public key. */
+export function registerAlipayRoutes(app: FastifyInstance, deps: AlipayRouteDeps): AlipayGateway {
+  const gateway = createAlipayGateway(deps.apps, deps.clock);
+  const path = ALIPAY_GATEWAY_PATH;
+  // Sent as built: the signature covers these exact bytes.
+  routeWithFaults(app, deps, { path, methods: ["GET", "POST"], contentType: "application/json;charset=utf-8" }, (request, fault) =>
+    fault?.errcode !== undefined ? gateway.faultAnswer(String(fault.errcode)) : gateway.handle(gatewayParams(request.query, request.body)),
+  );
+
+  postControl(app, "/sim/alipay/auth-code", authCodeBody, (input) => {
+    if (!gateway.isKnownApp(input.appid)) throw new ControlError(404, `unknown Alipay appid ${input.appid}`);
+    return gateway.mintAuthCode(input);
+  });
+
+  app.get("/sim/alipay/public-key", async () => ({ publicKeyPem: gateway.publicKeyPem }));
+
+  return gateway;
+}
