@@ -1,10 +1,13 @@
 // The composition root: the only reader of process.env and the only place that decides dev mode.
+import { createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import type { FastifyInstance } from "fastify";
 import { createAccessTokens, generateSigningKey, importSigningKey } from "./auth/access-tokens.js";
 import { createSessionLibrary } from "./auth/sessions.js";
-import { ConfigError, loadConfig, type ConfigFile, type EnvConfig } from "./config/config.js";
+import { ConfigError, loadConfig, WECHAT_PLATFORMS, type ConfigFile, type EnvConfig } from "./config/config.js";
+import { createAlipayClient } from "./platforms/alipay-client.js";
+import { createAppleVerifier } from "./platforms/apple-verifier.js";
 import { buildGrpcServer, buildHttpServer } from "./server/servers.js";
 import { createIdentityService, type App } from "./service/identity-service.js";
 import { createWechatSimulator, type WechatSimulator } from "./simulator/simulator.js";
@@ -15,6 +18,9 @@ import { createAccessTokenBroker } from "./wechat/access-token-broker.js";
 import { createWechatClient } from "./wechat/wechat-client.js";
 
 const WECHAT_API = "https://api.weixin.qq.com";
+const QQ_API = "https://api.q.qq.com";
+const ALIPAY_GATEWAY = "https://openapi.alipay.com/gateway.do";
+const APPLE_JWKS = "https://appleid.apple.com/auth/keys";
 
 /** Dev mode's one app, answering to app id "demo" and to its appid. */
 export const DEMO_APP: App = {
@@ -75,7 +81,14 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
   try {
     let simulator: WechatSimulator | undefined;
     if (useSimulator) {
-      simulator = createWechatSimulator({ apps: Object.fromEntries(apps.map((a) => [a.appid, a.secret])) });
+      const appsOf = (platforms: string[], value: (app: App) => string | undefined) =>
+        Object.fromEntries(apps.filter((a) => platforms.includes(a.platform)).map((a) => [a.appid, value(a) ?? ""]));
+      simulator = createWechatSimulator({
+        apps: appsOf([...WECHAT_PLATFORMS], (a) => a.secret),
+        qqApps: appsOf(["qq-miniprogram"], (a) => a.secret),
+        // The simulated gateway checks each request with the app's public key, derived from its private key.
+        alipayApps: appsOf(["alipay-miniprogram"], (a) => a.privateKey && createPublicKey(a.privateKey).export({ type: "spki", format: "pem" }).toString()),
+      });
       closers.push(() => simulator!.close());
       await simulator.listen(env.wechatSimPort, "127.0.0.1");
     }
@@ -88,8 +101,16 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     const accessTokens = createAccessTokens(keys, { issuer: file.issuer, ttlSeconds: file.tokens.accessTtlSeconds, now });
     const sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: file.tokens, now });
     const wechat = createWechatClient({ baseUrl: simulator?.url ?? env.wechatApiBase ?? WECHAT_API, ...file.wechat });
+    const platforms = {
+      wechat,
+      qq: createWechatClient({ baseUrl: simulator ? `${simulator.url}/qq` : QQ_API, ...file.wechat }),
+      alipay: createAlipayClient({ gatewayUrl: simulator ? `${simulator.url}/alipay/gateway.do` : ALIPAY_GATEWAY, timeoutMs: file.wechat.timeoutMs }),
+      apple: createAppleVerifier({ jwksUrl: simulator ? `${simulator.url}/apple/auth/keys` : APPLE_JWKS }),
+    };
+    // Against the simulator, its gateway key is Alipay's.
+    const serviceApps = simulator ? apps.map((a) => (a.platform === "alipay-miniprogram" ? { ...a, alipayPublicKey: simulator!.alipayPublicKeyPem } : a)) : apps;
     const broker = createAccessTokenBroker({ credentials: store.credentials, fetchToken: (app) => wechat.stableToken(app), now });
-    const service = createIdentityService({ apps, users: store.users, sessions, replays: store.replays, wechat, broker, now });
+    const service = createIdentityService({ apps: serviceApps, users: store.users, sessions, replays: store.replays, platforms, broker, now });
 
     const deps = { service, jwks: accessTokens.jwks, logger, maxBodyBytes: file.limits.maxBodyBytes, shutdownTimeoutMs: 5000 };
     const http = await buildHttpServer(deps);

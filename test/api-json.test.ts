@@ -101,9 +101,9 @@ describe("Login with a wx.login code", () => {
     expect(wrongType.json.details[0].debug.metadata).toEqual({ field: "code" });
   });
 
-  it("answers password and id-token logins with UNIMPLEMENTED until they land", async () => {
-    const res = await rpc(h.httpUrl, "Login", { appId: "demo", password: { username: "a", password: "b" } });
-    expect([res.status, res.json.code, reasonOf(res)]).toEqual([501, "unimplemented", "NOT_IMPLEMENTED"]);
+  it("refuses an identity token for an app that signs in with a code", async () => {
+    const res = await rpc(h.httpUrl, "Login", { appId: "demo", idToken: "eyJ.x.y" });
+    expect([res.status, reasonOf(res), res.json.details[0].debug.metadata.field]).toEqual([400, "FIELD_INVALID", "id_token"]);
   });
 });
 

@@ -5,16 +5,42 @@ import { z } from "zod";
 
 const APP_KEY = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
-const appSchema = z.strictObject({
+const appCommon = {
   id: z.string().regex(APP_KEY, "must be 1-64 of a-z, 0-9, _ and -, starting with a letter or digit"),
-  platform: z.literal("wechat-miniprogram"),
-  appid: z.string().regex(/^wx[0-9a-f]{16}$/, "must be a WeChat appid: wx and 16 hex digits"),
-  secret: z.string().min(1, "must not be empty"),
   registration: z.enum(["auto", "explicit"]).default("auto"),
   default: z.boolean().optional(),
   legacyId: z.number().int().positive().optional(),
   defaultRoles: z.array(z.string().min(1)).default(["member"]),
-});
+};
+const secret = z.string().min(1, "must not be empty");
+const pem = (kind: string) => z.string().regex(new RegExp(`-----BEGIN ${kind}-----[\\s\\S]+-----END ${kind}-----`), `must be a PEM ${kind.toLowerCase()}`);
+
+export const WECHAT_PLATFORMS = ["wechat-miniprogram", "wechat-official-account", "wechat-app", "wechat-website"] as const;
+
+const appSchema = z.discriminatedUnion("platform", [
+  z.strictObject({
+    ...appCommon,
+    platform: z.enum(WECHAT_PLATFORMS),
+    appid: z.string().regex(/^wx[0-9a-f]{16}$/, "must be a WeChat appid: wx and 16 hex digits"),
+    secret,
+  }),
+  z.strictObject({ ...appCommon, platform: z.literal("qq-miniprogram"), appid: z.string().regex(/^\d{6,12}$/, "must be a QQ appid: digits"), secret }),
+  z.strictObject({
+    ...appCommon,
+    platform: z.literal("alipay-miniprogram"),
+    appid: z.string().regex(/^\d{16}$/, "must be an Alipay app_id: 16 digits"),
+    /** The app's RSA2 private key, which signs requests to the gateway. */
+    privateKey: pem("PRIVATE KEY"),
+    /** Alipay's public key, which verifies the gateway's answers. */
+    alipayPublicKey: pem("PUBLIC KEY"),
+  }),
+  z.strictObject({
+    ...appCommon,
+    platform: z.literal("apple"),
+    /** The bundle id (native) or Services ID (web): the id token's audience. */
+    appid: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,154}$/, "must be a bundle id or Services ID"),
+  }),
+]);
 
 const jwkSchema = z
   .looseObject({

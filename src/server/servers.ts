@@ -7,7 +7,7 @@ import type { Socket } from "node:net";
 import { fastify, LogController, type FastifyInstance } from "fastify";
 import type { PinoLoggerOptions } from "fastify/types/logger.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
-import { createOutermostInterceptor, kRequestLog, type Logger } from "../service/interceptors.js";
+import { createOutermostInterceptor, kClientAddress, kRequestLog, type Logger } from "../service/interceptors.js";
 import { guardRouter } from "./request-guard.js";
 
 export interface ServerDeps {
@@ -85,6 +85,6 @@ async function registerConnect(app: FastifyInstance, deps: ServerDeps): Promise<
     jsonOptions: JSON_OPTIONS,
     readMaxBytes: deps.maxBodyBytes,
     shutdownSignal: shutdown.signal,
-    contextValues: (req) => createContextValues().set(kRequestLog, req.log as Logger),
+    contextValues: (req) => createContextValues().set(kRequestLog, req.log as Logger).set(kClientAddress, req.ip),
   });
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { AccountDisabledError, TokenError } from "../auth/errors.js";
 import {
@@ -13,9 +14,19 @@ import {
 import { apiError } from "./errors.js";
 
 const UPDATE_ATTEMPTS = 5;
+// No 0/O, 1/I/L: an invite code is read aloud and typed by hand. 31^8 ≈ 8.5e11 codes.
+const INVITE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+const INVITE_LENGTH = 8;
+const CREATE_ATTEMPTS = 3;
+
+export function newInviteCode(): string {
+  return Array.from(randomBytes(INVITE_LENGTH), (b) => INVITE_ALPHABET[b % INVITE_ALPHABET.length]).join("");
+}
 
 /** Profile fields a platform may tell us about a new user. */
-export type PlatformProfile = Partial<Pick<UserRecord, "nickname" | "avatarUrl" | "gender" | "phoneNumber" | "purePhoneNumber" | "countryCode">>;
+export type PlatformProfile = Partial<
+  Pick<UserRecord, "nickname" | "avatarUrl" | "gender" | "phoneNumber" | "purePhoneNumber" | "countryCode" | "username" | "passwordHash" | "inviterId">
+>;
 
 export function createAccountLibrary({ users, now }: { users: UserStore; now: () => number }) {
   async function activeUser(userId: string): Promise<UserRecord> {
@@ -72,8 +83,9 @@ export function createAccountLibrary({ users, now }: { users: UserStore; now: ()
     ): Promise<{ user: UserRecord; created: boolean } | null> {
       const keys = [identityKey(identity.platform, identity.appid, identity.openid), ...extraKeys];
       if (identity.unionid) keys.push(unionidKey(identity.unionid));
-      // Two rounds: a parallel first login of the same person may insert between our read and our insert.
-      for (let round = 0; round < 2; round++) {
+      // A parallel first login of the same person may insert between our read and our insert; then
+      // the next round finds it. (An invite code taken by chance just gets a new one.)
+      for (let round = 0; round < CREATE_ATTEMPTS; round++) {
         const found = await users.findByKeys(keys);
         if (found.length > 1) {
           throw apiError(Code.FailedPrecondition, "ACCOUNT_CONFLICT", "this sign-in matches two different users; contact support");
@@ -88,6 +100,7 @@ export function createAccountLibrary({ users, now }: { users: UserStore; now: ()
           status: "active",
           identities: [identity],
           ...(identity.unionid ? { unionid: identity.unionid } : {}),
+          inviteCode: newInviteCode(),
           attributes: {},
           createdAt: at,
           updatedAt: at,
@@ -95,7 +108,9 @@ export function createAccountLibrary({ users, now }: { users: UserStore; now: ()
         try {
           return { user: await users.insert(draft), created: true };
         } catch (e) {
-          if (round > 0 || !(e instanceof DuplicateKeyError)) throw e;
+          // A taken username is final; any other key taken meanwhile means the next round finds its holder.
+          const retry = e instanceof DuplicateKeyError && (e.kind === "invite" || (round === 0 && e.kind !== "username"));
+          if (!retry) throw e;
         }
       }
       throw apiError(Code.Unavailable, "STORE_UNAVAILABLE", "could not settle a parallel sign-in; retry");

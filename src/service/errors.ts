@@ -5,6 +5,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { AccountDisabledError, TokenError, type TokenErrorKind } from "../auth/errors.js";
 import { DuplicateKeyError, NotFoundError, StoreUnavailableError, VersionConflictError } from "../store/store.js";
+import { AlipayError, type AlipayErrorKind } from "../platforms/alipay-client.js";
+import { AppleTokenError } from "../platforms/apple-verifier.js";
 import { WechatError, type WechatErrorKind } from "../wechat/wechat-client.js";
 
 export const ERROR_DOMAIN = "identity.v1";
@@ -39,6 +41,14 @@ const WECHAT_ERRORS: Record<WechatErrorKind, [Code, string, string]> = {
   unexpected: [Code.Internal, "UPSTREAM_ERROR", "WeChat gave an unexpected answer"],
 };
 
+const ALIPAY_ERRORS: Record<AlipayErrorKind, [Code, string, string]> = {
+  code_invalid: [Code.InvalidArgument, "CODE_INVALID", "Alipay says the auth code is invalid or used; call my.getAuthCode again"],
+  misconfigured: [Code.Internal, "APP_MISCONFIGURED", "Alipay refused this app's credentials; the operator must check its app id and keys"],
+  bad_response: [Code.Unavailable, "UPSTREAM_UNAVAILABLE", "Alipay's answer could not be verified; retry"],
+  unavailable: [Code.Unavailable, "UPSTREAM_UNAVAILABLE", "Alipay did not answer in time; retry"],
+  unexpected: [Code.Internal, "UPSTREAM_ERROR", "Alipay gave an unexpected answer"],
+};
+
 /** Maps any thrown value to the ConnectError the client sees. `known` is false for bugs, which are logged. */
 export function toConnectError(error: unknown): { error: ConnectError; known: boolean } {
   if (error instanceof ConnectError) return { error, known: error.code !== Code.Internal || error.findDetails(ErrorInfoSchema).length > 0 };
@@ -56,8 +66,20 @@ export function toConnectError(error: unknown): { error: ConnectError; known: bo
     // Misconfiguration is the operator's bug, not the caller's: known to the client, but logged.
     return { error: apiError(code, reason, message, metadata), known: code !== Code.Internal };
   }
+  if (error instanceof AlipayError) {
+    const [code, reason, message] = ALIPAY_ERRORS[error.kind];
+    return { error: apiError(code, reason, message, error.subCode ? { subCode: error.subCode } : {}), known: code !== Code.Internal };
+  }
+  if (error instanceof AppleTokenError) {
+    if (error.kind === "unavailable") return { error: apiError(Code.Unavailable, "UPSTREAM_UNAVAILABLE", "Apple's keys could not be fetched; retry"), known: true };
+    const expired = error.kind === "expired";
+    return {
+      error: apiError(Code.Unauthenticated, expired ? "ID_TOKEN_EXPIRED" : "ID_TOKEN_INVALID", expired ? "the identity token has expired; sign in with Apple again" : "the identity token is not valid for this app"),
+      known: true,
+    };
+  }
   if (error instanceof DuplicateKeyError) {
-    const reason = { phone: "PHONE_TAKEN", username: "USERNAME_TAKEN" }[error.kind as string] ?? "ACCOUNT_CONFLICT";
+    const reason = { phone: "PHONE_TAKEN", username: "USERNAME_TAKEN", identity: "IDENTITY_TAKEN" }[error.kind as string] ?? "ACCOUNT_CONFLICT";
     return { error: apiError(Code.AlreadyExists, reason, `this ${error.kind} belongs to another user`), known: true };
   }
   if (error instanceof VersionConflictError) {

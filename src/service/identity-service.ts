@@ -3,24 +3,27 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { IdentityService, TokensSchema, type LoginResponseSchema, type Tokens } from "../../gen/identity/v1/identity_pb.js";
 import { AccountDisabledError, TokenError } from "../auth/errors.js";
+import { hashPassword, verifyPassword } from "../auth/passwords.js";
 import type { Authenticated, IssuedTokens, SessionLibrary } from "../auth/sessions.js";
-import { phoneKey, type IdentityRecord, type JsonObject, type ReplayStore, type SessionRecord, type UserRecord, type UserStore } from "../store/store.js";
+import { identityKey, inviteKey, phoneKey, usernameKey, type IdentityRecord, type JsonObject, type ReplayStore, type SessionRecord, type UserRecord, type UserStore } from "../store/store.js";
 import type { AccessTokenBroker } from "../wechat/access-token-broker.js";
 import { WechatError, type WechatClient } from "../wechat/wechat-client.js";
 import { createAccountLibrary, type PlatformProfile } from "./accounts.js";
+import { createAttemptLimiter, type AttemptLimit } from "./attempt-limiter.js";
+import { kClientAddress } from "./interceptors.js";
+import { createPlatformLogin, type App, type PlatformClients, type PlatformSignIn } from "./platform-login.js";
 import { apiError, fieldInvalid } from "./errors.js";
 import { planProfilePatch, updatePaths } from "./user-update.js";
 import { userToWire } from "./user-view.js";
-import { checkCode, codeKey, CODE_LIFETIME_MS, createWechatData, phoneFromOpenData, type Phone } from "./wechat-data.js";
+import { codeKey, CODE_LIFETIME_MS, createWechatData, phoneFromOpenData, type Phone } from "./wechat-data.js";
 
-export interface App {
-  /** The configured app key, e.g. "demo". */
-  id: string;
-  platform: "wechat-miniprogram";
-  appid: string;
-  secret: string;
-  registration: "auto" | "explicit";
-  defaultRoles: string[];
+export type { App } from "./platform-login.js";
+
+export interface PasswordLimits {
+  /** Failed sign-ins per username. */
+  perAccount: AttemptLimit;
+  /** Failed sign-ins per client address, whatever the username. */
+  perAddress: AttemptLimit;
 }
 
 export interface IdentityServiceDeps {
@@ -28,10 +31,18 @@ export interface IdentityServiceDeps {
   users: UserStore;
   sessions: SessionLibrary;
   replays: ReplayStore;
-  wechat: WechatClient;
+  platforms: PlatformClients;
   broker: AccessTokenBroker;
+  passwordLimits?: PasswordLimits;
   now?: () => number;
 }
+
+const DEFAULT_PASSWORD_LIMITS: PasswordLimits = {
+  perAccount: { max: 5, windowMs: 15 * 60_000 },
+  perAddress: { max: 30, windowMs: 15 * 60_000 },
+};
+const USERNAME = /^[A-Za-z][A-Za-z0-9_.-]{2,31}$/;
+const PASSWORD_CHARS = { min: 8, max: 128 };
 
 const MAX_TOKEN_CHARS = 4096;
 /** WeChat's placeholder profile since 2022: not a name anyone chose. */
@@ -45,7 +56,20 @@ interface LoginReplay extends JsonObject {
   openid: string;
 }
 
-export function createIdentityService({ apps, users, sessions, replays, wechat, broker, now = Date.now }: IdentityServiceDeps): ServiceImpl<typeof IdentityService> {
+export function createIdentityService({
+  apps,
+  users,
+  sessions,
+  replays,
+  platforms,
+  broker,
+  passwordLimits = DEFAULT_PASSWORD_LIMITS,
+  now = Date.now,
+}: IdentityServiceDeps): ServiceImpl<typeof IdentityService> {
+  const { wechat } = platforms;
+  const signIn = createPlatformLogin(platforms);
+  const accountFailures = createAttemptLimiter(passwordLimits.perAccount, now);
+  const addressFailures = createAttemptLimiter(passwordLimits.perAddress, now);
   const appsByName = new Map<string, App>();
   for (const app of apps) appsByName.set(app.id, app).set(app.appid, app);
   const accounts = createAccountLibrary({ users, now });
@@ -61,11 +85,15 @@ export function createIdentityService({ apps, users, sessions, replays, wechat, 
     return app;
   }
 
-  /** The app a session was opened for; a session of an app no longer configured is over. */
-  function appOf(session: SessionRecord): App {
+  /** The WeChat mini-program a session was opened for: encrypted data and phone codes exist only there. */
+  function wechatAppOf(session: SessionRecord): App & { secret: string } {
     const app = appsByName.get(session.appId);
+    // A session of an app no longer configured is over.
     if (!app) throw new TokenError("revoked");
-    return app;
+    if (app.platform !== "wechat-miniprogram" || !app.secret) {
+      throw apiError(Code.FailedPrecondition, "PLATFORM_UNSUPPORTED", `this needs a WeChat mini-program session; "${app.id}" is ${app.platform}`);
+    }
+    return { ...app, secret: app.secret };
   }
 
   async function authenticate(ctx: HandlerContext, { allowPending = false, token = bearerOf(ctx) } = {}): Promise<Authenticated & { userId: string }> {
@@ -89,7 +117,7 @@ export function createIdentityService({ apps, users, sessions, replays, wechat, 
     return { tokens: tokensToWire(replayed.tokens), registered: record.registered, firstLogin: record.firstLogin, ...(user ? { user: userToWire(user) } : {}), openid: record.openid };
   }
 
-  async function phoneOf(app: App, session: SessionRecord, req: { code: string; encryptedData: string; iv: string }): Promise<Phone> {
+  async function phoneOf(app: App & { secret: string }, session: SessionRecord, req: { code: string; encryptedData: string; iv: string }): Promise<Phone> {
     if (req.code) return wechatData.phoneFromCode(app, session, req.code);
     if (!req.encryptedData && !req.iv) throw fieldInvalid("code", "the phone button's code (or the legacy encryptedData and iv) is required");
     return phoneFromOpenData(await wechatData.decrypt(app, session, req));
@@ -104,38 +132,126 @@ export function createIdentityService({ apps, users, sessions, replays, wechat, 
     return { ...found, tokens: tokensToWire(tokens) };
   }
 
+  function identityFrom(app: App, platform: PlatformSignIn): IdentityRecord {
+    return { platform: app.platform, appid: app.appid, openid: platform.openid, ...(platform.unionid ? { unionid: platform.unionid } : {}), createdAt: new Date(now()) };
+  }
+
+  function openSession(app: App, userId: string | null, identity: IdentityRecord, sessionKey: string | undefined, loginCode?: string) {
+    return sessions.open(
+      { appId: app.id, userId, platform: identity.platform, appid: identity.appid, openid: identity.openid, unionid: identity.unionid, sessionKey },
+      loginCode || undefined,
+    );
+  }
+
+  /** The inviter named by id or invite code; refused when unknown. */
+  async function inviterOf(req: { inviterId: string; inviteCode: string }): Promise<string | undefined> {
+    if (req.inviterId && req.inviteCode) throw fieldInvalid("invite_code", "give inviter_id or invite_code, not both");
+    if (req.inviterId) {
+      if (!(await users.get(req.inviterId))) throw fieldInvalid("inviter_id", "no user has this id");
+      return req.inviterId.toLowerCase();
+    }
+    if (!req.inviteCode) return undefined;
+    const [inviter] = req.inviteCode.length <= 16 ? await users.findByKeys([inviteKey(req.inviteCode)]) : [];
+    if (!inviter) throw fieldInvalid("invite_code", "no user has this invite code");
+    return inviter.id;
+  }
+
+  function assertNotLimited(keys: string[]): void {
+    const wait = Math.max(accountFailures.retryAfter(keys[0] ?? ""), keys[1] ? addressFailures.retryAfter(keys[1]) : 0);
+    if (!wait) return;
+    const error = apiError(Code.ResourceExhausted, "RATE_LIMITED", `too many failed sign-ins; retry in ${wait} s`, { retryAfterSeconds: String(wait) });
+    error.metadata.set("retry-after", String(wait));
+    throw error;
+  }
+
+  function checkNewPassword(field: string, password: string, username: string): void {
+    if ([...password].length < PASSWORD_CHARS.min || [...password].length > PASSWORD_CHARS.max) {
+      throw fieldInvalid(field, `must be ${PASSWORD_CHARS.min}-${PASSWORD_CHARS.max} characters`);
+    }
+    if (password.toLowerCase() === username.toLowerCase()) throw fieldInvalid(field, "must not be the username");
+  }
+
+  /**
+   * Username and password. A wrong pair is BAD_CREDENTIALS whether or not the username exists
+   * (same answer, same time). With a bindCode, the code's platform identity is linked to the
+   * account; an unknown username with a bindCode registers one, when the app registers users.
+   */
+  async function passwordLogin(app: App, credential: { username: string; password: string } | undefined, bindCode: string, inviterId: string | undefined, ctx: HandlerContext) {
+    const { username = "", password = "" } = credential ?? {};
+    if (!USERNAME.test(username)) throw fieldInvalid("password.username", "must be 3-32 of A-Z, a-z, 0-9, _ . -, starting with a letter");
+    if (!password || password.length > PASSWORD_CHARS.max) throw fieldInvalid("password.password", `required, at most ${PASSWORD_CHARS.max} characters`);
+    const limitKeys = [`account:${username.toLowerCase()}`, `address:${ctx.values.get(kClientAddress)}`];
+    assertNotLimited(limitKeys);
+    const [account] = await users.findByKeys([usernameKey(username)]);
+    const matches = await verifyPassword(password, account?.passwordHash);
+    if (!matches && !(account === undefined && bindCode && app.registration === "auto")) {
+      accountFailures.fail(limitKeys[0]!);
+      addressFailures.fail(limitKeys[1]!);
+      throw apiError(Code.Unauthenticated, "BAD_CREDENTIALS", "the username or password is not right");
+    }
+    accountFailures.succeed(limitKeys[0]!);
+    if (account?.status === "disabled") throw new AccountDisabledError();
+    const platform = bindCode ? await signIn(app, { code: bindCode, idToken: "", nonce: "" }, ctx.signal) : null;
+    const identity = platform ? identityFrom(app, platform) : null;
+    let user: UserRecord;
+    let created = false;
+    if (account) {
+      user = identity ? await linkIdentity(account, identity) : account;
+    } else {
+      // Registration: the bindCode's identity gets this username and password.
+      checkNewPassword("password.password", password, username);
+      const passwordHash = await hashPassword(password);
+      const found = await accounts.findOrCreate(identity!, { create: true, defaultRoles: app.defaultRoles, profile: { username, passwordHash, ...(inviterId ? { inviterId } : {}) } });
+      if (!found) throw apiError(Code.Internal, "INTERNAL", "internal error");
+      created = found.created;
+      user = found.created ? found.user : await addPassword(found.user, username, passwordHash);
+    }
+    const { tokens } = await openSession(app, user.id, identity ?? { platform: "password", appid: app.appid, openid: user.id, createdAt: new Date(now()) }, platform?.sessionKey);
+    return { tokens: tokensToWire(tokens), registered: true, firstLogin: created, user: userToWire(user), openid: identity?.openid ?? "" };
+  }
+
+  /** Binds a platform identity to a password account, unless it is another user's. */
+  async function linkIdentity(account: UserRecord, identity: IdentityRecord): Promise<UserRecord> {
+    const [holder] = await users.findByKeys([identityKey(identity.platform, identity.appid, identity.openid)]);
+    if (holder && holder.id !== account.id) throw apiError(Code.AlreadyExists, "IDENTITY_TAKEN", "this WeChat account is bound to another user");
+    return accounts.bindIdentity(account, identity);
+  }
+
+  /** Gives an existing platform user the username and password it registers with. */
+  async function addPassword(user: UserRecord, username: string, passwordHash: string): Promise<UserRecord> {
+    if (user.username) throw apiError(Code.FailedPrecondition, "ACCOUNT_CONFLICT", "this WeChat account already has a username; sign in with it");
+    return accounts.update(user.id, (u) => ({ ...u, username, passwordHash }));
+  }
+
   return {
     async login(req, ctx) {
       const app = resolveApp(req.appId);
+      // Checked before any code is spent, so a client can fix it and retry with the same code.
+      const inviterId = await inviterOf(req);
       const { credential } = req;
-      if (credential.case === "password" || credential.case === "idToken") {
-        throw apiError(Code.Unimplemented, "NOT_IMPLEMENTED", `${credential.case} login is not available yet`);
-      }
-      const code = credential.case === "code" ? credential.value : "";
-      checkCode("code", code);
+      if (credential.case === "password") return passwordLogin(app, credential.value, req.bindCode, inviterId, ctx);
       if (req.bindCode) throw fieldInvalid("bind_code", "only used with a password login");
+      const code = credential.case === "code" ? credential.value : "";
+      const idToken = credential.case === "idToken" ? credential.value : "";
 
-      const replayKey = codeKey("login", app.appid, code);
-      const earlier = (await replays.recall(replayKey)) as LoginReplay | null;
+      const replayKey = code ? codeKey("login", app.appid, code) : "";
+      const earlier = replayKey ? ((await replays.recall(replayKey)) as LoginReplay | null) : null;
       if (earlier) return replayLogin(earlier, code);
-      let platform: Awaited<ReturnType<WechatClient["code2Session"]>>;
+      let platform: PlatformSignIn;
       try {
-        platform = await wechat.code2Session(app, code, ctx.signal);
+        platform = await signIn(app, { code, idToken, nonce: req.nonce }, ctx.signal);
       } catch (e) {
         // A parallel Login with the same code may have redeemed it a moment ago.
-        const late = e instanceof WechatError && e.kind === "code_used" ? ((await replays.recall(replayKey)) as LoginReplay | null) : null;
+        const late = replayKey && e instanceof WechatError && e.kind === "code_used" ? ((await replays.recall(replayKey)) as LoginReplay | null) : null;
         if (late) return replayLogin(late, code);
         throw e;
       }
-      const identity: IdentityRecord = { platform: app.platform, appid: app.appid, openid: platform.openid, ...(platform.unionid ? { unionid: platform.unionid } : {}), createdAt: new Date(now()) };
-      const found = await accounts.findOrCreate(identity, { create: app.registration === "auto", defaultRoles: app.defaultRoles });
+      const identity = identityFrom(app, platform);
+      const found = await accounts.findOrCreate(identity, { create: app.registration === "auto", defaultRoles: app.defaultRoles, profile: inviterId ? { inviterId } : {} });
       if (found?.user.status === "disabled") throw new AccountDisabledError();
-      const { session, tokens } = await sessions.open(
-        { appId: app.id, userId: found?.user.id ?? null, platform: identity.platform, appid: identity.appid, openid: identity.openid, unionid: identity.unionid, sessionKey: platform.sessionKey },
-        code,
-      );
+      const { session, tokens } = await openSession(app, found?.user.id ?? null, identity, platform.sessionKey, code);
       const record: LoginReplay = { sessionId: session.id, registered: Boolean(found), firstLogin: found?.created ?? false, openid: identity.openid };
-      await replays.remember(replayKey, record, new Date(now() + CODE_LIFETIME_MS));
+      if (replayKey) await replays.remember(replayKey, record, new Date(now() + CODE_LIFETIME_MS));
       return {
         tokens: tokensToWire(tokens),
         registered: record.registered,
@@ -145,9 +261,29 @@ export function createIdentityService({ apps, users, sessions, replays, wechat, 
       };
     },
 
+    async setPassword(req, ctx) {
+      const { userId } = await authenticate(ctx);
+      const user = await accounts.activeUser(userId);
+      if (user.passwordHash) {
+        const accountKey = `account:${user.id}`;
+        assertNotLimited([accountKey]);
+        if (!(await verifyPassword(req.currentPassword, user.passwordHash))) {
+          accountFailures.fail(accountKey);
+          throw apiError(Code.Unauthenticated, "BAD_CREDENTIALS", "the current password is not right");
+        }
+      }
+      const username = user.username ?? req.username;
+      if (!username) throw fieldInvalid("username", "required: this account has no username yet");
+      if (req.username && req.username.toLowerCase() !== username.toLowerCase()) throw fieldInvalid("username", "this account has a username already; change it with UpdateUser");
+      if (!USERNAME.test(username)) throw fieldInvalid("username", "must be 3-32 of A-Z, a-z, 0-9, _ . -, starting with a letter");
+      checkNewPassword("new_password", req.newPassword, username);
+      const passwordHash = await hashPassword(req.newPassword);
+      return { user: userToWire(await accounts.update(userId, (u) => ({ ...u, username, passwordHash }))) };
+    },
+
     async oauth(req, ctx) {
       const { session, userId } = await authenticate(ctx, { allowPending: true });
-      const app = appOf(session);
+      const app = wechatAppOf(session);
       const data = await wechatData.decrypt(app, session, req);
       if (data.openId !== session.openid) {
         // Someone else's data on this session: end it, as seed 000's 8527 does.
@@ -172,12 +308,12 @@ export function createIdentityService({ apps, users, sessions, replays, wechat, 
 
     async getPhone(req, ctx) {
       const { session } = await authenticate(ctx);
-      return phoneOf(appOf(session), session, req);
+      return phoneOf(wechatAppOf(session), session, req);
     },
 
     async bindPhone(req, ctx) {
       const { session, userId } = await authenticate(ctx, { allowPending: true });
-      const app = appOf(session);
+      const app = wechatAppOf(session);
       const phone = await phoneOf(app, session, req);
       if (!userId) {
         const { user, tokens } = await register(app, session, identityOf(session), phone, [phoneKey(phone)]);

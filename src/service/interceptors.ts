@@ -40,3 +40,6 @@ function describeError(e: unknown): object {
   if (!(e instanceof Error)) return { value: String(e) };
   return { type: e.name, message: e.message, stack: e.stack, ...(e.cause instanceof Error ? { cause: `${e.cause.name}: ${e.cause.message}` } : {}) };
 }
+
+/** The client's address as the listener sees it (a proxy's X-Forwarded-For is not trusted). */
+export const kClientAddress = createContextKey<string>("", { description: "client address" });

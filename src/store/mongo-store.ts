@@ -45,7 +45,7 @@ type ReplayDoc = { _id: string; value: JsonObject; expiresAt: Date };
 /** Keyed by the platform appid. */
 type CredentialDoc = Omit<PlatformCredential, "appid"> & { _id: string };
 
-const UNIQUE_KEY_KINDS: readonly string[] = ["identity", "unionid", "phone", "username"] satisfies UniqueKeyKind[];
+const UNIQUE_KEY_KINDS: readonly string[] = ["identity", "unionid", "phone", "username", "invite"] satisfies UniqueKeyKind[];
 
 /**
  * Server error codes meaning "no node can serve this right now" (network trouble, shutdown, not

@@ -175,22 +175,25 @@ export function newObjectId(): string {
   return new ObjectId().toHexString();
 }
 
-export type UniqueKeyKind = "identity" | "unionid" | "phone" | "username";
+export type UniqueKeyKind = "identity" | "unionid" | "phone" | "username" | "invite";
 
 /**
  * Every value that at most one user may hold, as strings "kind:value". Both stores index these
  * (MongoDB: a unique multikey index on `keys`), so uniqueness needs no transactions.
  */
-export function uniqueKeysOf(user: Pick<UserRecord, "identities" | "unionid" | "phoneNumber" | "purePhoneNumber" | "countryCode" | "username">): string[] {
+export function uniqueKeysOf(user: Pick<UserRecord, "identities" | "unionid" | "phoneNumber" | "purePhoneNumber" | "countryCode" | "username" | "inviteCode">): string[] {
   const keys = user.identities.map((i) => identityKey(i.platform, i.appid, i.openid));
   if (user.unionid) keys.push(`unionid:${user.unionid}`);
   if (user.phoneNumber) keys.push(phoneKey(user));
-  if (user.username) keys.push(`username:${user.username.toLowerCase()}`);
+  if (user.username) keys.push(usernameKey(user.username));
+  if (user.inviteCode) keys.push(inviteKey(user.inviteCode));
   return keys;
 }
 
 export const identityKey = (platform: string, appid: string, openid: string) => `identity:${platform}:${appid}:${openid}`;
 export const unionidKey = (unionid: string) => `unionid:${unionid}`;
+export const usernameKey = (username: string) => `username:${username.toLowerCase()}`;
+export const inviteKey = (inviteCode: string) => `invite:${inviteCode.toUpperCase()}`;
 
 /** One number, one key: +86 13800000000 and 13800000000 with country code 86 are the same phone. */
 export function phoneKey(phone: Pick<UserRecord, "phoneNumber" | "purePhoneNumber" | "countryCode">): string {

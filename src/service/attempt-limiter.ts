@@ -1,0 +1,41 @@
+// Counts failures per key in a fixed window, in this process's memory: limits hold per instance
+// (with N instances an attacker gets N times the budget; the README says so).
+
+export interface AttemptLimit {
+  /** Failures allowed per window. */
+  max: number;
+  windowMs: number;
+}
+
+export function createAttemptLimiter({ max, windowMs }: AttemptLimit, now: () => number = Date.now) {
+  const windows = new Map<string, { failures: number; resetAt: number }>();
+
+  function current(key: string) {
+    const window = windows.get(key);
+    if (window && window.resetAt > now()) return window;
+    windows.delete(key);
+    return undefined;
+  }
+
+  return {
+    /** Seconds until the key may try again; 0 when it may now. */
+    retryAfter(key: string): number {
+      const window = current(key);
+      return window && window.failures >= max ? Math.ceil((window.resetAt - now()) / 1000) : 0;
+    },
+
+    fail(key: string): void {
+      const window = current(key) ?? { failures: 0, resetAt: now() + windowMs };
+      window.failures++;
+      windows.set(key, window);
+      // Bounded memory: drop lapsed windows now and then.
+      if (windows.size > 10_000) for (const [k, w] of windows) if (w.resetAt <= now()) windows.delete(k);
+    },
+
+    succeed(key: string): void {
+      windows.delete(key);
+    },
+  };
+}
+
+export type AttemptLimiter = ReturnType<typeof createAttemptLimiter>;
