@@ -39,6 +39,8 @@ export interface AppOptions {
   /** Where log lines go (tests capture them); stdout by default. */
   logStream?: { write(line: string): void };
   now?: () => number;
+  /** A store to use instead of the one the configuration names (tests reach into it). */
+  store?: Store;
 }
 
 export interface RunningApp {
@@ -93,7 +95,7 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
       await simulator.listen(env.wechatSimPort, "127.0.0.1");
     }
 
-    const store: Store = env.mongodbUri ? await MongoStore.connect(env.mongodbUri, env.mongodbDb) : new MemoryStore();
+    const store: Store = options.store ?? (env.mongodbUri ? await MongoStore.connect(env.mongodbUri, env.mongodbDb) : new MemoryStore());
     closers.push(() => store.close());
     await store.init();
 

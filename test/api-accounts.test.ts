@@ -1,10 +1,12 @@
 // Password accounts, linking a WeChat identity to them, and invites, through the real listeners.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MemoryStore } from "../src/store/memory-store.js";
 import { login, mintCode, reasonOf, rpc, startHarness, type Harness } from "./support/harness.js";
 
 let h: Harness;
+const store = new MemoryStore();
 beforeAll(async () => {
-  h = await startHarness();
+  h = await startHarness(undefined, {}, store);
 });
 afterAll(() => h.close());
 
@@ -129,5 +131,39 @@ describe("firstLogin", () => {
     const results = [await rpc(h.httpUrl, "Login", { appId: "demo", code })];
     for (let i = 0; i < 3; i++) results.push(await rpc(h.httpUrl, "Login", { appId: "demo", code: (await mintCode(h.sim, { openid })).code }));
     expect(results.map((r) => r.json.firstLogin)).toEqual([true, false, false, false]);
+  });
+});
+
+describe("status", () => {
+  it("shuts a disabled user out: no login, no refresh, and its live sessions stop working", async () => {
+    const me = await login(h);
+    const user = (await store.users.get(me.body.user.id))!;
+    await store.users.replace({ ...user, status: "disabled" });
+    for (const [method, body, token] of [
+      ["CheckLogin", {}, me.access],
+      ["GetUser", {}, me.access],
+      ["Refresh", { refreshToken: me.refresh }, undefined],
+      ["Login", { appId: "demo", code: (await mintCode(h.sim, { openid: me.openid })).code }, undefined],
+    ] as const) {
+      const res = await rpc(h.httpUrl, method, body, token);
+      expect([method, res.status, reasonOf(res)]).toEqual([method, 403, "ACCOUNT_DISABLED"]);
+    }
+  });
+});
+
+describe("limits per client address", () => {
+  it("refuses a spray of passwords over many usernames from one address", async () => {
+    const own = await startHarness();
+    try {
+      const spray = (i: number) => rpc(own.httpUrl, "Login", { appId: "demo", password: { username: `spray_${i}`, password: "guess guess" } });
+      for (let i = 0; i < 30; i++) expect(reasonOf(await spray(i))).toBe("BAD_CREDENTIALS");
+      const limited = await spray(30);
+      expect([limited.status, reasonOf(limited)]).toEqual([429, "RATE_LIMITED"]);
+      // A forged X-Forwarded-For is not trusted.
+      const forged = await rpc(own.httpUrl, "Login", { appId: "demo", password: { username: "spray_x", password: "guess guess" } }, undefined, { "x-forwarded-for": "203.0.113.9" });
+      expect(reasonOf(forged)).toBe("RATE_LIMITED");
+    } finally {
+      await own.close();
+    }
   });
 });

@@ -1,6 +1,7 @@
 // Starts the real service (both listeners, the simulator) on port 0 and talks to it as clients do.
 import { loadConfig } from "../../src/config/config.js";
 import { startApp, type RunningApp } from "../../src/main.js";
+import type { Store } from "../../src/store/store.js";
 
 export const DEMO_APPID = "wx0000000000000001";
 export const SERVICE = "identity.v1.IdentityService";
@@ -12,7 +13,7 @@ export interface Harness extends RunningApp {
 }
 
 /** Dev mode by default; pass a config file to run with it (and the simulator). */
-export async function startHarness(file?: object, env: Record<string, string> = {}): Promise<Harness> {
+export async function startHarness(file?: object, env: Record<string, string> = {}, store?: Store): Promise<Harness> {
   const logs: string[] = [];
   const config = loadConfig(
     {
@@ -26,7 +27,7 @@ export async function startHarness(file?: object, env: Record<string, string> = 
     },
     () => JSON.stringify(file),
   );
-  const app = await startApp(config, { logStream: { write: (line) => void logs.push(line) } });
+  const app = await startApp(config, { logStream: { write: (line) => void logs.push(line) }, ...(store ? { store } : {}) });
   return { ...app, sim: app.simulatorUrl!, logs };
 }
 
