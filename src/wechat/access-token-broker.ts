@@ -21,6 +21,8 @@ export interface BrokerOptions {
   leaseMs?: number;
   /** How often a waiting instance looks for the refresher's token. */
   pollMs?: number;
+  /** Told each time this instance got a new token from the platform (not when it read one from the store). */
+  onRefresh?: (appid: string) => void;
 }
 
 interface CachedToken {
@@ -28,7 +30,7 @@ interface CachedToken {
   expiresAt: number;
 }
 
-export function createAccessTokenBroker({ credentials, fetchToken, now = Date.now, refreshAheadMs = 240_000, leaseMs = 15_000, pollMs = 50 }: BrokerOptions) {
+export function createAccessTokenBroker({ credentials, fetchToken, now = Date.now, refreshAheadMs = 240_000, leaseMs = 15_000, pollMs = 50, onRefresh }: BrokerOptions) {
   const owner = randomBytes(8).toString("hex");
   const memory = new Map<string, CachedToken>();
   const inFlight = new Map<string, Promise<string>>();
@@ -54,6 +56,7 @@ export function createAccessTokenBroker({ credentials, fetchToken, now = Date.no
         return remember(app.appid, stored.accessToken, stored.expiresAt!.getTime());
       }
       const fetched = await fetchToken(app);
+      onRefresh?.(app.appid);
       const expiresAt = now() + fetched.expiresIn * 1000;
       await credentials.saveToken(app.appid, owner, fetched.accessToken, new Date(expiresAt));
       return remember(app.appid, fetched.accessToken, expiresAt);

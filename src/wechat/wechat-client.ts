@@ -97,7 +97,17 @@ export interface WechatClientOptions {
   /** Extra attempts for failures that are safe to retry. */
   retries: number;
   retryDelayMs?: number;
+  /** Told about every HTTP attempt (retries included), e.g. to feed metrics. */
+  observe?: UpstreamObserver;
 }
+
+/**
+ * Hears about one HTTP attempt to an upstream API. `api` is the client's name for the API
+ * (e.g. "jscode2session"); `outcome` is "ok", WeChat's errcode as a string (e.g. "40029"), or
+ * "network", "timeout", "aborted" (the caller's signal), "http_<status>", "bad_response" (a 200
+ * that is not a JSON object). Both are bounded sets: never user data or errmsg.
+ */
+export type UpstreamObserver = (api: string, outcome: string, seconds: number) => void;
 
 type Failure = { ok: false; error: WechatError; sent: boolean };
 type Attempt = { ok: true; body: Record<string, unknown> } | Failure;
@@ -123,27 +133,39 @@ const postJson = (body: object): RequestInit => ({ method: "POST", headers: { "c
 export function createWechatClient(options: WechatClientOptions) {
   const base = options.baseUrl.replace(/\/+$/, "");
 
+  /** One HTTP request, told to options.observe with its outcome and duration. */
   async function attempt(api: string, url: string, init: RequestInit, signal?: AbortSignal): Promise<Attempt> {
+    const started = performance.now();
+    const [outcome, result] = await send(api, url, init, signal);
+    options.observe?.(api, outcome, (performance.now() - started) / 1000);
+    return result;
+  }
+
+  async function send(api: string, url: string, init: RequestInit, signal?: AbortSignal): Promise<[outcome: string, result: Attempt]> {
     const timeout = AbortSignal.timeout(options.timeoutMs);
+    const unavailable = (outcome: string, sent: boolean): [string, Attempt] => [outcome, { ok: false, error: new WechatError("unavailable", api), sent }];
+    // A failure while waiting is our timeout or the caller's abort before it is anything else.
+    const cut = (otherwise: string) => (timeout.aborted ? "timeout" : signal?.aborted ? "aborted" : otherwise);
     let response: Response;
     try {
       response = await fetch(url, { ...init, signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
     } catch (e) {
       const code = (e as { cause?: { code?: string } }).cause?.code;
-      return { ok: false, error: new WechatError("unavailable", api), sent: !(code && NOT_SENT_CODES.has(code)) };
+      return unavailable(cut("network"), !(code && NOT_SENT_CODES.has(code)));
     }
+    if (!response.ok) return unavailable(`http_${response.status}`, true);
     let body: unknown;
     try {
-      body = response.ok ? await response.json() : undefined;
+      body = await response.json();
     } catch {
       body = undefined;
     }
-    if (!body || typeof body !== "object") return { ok: false, error: new WechatError("unavailable", api), sent: true };
+    if (!body || typeof body !== "object") return unavailable(cut("bad_response"), true);
     const errcode = (body as { errcode?: unknown }).errcode;
     if (typeof errcode === "number" && errcode !== 0) {
-      return { ok: false, error: new WechatError(kindOfErrcode(errcode), api, errcode), sent: true };
+      return [String(errcode), { ok: false, error: new WechatError(kindOfErrcode(errcode), api, errcode), sent: true }];
     }
-    return { ok: true, body: body as Record<string, unknown> };
+    return ["ok", { ok: true, body: body as Record<string, unknown> }];
   }
 
   /** Sends a request until it succeeds or `policy` says stop, with at most options.retries extra attempts. */
