@@ -5,12 +5,13 @@ import { pathToFileURL } from "node:url";
 import type { FastifyInstance } from "fastify";
 import { createAccessTokens, generateSigningKey, importSigningKey } from "./auth/access-tokens.js";
 import { createSessionLibrary } from "./auth/sessions.js";
-import { ConfigError, loadConfig, WECHAT_PLATFORMS, type ConfigFile, type EnvConfig } from "./config/config.js";
+import { ConfigError, defaultConfigFile, loadConfig, WECHAT_PLATFORMS, type EnvConfig } from "./config/config.js";
 import { createAlipayClient } from "./platforms/alipay-client.js";
 import { createAppleVerifier } from "./platforms/apple-verifier.js";
 import { buildGrpcServer, buildHttpServer } from "./server/servers.js";
 import { createIdentityService, type App } from "./service/identity-service.js";
 import { createWechatSimulator, type WechatSimulator } from "./simulator/simulator.js";
+import { createMetrics, instrumentStore } from "./metrics/metrics.js";
 import { MemoryStore } from "./store/memory-store.js";
 import { MongoStore } from "./store/mongo-store.js";
 import type { Store } from "./store/store.js";
@@ -23,14 +24,14 @@ const ALIPAY_GATEWAY = "https://openapi.alipay.com/gateway.do";
 const APPLE_JWKS = "https://appleid.apple.com/auth/keys";
 
 /** Dev mode's one app, answering to app id "demo" and to its appid. */
-export const DEMO_APP: App = {
+export const DEMO_APP = {
   id: "demo",
   platform: "wechat-miniprogram",
   appid: "wx0000000000000001",
   secret: "demo-secret",
   registration: "auto",
   defaultRoles: ["member"],
-};
+} as const satisfies App;
 
 // Secrets that must never reach a log line, wherever they appear.
 const REDACT = ["req.headers.authorization", "req.headers.cookie", "*.accessToken", "*.refreshToken", "*.sessionKey", "*.secret", "*.password"];
@@ -58,14 +59,8 @@ export interface RunningApp {
 export async function startApp(env: EnvConfig, options: AppOptions = {}): Promise<RunningApp> {
   const devMode = env.file === null;
   const useSimulator = devMode || env.wechatSimulator;
-  const file: Pick<ConfigFile, "issuer" | "signingKeys" | "tokens" | "wechat" | "limits"> = env.file ?? {
-    issuer: "identity",
-    signingKeys: [],
-    tokens: { accessTtlSeconds: 7200, refreshTtlSeconds: 2_592_000, refreshGraceSeconds: 10 },
-    wechat: { timeoutMs: 5000, retries: 1 },
-    limits: { maxBodyBytes: 64 * 1024 },
-  };
-  const apps: App[] = env.file?.apps ?? [DEMO_APP];
+  const file = env.file ?? defaultConfigFile([DEMO_APP]);
+  const apps: App[] = file.apps;
 
   if (!file.signingKeys.length && !useSimulator) {
     throw new ConfigError(["signingKeys: required when talking to the real WeChat API (print one with `npm run keygen`)"]);
@@ -95,26 +90,38 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
       await simulator.listen(env.wechatSimPort, "127.0.0.1");
     }
 
-    const store: Store = options.store ?? (env.mongodbUri ? await MongoStore.connect(env.mongodbUri, env.mongodbDb) : new MemoryStore());
+    const metrics = createMetrics();
+    const rawStore: Store = options.store ?? (env.mongodbUri ? await MongoStore.connect(env.mongodbUri, env.mongodbDb) : new MemoryStore());
+    const store = instrumentStore(rawStore, metrics);
     closers.push(() => store.close());
     await store.init();
 
     const now = options.now ?? Date.now;
     const accessTokens = createAccessTokens(keys, { issuer: file.issuer, ttlSeconds: file.tokens.accessTtlSeconds, now });
     const sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: file.tokens, now });
-    const wechat = createWechatClient({ baseUrl: simulator?.url ?? env.wechatApiBase ?? WECHAT_API, ...file.wechat });
+    const wechat = createWechatClient({ baseUrl: simulator?.url ?? env.wechatApiBase ?? WECHAT_API, ...file.wechat, observe: metrics.observeUpstream });
     const platforms = {
       wechat,
-      qq: createWechatClient({ baseUrl: simulator ? `${simulator.url}/qq` : QQ_API, ...file.wechat }),
+      qq: createWechatClient({ baseUrl: simulator ? `${simulator.url}/qq` : QQ_API, ...file.wechat, observe: (api, outcome, seconds) => metrics.observeUpstream(`qq.${api}`, outcome, seconds) }),
       alipay: createAlipayClient({ gatewayUrl: simulator ? `${simulator.url}/alipay/gateway.do` : ALIPAY_GATEWAY, timeoutMs: file.wechat.timeoutMs }),
       apple: createAppleVerifier({ jwksUrl: simulator ? `${simulator.url}/apple/auth/keys` : APPLE_JWKS }),
     };
     // Against the simulator, its gateway key is Alipay's.
     const serviceApps = simulator ? apps.map((a) => (a.platform === "alipay-miniprogram" ? { ...a, alipayPublicKey: simulator!.alipayPublicKeyPem } : a)) : apps;
-    const broker = createAccessTokenBroker({ credentials: store.credentials, fetchToken: (app) => wechat.stableToken(app), now });
-    const service = createIdentityService({ apps: serviceApps, users: store.users, sessions, replays: store.replays, platforms, broker, now });
+    const broker = createAccessTokenBroker({ credentials: store.credentials, fetchToken: (app) => wechat.stableToken(app), now, onRefresh: metrics.recordTokenRefresh });
+    const service = createIdentityService({
+      apps: serviceApps,
+      internalCallers: file.internalCallers,
+      rateLimits: file.limits,
+      users: store.users,
+      sessions,
+      replays: store.replays,
+      platforms,
+      broker,
+      now,
+    });
 
-    const deps = { service, jwks: accessTokens.jwks, logger, maxBodyBytes: file.limits.maxBodyBytes, shutdownTimeoutMs: 5000 };
+    const deps = { service, jwks: accessTokens.jwks, logger, maxBodyBytes: file.limits.maxBodyBytes, shutdownTimeoutMs: 5000, ready: storeReadiness(rawStore), metrics, trustProxy: file.trustProxy };
     const http = await buildHttpServer(deps);
     closers.push(() => http.close());
     const grpc = await buildGrpcServer(deps);
@@ -135,6 +142,32 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     await close();
     throw e;
   }
+}
+
+const READINESS_TIMEOUT_MS = 1000;
+
+/**
+ * Ready while the store answers within a second: its ping when it has one, else a read of a user
+ * that does not exist. Callers arriving while a check runs share its answer, so probes and health
+ * watches never pile up on a slow store.
+ */
+function storeReadiness(store: Store & { ping?: () => Promise<void> }): () => Promise<boolean> {
+  const check = async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("store did not answer in time")), READINESS_TIMEOUT_MS);
+    });
+    try {
+      await Promise.race([store.ping ? store.ping() : store.users.get("000000000000000000000000"), timeout]);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  let running: Promise<boolean> | undefined;
+  return () => (running ??= check().finally(() => (running = undefined)));
 }
 
 async function listen(server: FastifyInstance, port: number, host: string): Promise<string> {

@@ -142,6 +142,8 @@ describe("status", () => {
     for (const [method, body, token] of [
       ["CheckLogin", {}, me.access],
       ["GetUser", {}, me.access],
+      ["GetPhone", { code: "any-code" }, me.access],
+      ["UpdateUser", { user: { nickname: "x" } }, me.access],
       ["Refresh", { refreshToken: me.refresh }, undefined],
       ["Login", { appId: "demo", code: (await mintCode(h.sim, { openid: me.openid })).code }, undefined],
     ] as const) {

@@ -266,6 +266,8 @@ describe("GetUser and UpdateUser", () => {
       [{ user: { attributes: { big: "x".repeat(9000) } }, updateMask: "attributes" }, "FIELD_INVALID", "user.attributes"],
       [{ user: { nickname: "x" }, updateMask: "phoneNumber" }, "FIELD_INVALID", "update_mask"],
       [{ user: { nickname: "x" }, updateMask: "noSuchField" }, "FIELD_INVALID", "update_mask"],
+      [{ user: { nickname: "x" }, updateMask: "constructor" }, "FIELD_INVALID", "update_mask"],
+      [{ user: { nickname: "x" }, updateMask: "__proto__" }, "FIELD_INVALID", "update_mask"],
       [{ user: {} }, "FIELD_INVALID", "update_mask"],
     ];
     for (const [body, reason, field] of cases) {

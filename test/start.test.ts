@@ -45,7 +45,9 @@ describe("npm start", () => {
     const { ready } = start({});
     const banner = await ready;
     expect(banner).toMatch(/identity service ready \(dev mode: memory store, WeChat simulator\)/);
-    const example = banner.slice(banner.indexOf("Try it")).split("\n").slice(1).map((l) => l.trim()).filter(Boolean);
+    // The indented block under "Try it"; log lines may follow it.
+    const after = banner.slice(banner.indexOf("Try it")).split("\n").slice(1);
+    const example = after.slice(0, after.findIndex((l) => !l.startsWith("  "))).map((l) => l.trim());
     expect(example).toHaveLength(3);
     const run = spawnSync("bash", ["-euo", "pipefail", "-c", example.join("\n")], { encoding: "utf8", timeout: 30_000 });
     expect(run.status, run.stderr).toBe(0);

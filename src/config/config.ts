@@ -69,9 +69,23 @@ const fileSchema = z
         retries: z.number().int().min(0).max(3).default(1),
       })
       .prefault({}),
+    /** Internal services: each presents its key in `x-api-key`; only the key's SHA-256 is configured. */
+    internalCallers: z
+      .array(z.strictObject({ name: z.string().regex(APP_KEY, "must be 1-64 of a-z, 0-9, _ and -"), keySha256: z.string().regex(/^[0-9a-f]{64}$/, "must be the key's SHA-256 as 64 hex digits") }))
+      .default([]),
+    /** Proxies (addresses or CIDRs) whose X-Forwarded-For names the client. */
+    trustProxy: z.array(z.string().regex(/^[0-9a-fA-F:.]+(\/\d{1,3})?$/, "must be an IP address or CIDR")).default([]),
     limits: z
       .strictObject({
         maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+        /** Logins per client address per minute. */
+        loginsPerAddress: z.number().int().min(1).default(600),
+        /** Logins per app per minute, all addresses together. */
+        loginsPerApp: z.number().int().min(1).default(30_000),
+        /** GetPhone/BindPhone calls per user per minute (WeChat bills each phone code). */
+        phoneCallsPerUser: z.number().int().min(1).default(20),
+        /** Other signed-in calls per user per minute. */
+        callsPerUser: z.number().int().min(1).default(600),
       })
       .prefault({}),
   })
@@ -84,9 +98,18 @@ const fileSchema = z
       }
     });
     if (file.apps.filter((a) => a.default).length > 1) ctx.addIssue({ code: "custom", path: ["apps"], message: "at most one app may be default" });
+    const callerNames = file.internalCallers.map((c) => c.name);
+    callerNames.forEach((name, i) => {
+      if (callerNames.indexOf(name) !== i) ctx.addIssue({ code: "custom", path: ["internalCallers", i, "name"], message: `"${name}" is listed twice` });
+    });
   });
 
 export type ConfigFile = z.output<typeof fileSchema>;
+
+/** A config file with only these apps and every default: what dev mode runs with. */
+export function defaultConfigFile(apps: z.input<typeof appSchema>[]): ConfigFile {
+  return fileSchema.parse({ apps });
+}
 export type AppConfig = ConfigFile["apps"][number];
 
 export interface EnvConfig {

@@ -93,8 +93,9 @@ function checkJsonBody(bytes: Uint8Array, schema: DescMessage, jsonOptions: Part
   try {
     fromJson(schema, json, jsonOptions);
   } catch {
-    // Name the first top-level field that does not decode on its own.
-    const field = Object.keys(json).find((key) => !decodes(schema, { [key]: json[key] ?? null }, jsonOptions));
+    // Name the first top-level field that does not decode on its own, by its proto name as elsewhere.
+    const key = Object.keys(json).find((k) => !decodes(schema, { [k]: json[k] ?? null }, jsonOptions));
+    const field = key === undefined ? undefined : (schema.fields.find((f) => f.jsonName === key || f.name === key)?.name ?? key);
     const error = field
       ? apiError(Code.InvalidArgument, "FIELD_INVALID", `${field}: wrong type or value for ${schema.typeName}`, { field })
       : apiError(Code.InvalidArgument, "REQUEST_INVALID", `the request body is not a valid ${schema.typeName}`);

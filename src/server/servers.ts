@@ -2,12 +2,19 @@ import type { JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
 import { createContextValues, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import { setMaxListeners } from "node:events";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import http2 from "node:http2";
 import type { Socket } from "node:net";
 import { fastify, LogController, type FastifyInstance } from "fastify";
 import type { PinoLoggerOptions } from "fastify/types/logger.js";
+import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
+import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { Health } from "../../gen/health/v1/health_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
+import type { RpcSample } from "../metrics/metrics.js";
 import { createOutermostInterceptor, kClientAddress, kRequestLog, type Logger } from "../service/interceptors.js";
+import { createHealthService, type Readiness } from "./health.js";
+import { createReflectionService } from "./reflection.js";
 import { guardRouter } from "./request-guard.js";
 
 export interface ServerDeps {
@@ -19,6 +26,12 @@ export interface ServerDeps {
   maxBodyBytes: number;
   /** How long close() lets in-flight calls finish. */
   shutdownTimeoutMs: number;
+  /** Whether the app can serve (its store answers): /readyz and grpc.health.v1.Health. */
+  ready: Readiness;
+  /** Prometheus exposition for GET /metrics, and the per-RPC observer that feeds it. */
+  metrics: { render(): Promise<{ contentType: string; body: string }>; recordRpc(sample: RpcSample): void };
+  /** Proxies whose X-Forwarded-For names the client (fastify's trustProxy). */
+  trustProxy: string[];
 }
 
 // Always emit scalar fields, so a JSON client sees `"registered": false` rather than nothing.
@@ -26,24 +39,49 @@ const JSON_OPTIONS: Partial<JsonReadOptions & JsonWriteOptions> = { alwaysEmitIm
 
 /** HTTP/1.1 listener: Connect (JSON and binary), gRPC-Web, the JWKS, and a small index at /. */
 export async function buildHttpServer(deps: ServerDeps): Promise<FastifyInstance> {
-  const app = fastify({ logger: deps.logger, logController: quietRequests(), bodyLimit: deps.maxBodyBytes });
+  const app = fastify({ logger: deps.logger, logController: quietRequests(), bodyLimit: deps.maxBodyBytes, trustProxy: deps.trustProxy });
+  // close() closes idle keep-alive connections once; one whose answer ends later (a health Watch,
+  // any call in flight) would hold close() until the client hangs up. End it with its answer.
+  let closing = false;
+  app.addHook("preClose", (done) => {
+    closing = true;
+    done();
+  });
+  app.server.on("request", (req: IncomingMessage, res: ServerResponse) => res.once("finish", () => closing && req.socket.end()));
   await registerConnect(app, deps);
   app.get("/.well-known/jwks.json", async (_req, reply) => {
     reply.header("cache-control", "public, max-age=300");
     return deps.jwks();
   });
+  // For Prometheus; keep it off the public address at the proxy (docs/deployment.md).
+  app.get("/metrics", async (_req, reply) => {
+    const { contentType, body } = await deps.metrics.render();
+    return reply.type(contentType).send(body);
+  });
+  // Liveness: the process answers. Readiness: it can serve requests (for load balancers, k8s probes).
+  app.get("/healthz", async (_req, reply) => {
+    reply.header("cache-control", "no-store");
+    return { status: "ok" };
+  });
+  app.get("/readyz", async (_req, reply) => {
+    const ready = await deps.ready().catch(() => false);
+    reply.header("cache-control", "no-store").code(ready ? 200 : 503);
+    return { status: ready ? "ready" : "not ready" };
+  });
   app.get("/", async () => ({
     service: IdentityService.typeName,
     methods: IdentityService.methods.map((m) => `POST /${IdentityService.typeName}/${m.name}`),
     jwks: "/.well-known/jwks.json",
+    health: "/healthz",
+    ready: "/readyz",
   }));
   return app;
 }
 
-/** HTTP/2 cleartext listener: gRPC, Connect and gRPC-Web for internal services and buf curl. */
+/** HTTP/2 cleartext listener: gRPC, Connect and gRPC-Web for internal services and buf curl, plus reflection. */
 export async function buildGrpcServer(deps: ServerDeps): Promise<FastifyInstance> {
   // forceCloseConnections: on Node < 24 an h2c close() otherwise waits for clients to hang up.
-  const app = fastify({ http2: true, logger: deps.logger, logController: quietRequests(), forceCloseConnections: true });
+  const app = fastify({ http2: true, logger: deps.logger, logController: quietRequests(), forceCloseConnections: true, trustProxy: deps.trustProxy });
   app.addHook("onRequest", (request, _reply, done) => {
     // An answer can be complete before the body was read (one far over the size limit). HTTP/2
     // would keep the stream half-open, the client stalled mid-upload and close() waiting for both,
@@ -61,14 +99,15 @@ export async function buildGrpcServer(deps: ServerDeps): Promise<FastifyInstance
   // end its own (seen after a stream reset mid-upload), and the half-open socket would then hold
   // close() forever. Nothing more is to be read from it.
   app.server.on("connection", (socket: Socket) => socket.once("finish", () => socket.destroy()));
-  await registerConnect(app as unknown as FastifyInstance, deps);
+  // Reflection is a bidi stream, which needs HTTP/2: served here only.
+  await registerConnect(app as unknown as FastifyInstance, deps, { reflection: true });
   return app as unknown as FastifyInstance;
 }
 
 // The RPC interceptor logs one line per call; fastify's two lines per request would double it.
 const quietRequests = () => new LogController({ disableRequestLogging: true });
 
-async function registerConnect(app: FastifyInstance, deps: ServerDeps): Promise<void> {
+async function registerConnect(app: FastifyInstance, deps: ServerDeps, options: { reflection?: boolean } = {}): Promise<void> {
   // Every in-flight call listens on this signal; close() gives them shutdownTimeoutMs, then aborts.
   const shutdown = new AbortController();
   setMaxListeners(0, shutdown.signal);
@@ -76,12 +115,21 @@ async function registerConnect(app: FastifyInstance, deps: ServerDeps): Promise<
     setTimeout(() => shutdown.abort(), deps.shutdownTimeoutMs).unref();
     done();
   });
+  // Health watches end as soon as shutdown begins, rather than holding close() until the abort.
+  const closing = new AbortController();
+  app.addHook("preClose", (done) => {
+    closing.abort();
+    done();
+  });
   await app.register(fastifyConnectPlugin, {
     routes: (router: ConnectRouter) => {
       router.service(IdentityService, deps.service);
+      router.service(Health, createHealthService({ ready: deps.ready, services: [IdentityService.typeName], closing: closing.signal }));
       guardRouter(router, deps.maxBodyBytes, JSON_OPTIONS);
+      // After the guard, which reads a whole request body before passing it on: a bidi stream has no whole body.
+      if (options.reflection) router.service(ServerReflection, createReflectionService([IdentityService, Health], [file_google_rpc_error_details]));
     },
-    interceptors: [createOutermostInterceptor(app.log as Logger)],
+    interceptors: [createOutermostInterceptor(app.log as Logger, deps.metrics.recordRpc)],
     jsonOptions: JSON_OPTIONS,
     readMaxBytes: deps.maxBodyBytes,
     shutdownSignal: shutdown.signal,

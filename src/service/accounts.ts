@@ -36,10 +36,14 @@ export function createAccountLibrary({ users, now }: { users: UserStore; now: ()
     return user;
   }
 
-  /** Read-modify-write with the store's version check; retries lost races unless the caller pinned a version. */
-  async function update(userId: string, change: (user: UserRecord) => UserRecord, expectedVersion?: number): Promise<UserRecord> {
+  /**
+   * Read-modify-write with the store's version check; retries lost races unless the caller pinned a
+   * version. Only an internal caller (`anyStatus`) may write a disabled user, e.g. to enable it.
+   */
+  async function update(userId: string, change: (user: UserRecord) => UserRecord, expectedVersion?: number, { anyStatus = false } = {}): Promise<UserRecord> {
     for (let attempt = 1; ; attempt++) {
-      const current = await activeUser(userId);
+      const current = anyStatus ? await users.get(userId) : await activeUser(userId);
+      if (!current) throw apiError(Code.NotFound, "USER_NOT_FOUND", "no user has this id");
       if (expectedVersion !== undefined && current.version !== expectedVersion) throw new VersionConflictError();
       const next = change(current);
       if (next === current) return current;

@@ -1,5 +1,5 @@
-// Counts failures per key in a fixed window, in this process's memory: limits hold per instance
-// (with N instances an attacker gets N times the budget; the README says so).
+// Counts events (failures, or requests) per key in a fixed window, in this process's memory: limits
+// hold per instance (with N instances an attacker gets N times the budget; the README says so).
 
 export interface AttemptLimit {
   /** Failures allowed per window. */
@@ -30,6 +30,13 @@ export function createAttemptLimiter({ max, windowMs }: AttemptLimit, now: () =>
       windows.set(key, window);
       // Bounded memory: drop lapsed windows now and then.
       if (windows.size > 10_000) for (const [k, w] of windows) if (w.resetAt <= now()) windows.delete(k);
+    },
+
+    /** Counts one event; the seconds to wait when the key is already at its limit (then nothing is counted). */
+    take(key: string): number {
+      const wait = this.retryAfter(key);
+      if (!wait) this.fail(key);
+      return wait;
     },
 
     succeed(key: string): void {

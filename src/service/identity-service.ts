@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
@@ -26,8 +27,24 @@ export interface PasswordLimits {
   perAddress: AttemptLimit;
 }
 
+/** Requests per minute (see the config's `limits`). */
+export interface RateLimits {
+  loginsPerAddress: number;
+  loginsPerApp: number;
+  phoneCallsPerUser: number;
+  callsPerUser: number;
+}
+
+export interface InternalCaller {
+  name: string;
+  /** SHA-256 of the caller's key, hex. */
+  keySha256: string;
+}
+
 export interface IdentityServiceDeps {
   apps: App[];
+  internalCallers?: InternalCaller[];
+  rateLimits?: RateLimits;
   users: UserStore;
   sessions: SessionLibrary;
   replays: ReplayStore;
@@ -36,6 +53,9 @@ export interface IdentityServiceDeps {
   passwordLimits?: PasswordLimits;
   now?: () => number;
 }
+
+const DEFAULT_RATE_LIMITS: RateLimits = { loginsPerAddress: 600, loginsPerApp: 30_000, phoneCallsPerUser: 20, callsPerUser: 600 };
+const MINUTE = 60_000;
 
 const DEFAULT_PASSWORD_LIMITS: PasswordLimits = {
   perAccount: { max: 5, windowMs: 15 * 60_000 },
@@ -64,8 +84,17 @@ export function createIdentityService({
   platforms,
   broker,
   passwordLimits = DEFAULT_PASSWORD_LIMITS,
+  internalCallers = [],
+  rateLimits = DEFAULT_RATE_LIMITS,
   now = Date.now,
 }: IdentityServiceDeps): ServiceImpl<typeof IdentityService> {
+  const callersByKeyHash = new Map(internalCallers.map((c) => [c.keySha256, c.name]));
+  const rates = {
+    loginAddress: createAttemptLimiter({ max: rateLimits.loginsPerAddress, windowMs: MINUTE }, now),
+    loginApp: createAttemptLimiter({ max: rateLimits.loginsPerApp, windowMs: MINUTE }, now),
+    phone: createAttemptLimiter({ max: rateLimits.phoneCallsPerUser, windowMs: MINUTE }, now),
+    user: createAttemptLimiter({ max: rateLimits.callsPerUser, windowMs: MINUTE }, now),
+  };
   const { wechat } = platforms;
   const signIn = createPlatformLogin(platforms);
   const accountFailures = createAttemptLimiter(passwordLimits.perAccount, now);
@@ -96,13 +125,37 @@ export function createIdentityService({
     return { ...app, secret: app.secret };
   }
 
-  async function authenticate(ctx: HandlerContext, { allowPending = false, token = bearerOf(ctx) } = {}): Promise<Authenticated & { userId: string }> {
+  /**
+   * The caller's live session and, for a user's session, its user, who must be active: a disabled
+   * user's sessions stop working everywhere at once.
+   */
+  async function authenticate(
+    ctx: HandlerContext,
+    { allowPending = false, token = bearerOf(ctx), limited = true } = {},
+  ): Promise<Authenticated & { userId: string; user: UserRecord | null }> {
     if (token.length > MAX_TOKEN_CHARS) throw new TokenError("invalid");
     const auth = await sessions.authenticate(token);
-    if (!auth.session.userId && !allowPending) {
+    const { userId } = auth.session;
+    if (!userId && !allowPending) {
       throw apiError(Code.FailedPrecondition, "NOT_REGISTERED", "this session has no user yet: call Oauth or BindPhone first");
     }
-    return { ...auth, userId: auth.session.userId ?? "" };
+    if (limited) limit(rates.user, `session:${userId ?? auth.session.id}`, "too many requests for this user");
+    return { ...auth, userId: userId ?? "", user: userId ? await accounts.activeUser(userId) : null };
+  }
+
+  /** The internal service presenting `x-api-key`, or null for an end user; a wrong key is refused. */
+  function internalCallerOf(ctx: HandlerContext): string | null {
+    const key = ctx.requestHeader.get("x-api-key");
+    if (key === null) return null;
+    const name = key.length <= 256 ? callersByKeyHash.get(createHash("sha256").update(key).digest("hex")) : undefined;
+    if (!name) throw apiError(Code.Unauthenticated, "API_KEY_INVALID", "this x-api-key is not a configured internal caller's");
+    return name;
+  }
+
+  /** Counts one request against `limiter`; RESOURCE_EXHAUSTED / RATE_LIMITED with a retry hint when over. */
+  function limit(limiter: ReturnType<typeof createAttemptLimiter>, key: string, message: string): void {
+    const wait = limiter.take(key);
+    if (wait) throw rateLimited(wait, message);
   }
 
   function identityOf(session: SessionRecord, unionid = session.unionid): IdentityRecord {
@@ -158,10 +211,7 @@ export function createIdentityService({
 
   function assertNotLimited(keys: string[]): void {
     const wait = Math.max(accountFailures.retryAfter(keys[0] ?? ""), keys[1] ? addressFailures.retryAfter(keys[1]) : 0);
-    if (!wait) return;
-    const error = apiError(Code.ResourceExhausted, "RATE_LIMITED", `too many failed sign-ins; retry in ${wait} s`, { retryAfterSeconds: String(wait) });
-    error.metadata.set("retry-after", String(wait));
-    throw error;
+    if (wait) throw rateLimited(wait, "too many failed sign-ins");
   }
 
   function checkNewPassword(field: string, password: string, username: string): void {
@@ -226,6 +276,8 @@ export function createIdentityService({
   return {
     async login(req, ctx) {
       const app = resolveApp(req.appId);
+      limit(rates.loginAddress, ctx.values.get(kClientAddress), "too many sign-ins from this address");
+      limit(rates.loginApp, app.id, "too many sign-ins to this app");
       // Checked before any code is spent, so a client can fix it and retry with the same code.
       const inviterId = await inviterOf(req);
       const { credential } = req;
@@ -262,8 +314,8 @@ export function createIdentityService({
     },
 
     async setPassword(req, ctx) {
-      const { userId } = await authenticate(ctx);
-      const user = await accounts.activeUser(userId);
+      const { userId, user: caller } = await authenticate(ctx);
+      const user = caller!;
       if (user.passwordHash) {
         const accountKey = `account:${user.id}`;
         assertNotLimited([accountKey]);
@@ -282,7 +334,7 @@ export function createIdentityService({
     },
 
     async oauth(req, ctx) {
-      const { session, userId } = await authenticate(ctx, { allowPending: true });
+      const { session, user: caller } = await authenticate(ctx, { allowPending: true });
       const app = wechatAppOf(session);
       const data = await wechatData.decrypt(app, session, req);
       if (data.openId !== session.openid) {
@@ -293,11 +345,11 @@ export function createIdentityService({
       const unionid = typeof data.unionId === "string" && data.unionId ? data.unionId : session.unionid;
       const identity = identityOf(session, unionid);
       const profile = profileOf(data);
-      if (!userId) {
+      if (!caller) {
         const registered = await register(app, session, identity, profile);
         return { user: userToWire(registered.user), created: registered.created, tokens: registered.tokens };
       }
-      const bound = await accounts.bindIdentity(await accounts.activeUser(userId), identity);
+      const bound = await accounts.bindIdentity(caller, identity);
       // Fill what the user has not set; never overwrite their own edits.
       const user = await accounts.update(bound.id, (u) => {
         const missing = Object.fromEntries(Object.entries(profile).filter(([field]) => u[field as keyof PlatformProfile] === undefined));
@@ -308,11 +360,13 @@ export function createIdentityService({
 
     async getPhone(req, ctx) {
       const { session } = await authenticate(ctx);
+      limit(rates.phone, session.openid, "too many phone number requests");
       return phoneOf(wechatAppOf(session), session, req);
     },
 
     async bindPhone(req, ctx) {
       const { session, userId } = await authenticate(ctx, { allowPending: true });
+      limit(rates.phone, session.openid, "too many phone number requests");
       const app = wechatAppOf(session);
       const phone = await phoneOf(app, session, req);
       if (!userId) {
@@ -335,26 +389,41 @@ export function createIdentityService({
     },
 
     async checkLogin(req, ctx) {
-      const { session, claims, userId } = await authenticate(ctx, req.accessToken ? { token: req.accessToken } : {});
-      const user = await accounts.activeUser(userId);
-      return { user: userToWire(user), sessionId: session.id, expireTime: timestampFromMs(claims.exp * 1000), appId: session.appId };
+      // Internal services introspect any user's token, on every request of theirs: not limited per user.
+      const internal = internalCallerOf(ctx) !== null;
+      if (internal && !req.accessToken) throw fieldInvalid("access_token", "the token to introspect is required");
+      const { session, claims, user } = await authenticate(ctx, { ...(req.accessToken ? { token: req.accessToken } : {}), limited: !internal });
+      return { user: userToWire(user!), sessionId: session.id, expireTime: timestampFromMs(claims.exp * 1000), appId: session.appId };
     },
 
     async getUser(req, ctx) {
-      const { userId } = await authenticate(ctx);
+      if (internalCallerOf(ctx)) {
+        if (!req.userId) throw fieldInvalid("user_id", "required for an internal caller");
+        const user = await users.get(req.userId);
+        if (!user) throw apiError(Code.NotFound, "USER_NOT_FOUND", "no user has this id");
+        return { user: userToWire(user) };
+      }
+      const { userId, user } = await authenticate(ctx);
       if (req.userId && req.userId !== userId) {
         throw apiError(Code.PermissionDenied, "PERMISSION_DENIED", "an end user may read only itself");
       }
-      return { user: userToWire(await accounts.activeUser(userId)) };
+      return { user: userToWire(user!) };
     },
 
     async updateUser(req, ctx) {
-      const { userId } = await authenticate(ctx);
       const wanted = req.user;
       if (!wanted) throw fieldInvalid("user", "the fields to set are required");
-      if (wanted.id && wanted.id !== userId) throw apiError(Code.PermissionDenied, "PERMISSION_DENIED", "an end user may update only itself");
+      const internal = internalCallerOf(ctx) !== null;
+      let userId: string;
+      if (internal) {
+        if (!wanted.id) throw fieldInvalid("user.id", "required for an internal caller");
+        userId = wanted.id;
+      } else {
+        ({ userId } = await authenticate(ctx));
+        if (wanted.id && wanted.id !== userId) throw apiError(Code.PermissionDenied, "PERMISSION_DENIED", "an end user may update only itself");
+      }
       if (req.expectedVersion !== undefined && req.expectedVersion < 0) throw fieldInvalid("expected_version", "must not be negative");
-      const patch = planProfilePatch(wanted, updatePaths(wanted, req.updateMask?.paths ?? []), new Date(now()));
+      const patch = planProfilePatch(wanted, updatePaths(wanted, req.updateMask?.paths ?? []), new Date(now()), { internal });
       const updated = await accounts.update(
         userId,
         (user) => {
@@ -366,10 +435,17 @@ export function createIdentityService({
           return next;
         },
         req.expectedVersion,
+        { anyStatus: internal },
       );
       return { user: userToWire(updated) };
     },
   };
+}
+
+function rateLimited(seconds: number, message: string) {
+  const error = apiError(Code.ResourceExhausted, "RATE_LIMITED", `${message}; retry in ${seconds} s`, { retryAfterSeconds: String(seconds) });
+  error.metadata.set("retry-after", String(seconds));
+  return error;
 }
 
 /** The same record when the phone is already the user's, so binding it again writes nothing. */

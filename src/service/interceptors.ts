@@ -1,5 +1,6 @@
 import { Code, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import type { RpcSample } from "../metrics/metrics.js";
 import { toConnectError } from "./errors.js";
 
 /** The small part of pino the service uses. */
@@ -15,26 +16,29 @@ export const kRequestLog = createContextKey<Logger | undefined>(undefined, { des
  * Outermost interceptor: turns every failure into a Connect error with a reason, logs one line
  * per RPC, and logs unexpected errors once. Messages and tokens stay out of the log line.
  */
-export function createOutermostInterceptor(fallbackLog: Logger): Interceptor {
+export function createOutermostInterceptor(fallbackLog: Logger, onRpc: (sample: RpcSample) => void = () => undefined): Interceptor {
   return (next) => async (req) => {
     const log = req.contextValues.get(kRequestLog) ?? fallbackLog;
     const started = performance.now();
-    const rpc = req.method.name;
+    const method = req.method.name;
+    const finish = (code: string, reason?: string) => {
+      const ms = Math.round((performance.now() - started) * 100) / 100;
+      log.info({ rpc: method, code, reason, ms }, "rpc");
+      onRpc({ method, code, ...(reason ? { reason } : {}), seconds: ms / 1000 });
+    };
     try {
       const res = await next(req);
-      log.info({ rpc, code: "ok", ms: elapsed(started) }, "rpc");
+      finish("ok");
       return res;
     } catch (e) {
       const { error, known } = toConnectError(e);
-      const reason = error.findDetails(ErrorInfoSchema)[0]?.reason;
-      if (!known) log.error({ rpc, err: describeError(e) }, "rpc failed unexpectedly");
-      log.info({ rpc, code: Code[error.code], reason, ms: elapsed(started) }, "rpc");
+      if (!known) log.error({ rpc: method, err: describeError(e) }, "rpc failed unexpectedly");
+      finish(Code[error.code], error.findDetails(ErrorInfoSchema)[0]?.reason);
       throw error;
     }
   };
 }
 
-const elapsed = (since: number) => Math.round((performance.now() - since) * 100) / 100;
 
 function describeError(e: unknown): object {
   if (!(e instanceof Error)) return { value: String(e) };

@@ -1,15 +1,16 @@
 import { Code } from "@connectrpc/connect";
-import { Gender, type User } from "../../gen/identity/v1/identity_pb.js";
+import { Gender, UserStatus, type User } from "../../gen/identity/v1/identity_pb.js";
 import type { JsonObject, JsonValue, UserRecord } from "../store/store.js";
 import { apiError, fieldInvalid } from "./errors.js";
 
 /** What an UpdateUser asks for: fields to set, and optional fields to clear. */
 export interface ProfilePatch {
-  set: Partial<Pick<UserRecord, ProfileField>>;
+  set: Partial<Pick<UserRecord, ProfileField | PrivilegedField>>;
   unset: ProfileField[];
 }
 
 type ProfileField = "nickname" | "avatarUrl" | "gender" | "birthday" | "email" | "username" | "attributes";
+type PrivilegedField = "roles" | "status";
 
 export const LIMITS = {
   nicknameChars: 64,
@@ -30,8 +31,23 @@ const USER_FIELDS: Record<string, ProfileField> = {
   username: "username",
   attributes: "attributes",
 };
+const ROLE = /^[A-Za-z][A-Za-z0-9_-]{0,31}$/;
+const MAX_ROLES = 16;
+
 // Only internal callers may set these.
-const PRIVILEGED_FIELDS = new Set(["roles", "status"]);
+const privileged: Record<string, (user: User) => Partial<Pick<UserRecord, PrivilegedField>>> = {
+  roles({ roles }) {
+    if (roles.length > MAX_ROLES || !roles.every((r) => ROLE.test(r))) {
+      throw fieldInvalid("user.roles", `at most ${MAX_ROLES} roles of 1-32 of A-Z, a-z, 0-9, _ -, starting with a letter`);
+    }
+    return { roles: [...new Set(roles)] };
+  },
+  status({ status }) {
+    if (status === UserStatus.ACTIVE) return { status: "active" };
+    if (status === UserStatus.DISABLED) return { status: "disabled" };
+    throw fieldInvalid("user.status", "must be USER_STATUS_ACTIVE or USER_STATUS_DISABLED");
+  },
+};
 const READ_ONLY_FIELDS = new Set([
   "id", "version", "phone_number", "pure_phone_number", "country_code", "invite_code", "inviter_id",
   "has_password", "identities", "create_time", "update_time",
@@ -60,14 +76,18 @@ export function updatePaths(user: User, maskPaths: string[]): string[] {
   return set;
 }
 
-/** Validates every named field; an empty value clears an optional field. */
-export function planProfilePatch(user: User, paths: string[], now: Date): ProfilePatch {
+/** Validates every named field; an empty value clears an optional field. Roles and status need `internal`. */
+export function planProfilePatch(user: User, paths: string[], now: Date, { internal = false } = {}): ProfilePatch {
   const patch: ProfilePatch = { set: {}, unset: [] };
   for (const path of new Set(paths)) {
-    if (PRIVILEGED_FIELDS.has(path)) {
-      throw apiError(Code.PermissionDenied, "FIELD_NOT_ALLOWED", `user.${path} can be changed only by internal services`, { field: `user.${path}` });
+    // Own keys only: a mask path like "constructor" must not reach Object.prototype.
+    const setPrivileged = Object.hasOwn(privileged, path) ? privileged[path] : undefined;
+    if (setPrivileged) {
+      if (!internal) throw apiError(Code.PermissionDenied, "FIELD_NOT_ALLOWED", `user.${path} can be changed only by internal services`, { field: `user.${path}` });
+      Object.assign(patch.set, setPrivileged(user));
+      continue;
     }
-    const field = USER_FIELDS[path];
+    const field = Object.hasOwn(USER_FIELDS, path) ? USER_FIELDS[path] : undefined;
     if (!field) {
       throw fieldInvalid("update_mask", READ_ONLY_FIELDS.has(path) ? `${path} cannot be updated` : `unknown field ${path}`);
     }
