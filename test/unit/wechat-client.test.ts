@@ -1,4 +1,6 @@
 // The WeChat client against the simulator over HTTP: errcode mapping, timeouts, and which failures it retries.
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createWechatSimulator, type WechatSimulator } from "../../src/simulator/simulator.js";
 import { createWechatClient, kindOfErrcode, WechatError } from "../../src/wechat/wechat-client.js";
@@ -83,8 +85,15 @@ describe("code2Session", () => {
   });
 
   it("retries a connection that was refused before anything was sent", async () => {
-    const dead = createWechatClient({ baseUrl: "http://127.0.0.1:1", timeoutMs: 300, retries: 1, retryDelayMs: 1 });
+    // A port just freed refuses connections (fetch itself rejects "bad" ports such as 1 without trying).
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    await new Promise((resolve) => server.close(resolve));
+    const attempts: string[] = [];
+    const dead = createWechatClient({ baseUrl: `http://127.0.0.1:${port}`, timeoutMs: 300, retries: 1, retryDelayMs: 1, observe: (_api, outcome) => attempts.push(outcome) });
     expect(await kindOf(dead.code2Session(app, "x"))).toBe("unavailable");
+    expect(attempts).toEqual(["network", "network"]);
   });
 
   it("stops when the caller's deadline passes", async () => {
