@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { LRUCache } from "lru-cache";
 import { createLocalJWKSet, errors, exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, type CryptoKey, type JWK } from "jose";
 import { TokenError } from "./errors.js";
 
@@ -30,6 +31,8 @@ export interface AccessTokenOptions {
   issuer: string;
   ttlSeconds: number;
   now?: () => number;
+  /** How many verified tokens to remember (their signature check is the cost of every call). */
+  verifiedCacheSize?: number;
 }
 
 /** A fresh key pair, for dev mode and for printing a key into a config. */
@@ -59,6 +62,10 @@ export function createAccessTokens(keys: SigningKey[], options: AccessTokenOptio
   const jwks = { keys: keys.map((k) => k.publicJwk) };
   const keySet = createLocalJWKSet(jwks);
   const algorithms = [...new Set(keys.map((k) => k.alg))];
+  // The exact token string maps to the claims its signature proved; a token is cached only after
+  // it verified, so a forgery never hits. Expiry is still checked on every hit. (lru-cache: the
+  // standard bounded LRU, rather than another hand-rolled one.)
+  const verified = new LRUCache<string, AccessClaims>({ max: options.verifiedCacheSize ?? 50_000 });
 
   return {
     jwks: () => jwks,
@@ -78,6 +85,14 @@ export function createAccessTokens(keys: SigningKey[], options: AccessTokenOptio
 
     /** The token's claims, or TokenError "invalid" / "expired". Says nothing about revocation. */
     async verify(token: string): Promise<AccessClaims> {
+      const known = verified.get(token);
+      if (known) {
+        if (known.exp * 1000 <= now()) {
+          verified.delete(token);
+          throw new TokenError("expired");
+        }
+        return known;
+      }
       try {
         const { payload } = await jwtVerify(token, keySet, {
           issuer: options.issuer,
@@ -88,7 +103,9 @@ export function createAccessTokens(keys: SigningKey[], options: AccessTokenOptio
         });
         const { sid, sub, aud, exp } = payload;
         if (typeof sid !== "string" || typeof aud !== "string" || typeof exp !== "number") throw new TokenError("invalid");
-        return { sid, aud, exp, ...(typeof sub === "string" ? { sub } : {}) };
+        const claims: AccessClaims = Object.freeze({ sid, aud, exp, ...(typeof sub === "string" ? { sub } : {}) });
+        verified.set(token, claims);
+        return claims;
       } catch (e) {
         if (e instanceof errors.JWTExpired) throw new TokenError("expired");
         if (e instanceof errors.JOSEError || e instanceof TokenError) throw new TokenError("invalid");

@@ -63,6 +63,16 @@ describe("access tokens", () => {
     expect(await reasonOf(sessions.authenticate(tokens.accessToken))).toBe("expired");
   });
 
+  it("stay checked once remembered: expiry still applies, and an altered copy is still refused", async () => {
+    const { tokens } = await open();
+    await sessions.authenticate(tokens.accessToken);
+    const [header, payload, signature] = tokens.accessToken.split(".");
+    const flipped = `${signature!.slice(0, -2)}${signature!.endsWith("AA") ? "BB" : "AA"}`;
+    expect(await reasonOf(sessions.authenticate(`${header}.${payload}.${flipped}`))).toBe("invalid");
+    clock += 7200 * 1000;
+    expect(await reasonOf(sessions.authenticate(tokens.accessToken))).toBe("expired");
+  });
+
   it("stop working when the session is revoked", async () => {
     const { tokens, session } = await open();
     expect(await reasonOf(sessions.authenticate(tokens.accessToken))).toBe("ok");
