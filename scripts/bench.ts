@@ -1,7 +1,7 @@
 // `npm run bench`: the service's throughput and latency per RPC, against this machine's ceilings.
 //
 // The service runs in a child process (`node --import tsx src/main.ts`, the embedded store or
-// MONGODB_URI, the WeChat simulator), so the load generator never shares its event loop. HTTP/1.1
+// MONGODB_URI; the WeChat simulator in a process of its own), so the load generator never shares its event loop. HTTP/1.1
 // JSON is driven by autocannon; gRPC over h2c by a bounded-concurrency loop on Connect's gRPC
 // transport; the half-rate latency check by a paced (open-loop) generator, since autocannon's rate
 // limit sends each second's quota in a burst. Every figure is measured in this one run:
@@ -28,9 +28,11 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import autocannon from "autocannon";
 import { Health } from "../gen/health/v1/health_pb.js";
 import { IdentityService } from "../gen/identity/v1/identity_pb.js";
+import { generateSigningKey } from "../src/auth/access-tokens.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const APPID = "wx0000000000000001";
+const APP_SECRET = "bench-secret";
 const SERVICE = "/identity.v1.IdentityService";
 const HEALTH_CHECK = "/grpc.health.v1.Health/Check";
 const JSON_HEADERS = { "content-type": "application/json" };
@@ -51,6 +53,8 @@ interface Options {
   warmupRequests: number;
   /** Only these scenario ids (`--only health-json,checklogin-json`); all when absent. */
   only?: string[];
+  /** Write a CPU profile of each service process here (`--profile DIR`). */
+  profileDir?: string;
 }
 
 const SCENARIO_IDS = ["bare", "health-json", "health-grpc", "checklogin-json", "checklogin-grpc", "getuser-json", "login-returning", "login-new", "refresh-json", "checklogin-json-half"];
@@ -76,6 +80,7 @@ function parseOptions(argv: string[]): Options {
       "no-scale": { type: "boolean", default: false },
       out: { type: "string" },
       only: { type: "string" },
+      profile: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -102,6 +107,7 @@ function parseOptions(argv: string[]): Options {
     warmupSeconds: smoke ? 0 : 3,
     warmupRequests: smoke ? 200 : 3000,
     ...(values.only ? { only: onlyOf(values.only) } : {}),
+    ...(values.profile ? { profileDir: values.profile } : {}),
   };
 }
 
@@ -158,24 +164,42 @@ async function spawnChild(args: string[], env: NodeJS.ProcessEnv, patterns: Reco
 // the heap and RSS, so memory per user is measured on live objects, not on what GC left lying around.
 const GC_HOOK = `data:text/javascript,process.on("SIGUSR2",()=>{globalThis.gc();globalThis.gc();const m=process.memoryUsage();console.log("bench-gc "+m.heapUsed+" "+m.rss)})`;
 
-async function startService(configPath: string, mongoDb: string | undefined): Promise<Child> {
+async function startService(configPath: string, mongoDb: string | undefined, profileDir: string | undefined): Promise<Child> {
+  // The simulator stands in for WeChat, which is not on the service's machine: give it its own
+  // process, so Login's figures carry only the service's side of code2Session.
+  const sim = await spawnChild(["scripts/bench.ts", "--serve-sim"], process.env, { sim: /simulator listening on (http:\S+)/ });
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     HOST: "127.0.0.1",
     PORT: "0",
     GRPC_PORT: "0",
-    WECHAT_SIM_PORT: "0",
     LOG_LEVEL: "warn",
     IDENTITY_CONFIG: configPath,
-    WECHAT_SIMULATOR: "1",
+    WECHAT_API_BASE: sim.found.sim!,
     ...(mongoDb ? { MONGODB_DB: mongoDb } : {}),
   };
-  const { child, found, output } = await spawnChild(["--expose-gc", "--import", GC_HOOK, "src/main.ts"], env, {
-    http: /JSON \/ Connect \(HTTP\/1\.1\)\s+(http:\S+)/,
-    grpc: /gRPC \/ Connect \(h2c\)\s+(http:\S+)/,
-    sim: /WeChat simulator\s+(http:\S+)/,
-  });
-  return { proc: child, pid: child.pid!, httpUrl: found.http!, grpcUrl: found.grpc!, simUrl: found.sim!, output };
+  const profile = profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [];
+  try {
+    const { child, found, output } = await spawnChild([...profile, "--expose-gc", "--import", GC_HOOK, "src/main.ts"], env, {
+      http: /JSON \/ Connect \(HTTP\/1\.1\)\s+(http:\S+)/,
+      grpc: /gRPC \/ Connect \(h2c\)\s+(http:\S+)/,
+    });
+    // The simulator goes with the service.
+    child.once("exit", () => sim.child.kill("SIGTERM"));
+    return { proc: child, pid: child.pid!, httpUrl: found.http!, grpcUrl: found.grpc!, simUrl: sim.found.sim!, output };
+  } catch (e) {
+    sim.child.kill("SIGTERM");
+    throw e;
+  }
+}
+
+/** `bench.ts --serve-sim`: the WeChat simulator alone, knowing the benchmark's app. */
+async function serveSimulator(): Promise<void> {
+  const { createWechatSimulator } = await import("../src/simulator/simulator.js");
+  const simulator = createWechatSimulator({ apps: { [APPID]: APP_SECRET } });
+  await simulator.listen(0, "127.0.0.1");
+  console.log(`simulator listening on ${simulator.url}`);
+  process.on("SIGTERM", () => void simulator.close().then(() => process.exit(0)));
 }
 
 async function startBare(): Promise<Child> {
@@ -628,7 +652,7 @@ async function measure(
 
 async function runPhase(opts: Options, configPath: string, name: string, scale: number, bare: Scenario | undefined, log: (s: string) => void): Promise<Phase> {
   const mongoDb = process.env.MONGODB_URI ? `identity_bench_${Date.now()}` : undefined;
-  const child = await startService(configPath, mongoDb);
+  const child = await startService(configPath, mongoDb, opts.profileDir);
   try {
     await pause(500);
     const rssStart = rssOf(child.pid);
@@ -878,7 +902,7 @@ function svgOf(report: Report): string {
   parts.push(`<text x="16" y="22" font-size="15" font-weight="bold">identity service: requests per second (higher is better), p99 latency</text>`);
   const s = report.settings;
   const m = report.machine;
-  parts.push(`<text x="16" y="40" fill="#555">${esc(`${m.cpus} cores (${m.cpuModel}), Node ${m.node}, ${s.store} store, WeChat simulator in the service's process; ${s.connections} connections, ${s.durationSeconds} s a run`)}</text>`);
+  parts.push(`<text x="16" y="40" fill="#555">${esc(`${m.cpus} cores (${m.cpuModel}), Node ${m.node}, ${s.store} store, WeChat simulator in its own process; ${s.connections} connections, ${s.durationSeconds} s a run`)}</text>`);
   if (scaled) {
     parts.push(`<rect x="16" y="50" width="12" height="10" fill="#4c78a8"/><text x="32" y="59">${esc(empty!.name)}</text>`);
     parts.push(`<rect x="146" y="50" width="12" height="10" fill="#9ecae9"/><text x="162" y="59">${esc(`${scaled.name} stored`)}</text>`);
@@ -932,7 +956,9 @@ async function main(): Promise<number> {
   writeFileSync(
     configPath,
     JSON.stringify({
-      apps: [{ id: "demo", platform: "wechat-miniprogram", appid: APPID, secret: "demo-secret" }],
+      apps: [{ id: "demo", platform: "wechat-miniprogram", appid: APPID, secret: APP_SECRET }],
+      // Required once the service talks to a WeChat it did not start itself.
+      signingKeys: [(await generateSigningKey()).privateJwk],
       limits: { loginsPerAddress: limit, loginsPerApp: limit, callsPerUser: limit, phoneCallsPerUser: limit },
     }),
   );
@@ -975,7 +1001,7 @@ async function main(): Promise<number> {
         grpcConcurrency: opts.grpcConcurrency,
         signedInUsers: opts.users,
         store,
-        simulator: "in the service's process (WECHAT_SIMULATOR=1): Login's figures include the simulator's side of code2Session",
+        simulator: "in its own process (WECHAT_API_BASE), as WeChat is not on the service's machine; it shares the machine's two cores",
       },
       ceilings: { bareFastify: rpsOf("bare"), trivialJson: rpsOf("health-json"), trivialGrpc: rpsOf("health-grpc") },
       phases,
@@ -1016,6 +1042,8 @@ async function main(): Promise<number> {
 
 if (process.argv.includes("--serve-bare")) {
   await serveBare();
+} else if (process.argv.includes("--serve-sim")) {
+  await serveSimulator();
 } else if (process.argv[2] === "--render") {
   // Redraws the chart of a saved report: `bench.ts --render bench/latest.json` writes bench/latest.svg.
   const jsonPath = process.argv[3] ?? join(ROOT, "bench", "latest.json");

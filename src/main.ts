@@ -100,9 +100,11 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     const accessTokens = createAccessTokens(keys, { issuer: file.issuer, ttlSeconds: file.tokens.accessTtlSeconds, now });
     const sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: file.tokens, now });
     const wechat = createWechatClient({ baseUrl: simulator?.url ?? env.wechatApiBase ?? WECHAT_API, ...file.wechat, observe: metrics.observeUpstream });
+    const qq = createWechatClient({ baseUrl: simulator ? `${simulator.url}/qq` : QQ_API, ...file.wechat, observe: (api, outcome, seconds) => metrics.observeUpstream(`qq.${api}`, outcome, seconds) });
+    closers.push(() => wechat.close(), () => qq.close());
     const platforms = {
       wechat,
-      qq: createWechatClient({ baseUrl: simulator ? `${simulator.url}/qq` : QQ_API, ...file.wechat, observe: (api, outcome, seconds) => metrics.observeUpstream(`qq.${api}`, outcome, seconds) }),
+      qq,
       alipay: createAlipayClient({ gatewayUrl: simulator ? `${simulator.url}/alipay/gateway.do` : ALIPAY_GATEWAY, timeoutMs: file.wechat.timeoutMs }),
       apple: createAppleVerifier({ jwksUrl: simulator ? `${simulator.url}/apple/auth/keys` : APPLE_JWKS }),
     };

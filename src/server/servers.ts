@@ -1,6 +1,5 @@
 import type { JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
 import { createContextValues, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
-import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import { setMaxListeners } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import http2 from "node:http2";
@@ -15,6 +14,7 @@ import type { RpcSample } from "../metrics/metrics.js";
 import { createOutermostInterceptor, kClientAddress, kRequestLog, type Logger } from "../service/interceptors.js";
 import { createHealthService, type Readiness } from "./health.js";
 import { createReflectionService } from "./reflection.js";
+import { registerConnectRoutes } from "./connect-adapter.js";
 import { guardRouter } from "./request-guard.js";
 
 export interface ServerDeps {
@@ -121,7 +121,8 @@ async function registerConnect(app: FastifyInstance, deps: ServerDeps, options: 
     closing.abort();
     done();
   });
-  await app.register(fastifyConnectPlugin, {
+  // An encapsulated scope: the Connect routes take every content type, the app's other routes keep fastify's parsers.
+  await app.register(async (scope) => registerConnectRoutes(scope, {
     routes: (router: ConnectRouter) => {
       router.service(IdentityService, deps.service);
       router.service(Health, createHealthService({ ready: deps.ready, services: [IdentityService.typeName], closing: closing.signal }));
@@ -134,5 +135,6 @@ async function registerConnect(app: FastifyInstance, deps: ServerDeps, options: 
     readMaxBytes: deps.maxBodyBytes,
     shutdownSignal: shutdown.signal,
     contextValues: (req) => createContextValues().set(kRequestLog, req.log as Logger).set(kClientAddress, req.ip),
-  });
+    onFailure: (e, handler) => app.log.error({ rpc: handler.method.name, err: e instanceof Error ? { type: e.name, message: e.message } : String(e) }, "rpc could not be answered"),
+  }));
 }

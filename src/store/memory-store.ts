@@ -25,6 +25,25 @@ import {
 // and out so no caller can reach stored state, and every check-then-write runs without an await
 // in between, which makes it atomic on the event loop.
 
+/**
+ * A deep copy of a stored record: plain objects, arrays, Dates and primitives, which is all a
+ * record holds (attributes are JSON). Several times cheaper than structuredClone, which
+ * serializes; CheckLogin reads two records a call.
+ */
+function copyOf<T>(value: T): T {
+  if (typeof value !== "object" || value === null) return value;
+  if (value instanceof Date) return new Date(value.getTime()) as T;
+  if (Array.isArray(value)) return value.map(copyOf) as T;
+  const copy: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    const field = copyOf((value as Record<string, unknown>)[key]);
+    // An own "__proto__" stays data, never a prototype (the service refuses such keys anyway).
+    if (key === "__proto__") Object.defineProperty(copy, key, { value: field, enumerable: true, writable: true, configurable: true });
+    else copy[key] = field;
+  }
+  return copy as T;
+}
+
 /** How often expired entries are dropped; MongoDB's TTL monitor also runs once a minute. */
 const SWEEP_INTERVAL_MS = 60_000;
 
@@ -61,22 +80,22 @@ export class MemoryUserStore implements UserStore {
   async insert(draft: UserDraft): Promise<UserRecord> {
     const keys = uniqueKeysOf(draft);
     this.assertFree(keys, null);
-    const user: UserRecord = { ...structuredClone(draft), id: newObjectId(), version: 0 };
+    const user: UserRecord = { ...copyOf(draft), id: newObjectId(), version: 0 };
     this.users.set(user.id, user);
     for (const key of keys) this.owners.set(key, user.id);
-    return structuredClone(user);
+    return copyOf(user);
   }
 
   async get(id: string): Promise<UserRecord | null> {
     const user = this.find(id);
-    return user ? structuredClone(user) : null;
+    return user ? copyOf(user) : null;
   }
 
   async findByKeys(keys: string[]): Promise<UserRecord[]> {
     const ids = new Set(keys.flatMap((key) => this.owners.get(key) ?? []));
     return [...ids].flatMap((id) => {
       const user = this.users.get(id);
-      return user ? [structuredClone(user)] : [];
+      return user ? [copyOf(user)] : [];
     });
   }
 
@@ -88,9 +107,9 @@ export class MemoryUserStore implements UserStore {
     this.assertFree(keys, current.id);
     for (const key of uniqueKeysOf(current)) this.owners.delete(key);
     for (const key of keys) this.owners.set(key, current.id);
-    const user: UserRecord = { ...structuredClone(next), id: current.id, version: current.version + 1 };
+    const user: UserRecord = { ...copyOf(next), id: current.id, version: current.version + 1 };
     this.users.set(user.id, user);
-    return structuredClone(user);
+    return copyOf(user);
   }
 
   private find(id: string): UserRecord | undefined {
@@ -115,14 +134,14 @@ export class MemorySessionStore implements SessionStore {
     const id = draft.id === undefined ? newObjectId() : ObjectId.createFromHexString(draft.id).toHexString();
     if (this.sessions.has(id)) throw new DuplicateKeyError("unknown");
     this.sweep.run();
-    const session: SessionRecord = { ...structuredClone(draft), id };
+    const session: SessionRecord = { ...copyOf(draft), id };
     this.sessions.set(id, session);
-    return structuredClone(session);
+    return copyOf(session);
   }
 
   async get(id: string): Promise<SessionRecord | null> {
     const session = this.find(id);
-    return session ? structuredClone(session) : null;
+    return session ? copyOf(session) : null;
   }
 
   async rotate(id: string, rotation: Rotation): Promise<SessionRecord | null> {
@@ -132,7 +151,7 @@ export class MemorySessionStore implements SessionStore {
     session.spentRefreshHashes = [...session.spentRefreshHashes, rotation.expectedHash].slice(-SPENT_HASHES_KEPT);
     session.rotatedAt = new Date(rotation.rotatedAt);
     session.expiresAt = new Date(rotation.expiresAt);
-    return structuredClone(session);
+    return copyOf(session);
   }
 
   async promote(id: string, userId: string, refreshHash: string, expiresAt: Date): Promise<SessionRecord | null> {
@@ -143,7 +162,7 @@ export class MemorySessionStore implements SessionStore {
     // The first refresh token is issued now.
     session.rotatedAt = new Date();
     session.expiresAt = new Date(expiresAt);
-    return structuredClone(session);
+    return copyOf(session);
   }
 
   async revoke(id: string, reason: string): Promise<void> {
@@ -185,15 +204,15 @@ export class MemoryReplayStore implements ReplayStore {
 
   async remember(key: string, value: JsonObject, expiresAt: Date): Promise<{ value: JsonObject; created: boolean }> {
     const live = this.live(key);
-    if (live) return { value: structuredClone(live.value), created: false };
+    if (live) return { value: copyOf(live.value), created: false };
     this.sweep.run();
-    this.entries.set(key, { value: structuredClone(value), expiresAt: new Date(expiresAt) });
-    return { value: structuredClone(value), created: true };
+    this.entries.set(key, { value: copyOf(value), expiresAt: new Date(expiresAt) });
+    return { value: copyOf(value), created: true };
   }
 
   async recall(key: string): Promise<JsonObject | null> {
     const live = this.live(key);
-    return live ? structuredClone(live.value) : null;
+    return live ? copyOf(live.value) : null;
   }
 
   /** Expiry is checked here, not left to the sweep, which runs only now and then. */
@@ -208,7 +227,7 @@ export class MemoryCredentialStore implements CredentialStore {
 
   async get(appid: string): Promise<PlatformCredential | null> {
     const credential = this.credentials.get(appid);
-    return credential ? structuredClone(credential) : null;
+    return credential ? copyOf(credential) : null;
   }
 
   async acquireLease(appid: string, owner: string, until: Date, now: Date): Promise<boolean> {

@@ -16,7 +16,10 @@ beforeAll(async () => {
   await sim.listen(0, "127.0.0.1");
   client = createWechatClient({ baseUrl: sim.url, timeoutMs: 300, retries: 1, retryDelayMs: 1 });
 });
-afterAll(() => sim.close());
+afterAll(async () => {
+  await client.close();
+  await sim.close();
+});
 beforeEach(async () => {
   await fetch(`${sim.url}/sim/faults`, { method: "DELETE" });
   await fetch(`${sim.url}/sim/calls`, { method: "DELETE" });

@@ -1,0 +1,119 @@
+import { Code, ConnectError, createContextKey, createConnectRouter, type ConnectRouter, type ConnectRouterOptions, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { compressionBrotli, compressionGzip, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+
+// In place of @connectrpc/connect-fastify: the same router and protocol code (Connect's universal
+// handlers), with a leaner bridge to Node. Profiled on Health/Check over HTTP/1.1 JSON, the stock
+// bridge spent about a fifth of each call aborting signals (a DOMException, with its stack trace,
+// for every call that ended normally) and routing the body and answer through async iterators.
+// Here the request signal aborts only when the client leaves before the answer is out, a unary
+// answer is written with one end(), and the call's own signal is settled with a shared reason.
+
+export interface ConnectRoutesOptions extends ConnectRouterOptions {
+  routes(router: ConnectRouter): void;
+  contextValues(req: FastifyRequest): ContextValues;
+  onFailure(error: unknown, handler: UniversalHandler): void;
+}
+
+/** Registers the router's handlers on `scope` (an encapsulated plugin: it takes every content type). */
+export function registerConnectRoutes(scope: FastifyInstance, options: ConnectRoutesOptions): void {
+  const { routes, contextValues, onFailure, ...routerOptions } = options;
+  const router = createConnectRouter({
+    acceptCompression: [compressionGzip, compressionBrotli],
+    ...routerOptions,
+    interceptors: [settleCallSignal, ...(routerOptions.interceptors ?? [])],
+  });
+  routes(router);
+  // Connect reads the body itself and answers 415 for content types it does not speak.
+  scope.removeAllContentTypeParsers();
+  scope.addContentTypeParser("*", (_req, _payload, done) => done(null, undefined));
+  for (const handler of router.handlers) {
+    scope.all(handler.requestPath, (req, reply) => {
+      reply.hijack();
+      const res = reply.raw as NodeResponse;
+      serve(handler, req.raw as NodeRequest, res, contextValues(req)).catch((e: unknown) => {
+        if (ConnectError.from(e).code === Code.Canceled) return;
+        onFailure(e, handler);
+        // Connect answers its own errors; this is a bug or a broken socket. Never leave it hanging.
+        if (!res.headersSent) res.writeHead(500);
+        if (!res.writableEnded) res.end();
+      });
+    });
+  }
+}
+
+type NodeRequest = IncomingMessage | Http2ServerRequest;
+type NodeResponse = ServerResponse | Http2ServerResponse;
+
+const kSettle = createContextKey<(() => void) | undefined>(undefined, { description: "settles the request signal" });
+
+// Connect aborts each call's signal when the call ends, with no reason, which makes a new
+// DOMException every call. Aborting the request signal first, with this one reason, makes that a no-op.
+const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
+
+const settleCallSignal: Interceptor = (next) => async (req) => {
+  const res = await next(req);
+  if (!res.stream) req.contextValues.get(kSettle)?.();
+  return res;
+};
+
+async function serve(handler: UniversalHandler, raw: NodeRequest, res: NodeResponse, values: ContextValues): Promise<void> {
+  const requestSignal = new AbortController();
+  res.once("close", () => {
+    if (!res.writableEnded) requestSignal.abort(new ConnectError("the client went away before the answer was out", Code.Canceled));
+  });
+  values.set(kSettle, () => requestSignal.abort(CALL_ENDED));
+  const uRes = await handler({
+    httpVersion: raw.httpVersion,
+    method: raw.method ?? "",
+    url: `http://${authorityOf(raw)}${raw.url}`,
+    header: webHeaders(raw.headers),
+    body: raw,
+    signal: requestSignal.signal,
+    contextValues: values,
+  } satisfies UniversalServerRequest);
+  // A unary answer is one message: read it whole, then write head, body and trailers at once.
+  // HTTP/1.1 can carry trailers only chunked; leave that rare case (gRPC over HTTP/1.1) to Connect.
+  if (handler.method.methodKind !== "unary" || (uRes.trailer && raw.httpVersionMajor < 2)) {
+    await universalResponseToNodeResponse(uRes, res);
+    return;
+  }
+  const body = await readAll(uRes);
+  res.writeHead(uRes.status, nodeHeaders(uRes.header));
+  if (uRes.trailer) res.addTrailers(nodeHeaders(uRes.trailer));
+  res.end(body);
+}
+
+async function readAll(uRes: UniversalServerResponse): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  // The body is an iterable of a single chunk for unary calls; its end also fills in the trailers.
+  for await (const chunk of uRes.body ?? []) chunks.push(chunk);
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+function authorityOf(raw: NodeRequest): string {
+  return ("authority" in raw ? raw.authority : raw.headers.host) || "localhost";
+}
+
+function webHeaders(headers: IncomingHttpHeaders): Headers {
+  const web = new Headers();
+  for (const key in headers) {
+    // HTTP/2 pseudo-headers (:path, :method) are not headers.
+    if (key.charCodeAt(0) === 58) continue;
+    const value = headers[key];
+    if (typeof value === "string") web.append(key, value);
+    else if (Array.isArray(value)) for (const v of value) web.append(key, v);
+  }
+  return web;
+}
+
+function nodeHeaders(headers: Headers | undefined): Record<string, string> {
+  const node: Record<string, string> = {};
+  headers?.forEach((value, key) => {
+    node[key] = value;
+  });
+  return node;
+}
