@@ -5,7 +5,7 @@ import { pathToFileURL } from "node:url";
 import type { FastifyInstance } from "fastify";
 import { createAccessTokens, generateSigningKey, importSigningKey } from "./auth/access-tokens.js";
 import { createSessionLibrary } from "./auth/sessions.js";
-import { ConfigError, defaultConfigFile, loadConfig, WECHAT_PLATFORMS, type EnvConfig } from "./config/config.js";
+import { ALL_SEED_ROUTES, ConfigError, defaultConfigFile, loadConfig, WECHAT_PLATFORMS, type EnvConfig } from "./config/config.js";
 import { createAlipayClient } from "./platforms/alipay-client.js";
 import { createAppleVerifier } from "./platforms/apple-verifier.js";
 import { buildGrpcServer, buildHttpServer } from "./server/servers.js";
@@ -59,7 +59,9 @@ export interface RunningApp {
 export async function startApp(env: EnvConfig, options: AppOptions = {}): Promise<RunningApp> {
   const devMode = env.file === null;
   const useSimulator = devMode || env.wechatSimulator;
-  const file = env.file ?? defaultConfigFile([DEMO_APP]);
+  // The demo app also answers to seed 000's numeric app_id 1.
+  const file = env.file ?? defaultConfigFile([{ ...DEMO_APP, legacyId: 1 }]);
+  const seedRoutes = devMode ? ALL_SEED_ROUTES : file.seedRoutes;
   const apps: App[] = file.apps;
 
   if (!file.signingKeys.length && !useSimulator) {
@@ -123,7 +125,7 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
       now,
     });
 
-    const deps = { service, jwks: accessTokens.jwks, logger, maxBodyBytes: file.limits.maxBodyBytes, shutdownTimeoutMs: 5000, ready: storeReadiness(rawStore), metrics, trustProxy: file.trustProxy };
+    const deps = { service, jwks: accessTokens.jwks, logger, maxBodyBytes: file.limits.maxBodyBytes, shutdownTimeoutMs: 5000, ready: storeReadiness(rawStore), metrics, trustProxy: file.trustProxy, seedRoutes, apps: file.apps };
     const http = await buildHttpServer(deps);
     closers.push(() => http.close());
     const grpc = await buildGrpcServer(deps);

@@ -51,6 +51,25 @@ const jwkSchema = z
   })
   .transform((jwk) => jwk as Record<string, unknown> & { kid: string; alg: "ES256" | "EdDSA" });
 
+/** Seed-compatible REST profiles (README "Seed-compatible routes"); each one is off unless named. */
+const seedRoutesSchema = z.strictObject({
+  smallapp: z.strictObject({}).optional(),
+  passwordLogin: z.strictObject({}).optional(),
+  applet: z.strictObject({}).optional(),
+  multiPlatform: z
+    .strictObject({
+      path: z.string().regex(/^(\/[A-Za-z0-9._~-]+)+$/, "must be a path like /module/iot/codeGetInfo").default("/module/iot/codeGetInfo"),
+      // Trusting an openid the client sends lets anyone sign in as anyone; not offered (README).
+      allowClientIdentity: z.literal(false, "only false: client-asserted identities (openid without a code) are always refused").default(false),
+    })
+    .optional(),
+  openIdLogin: z.strictObject({}).optional(),
+});
+export type SeedRoutesConfig = z.output<typeof seedRoutesSchema>;
+
+/** Every profile on, as dev mode runs them. */
+export const ALL_SEED_ROUTES: SeedRoutesConfig = seedRoutesSchema.parse({ smallapp: {}, passwordLogin: {}, applet: {}, multiPlatform: {}, openIdLogin: {} });
+
 const fileSchema = z
   .strictObject({
     apps: z.array(appSchema).min(1, "must list at least one app"),
@@ -88,6 +107,7 @@ const fileSchema = z
         callsPerUser: z.number().int().min(1).default(600),
       })
       .prefault({}),
+    seedRoutes: seedRoutesSchema.default({}),
   })
   .superRefine((file, ctx) => {
     const seen = new Map<string, number>();
@@ -98,6 +118,10 @@ const fileSchema = z
       }
     });
     if (file.apps.filter((a) => a.default).length > 1) ctx.addIssue({ code: "custom", path: ["apps"], message: "at most one app may be default" });
+    const legacyIds = file.apps.map((a) => a.legacyId);
+    legacyIds.forEach((id, i) => {
+      if (id !== undefined && legacyIds.indexOf(id) !== i) ctx.addIssue({ code: "custom", path: ["apps", i, "legacyId"], message: `${id} is used by apps[${legacyIds.indexOf(id)}] too` });
+    });
     const callerNames = file.internalCallers.map((c) => c.name);
     callerNames.forEach((name, i) => {
       if (callerNames.indexOf(name) !== i) ctx.addIssue({ code: "custom", path: ["internalCallers", i, "name"], message: `"${name}" is listed twice` });

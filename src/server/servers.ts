@@ -10,6 +10,9 @@ import { file_google_rpc_error_details } from "../../gen/google/rpc/error_detail
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { Health } from "../../gen/health/v1/health_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
+import { createInvoke } from "../compat/invoke.js";
+import { registerSeedRoutes, type SeedApp } from "../compat/seed-routes.js";
+import type { SeedRoutesConfig } from "../config/config.js";
 import type { RpcSample } from "../metrics/metrics.js";
 import { createOutermostInterceptor, kClientAddress, kRequestLog, type Logger } from "../service/interceptors.js";
 import { createHealthService, type Readiness } from "./health.js";
@@ -32,12 +35,15 @@ export interface ServerDeps {
   metrics: { render(): Promise<{ contentType: string; body: string }>; recordRpc(sample: RpcSample): void };
   /** Proxies whose X-Forwarded-For names the client (fastify's trustProxy). */
   trustProxy: string[];
+  /** The seed-compatible REST profiles to serve on the HTTP listener, and the apps they resolve. */
+  seedRoutes: SeedRoutesConfig;
+  apps: SeedApp[];
 }
 
 // Always emit scalar fields, so a JSON client sees `"registered": false` rather than nothing.
 const JSON_OPTIONS: Partial<JsonReadOptions & JsonWriteOptions> = { alwaysEmitImplicit: true };
 
-/** HTTP/1.1 listener: Connect (JSON and binary), gRPC-Web, the JWKS, and a small index at /. */
+/** HTTP/1.1 listener: Connect (JSON and binary), gRPC-Web, the seed-compatible routes, the JWKS, and a small index at /. */
 export async function buildHttpServer(deps: ServerDeps): Promise<FastifyInstance> {
   const app = fastify({ logger: deps.logger, logController: quietRequests(), bodyLimit: deps.maxBodyBytes, trustProxy: deps.trustProxy });
   // close() closes idle keep-alive connections once; one whose answer ends later (a health Watch,
@@ -49,6 +55,7 @@ export async function buildHttpServer(deps: ServerDeps): Promise<FastifyInstance
   });
   app.server.on("request", (req: IncomingMessage, res: ServerResponse) => res.once("finish", () => closing && req.socket.end()));
   await registerConnect(app, deps);
+  await registerSeedRoutes(app, deps.seedRoutes, { invoke: createInvoke(deps.service, app.log as Logger, deps.metrics.recordRpc), apps: deps.apps });
   app.get("/.well-known/jwks.json", async (_req, reply) => {
     reply.header("cache-control", "public, max-age=300");
     return deps.jwks();

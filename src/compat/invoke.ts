@@ -1,0 +1,75 @@
+// Calls the very ServiceImpl the Connect routes serve, in process, through the same outermost
+// interceptor: logging, metrics and error mapping are the Connect API's. Seed routes only translate.
+import { create, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { Code, ConnectError, createContextValues, createHandlerContext, type ServiceImpl, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
+import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
+import type { FastifyRequest } from "fastify";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
+import type { RpcSample } from "../metrics/metrics.js";
+import { createOutermostInterceptor, kClientAddress, kRequestLog, type Logger } from "../service/interceptors.js";
+
+/** A failed call as a seed needs it: the reason, the HTTP status Connect would have used, a retry hint. */
+export interface Failure {
+  reason: string;
+  status: number;
+  retryAfterSeconds?: string;
+}
+
+export type Outcome<O extends DescMessage> = { ok: true; message: MessageShape<O> } | ({ ok: false } & Failure);
+
+export type Invoke = <I extends DescMessage, O extends DescMessage>(
+  method: DescMethodUnary<I, O>,
+  input: MessageInitShape<I>,
+  request: FastifyRequest,
+  accessToken?: string,
+) => Promise<Outcome<O>>;
+
+type UnaryFn = (req: UnaryRequest) => Promise<UnaryResponse>;
+
+export function createInvoke(service: ServiceImpl<typeof IdentityService>, fallbackLog: Logger, recordRpc: (sample: RpcSample) => void): Invoke {
+  const intercept = createOutermostInterceptor(fallbackLog, recordRpc) as unknown as (next: UnaryFn) => UnaryFn;
+  const call: UnaryFn = intercept(async (req) => {
+    const impl = service[req.method.localName as keyof typeof service] as unknown as (message: unknown, ctx: unknown) => Promise<MessageInitShape<DescMessage>>;
+    const ctx = createHandlerContext({
+      service: IdentityService,
+      method: req.method,
+      protocolName: "seed",
+      requestMethod: req.requestMethod,
+      url: req.url,
+      requestHeader: req.header,
+      contextValues: req.contextValues,
+    });
+    const output = await impl(req.message, ctx);
+    return { stream: false, service: IdentityService, method: req.method, header: ctx.responseHeader, trailer: ctx.responseTrailer, message: create(req.method.output, output) };
+  });
+
+  return async (method, input, request, accessToken) => {
+    const header = new Headers(accessToken ? { authorization: `Bearer ${accessToken}` } : {});
+    const contextValues = createContextValues().set(kRequestLog, request.log as Logger).set(kClientAddress, request.ip);
+    try {
+      const res = await call({
+        stream: false,
+        service: IdentityService,
+        method: method as unknown as DescMethodUnary,
+        requestMethod: request.method,
+        url: request.url,
+        signal: new AbortController().signal,
+        header,
+        contextValues,
+        message: create(method.input, input),
+      });
+      return { ok: true, message: res.message as MessageShape<typeof method.output> };
+    } catch (e) {
+      // The interceptor has already turned every failure into a ConnectError with a reason.
+      const error = ConnectError.from(e);
+      const retryAfter = error.metadata.get("retry-after");
+      return {
+        ok: false,
+        reason: error.findDetails(ErrorInfoSchema)[0]?.reason ?? "INTERNAL",
+        status: codeToHttpStatus(error.code ?? Code.Internal),
+        ...(retryAfter ? { retryAfterSeconds: retryAfter } : {}),
+      };
+    }
+  };
+}
