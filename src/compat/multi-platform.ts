@@ -1,0 +1,100 @@
+// Seed 003: one login for every platform (login_method + login_type + code, pid the inviter),
+// answering `{status: 200, msg, data: {…profile, token, first_login, set_password}}` or `{status: 0, msg}`.
+// Its app variant sends openid/unionid/nickName/avatarUrl instead of a code: an identity the client
+// merely asserts, which anyone could forge. That is always refused; the code path always works.
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Gender, UserStatus, type User } from "../../gen/identity/v1/identity_pb.js";
+import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
+import { defaultApp, fieldsOf, messageOf, mountSeed, SeedInputError, text, withRetryHint, type Fields, type SeedApp, type SeedDeps } from "./shared.js";
+
+type Platform = SeedApp["platform"];
+
+// login_method → platform, or login_type → platform for WeChat's several kinds of app.
+const PLATFORMS: Record<string, Platform | Record<string, Platform>> = {
+  WeChat: { wx_small: "wechat-miniprogram", wx_public: "wechat-official-account", wx_app: "wechat-app", wx_pc: "wechat-website" },
+  QQ: "qq-miniprogram",
+  Alipay: "alipay-miniprogram",
+  Apple: "apple",
+};
+const ASSERTED_IDENTITY = ["openid", "unionid", "nickName", "avatarUrl"];
+const OBJECT_ID = /^[0-9a-f]{24}$/;
+const GENDERS: Record<Gender, string> = { [Gender.UNSPECIFIED]: "", [Gender.MALE]: "男", [Gender.FEMALE]: "女" };
+
+const fail = (msg: string) => ({ status: 0, msg });
+
+export async function registerMultiPlatform(server: Parameters<typeof mountSeed>[0], path: string, { invoke, apps }: SeedDeps): Promise<void> {
+  function appOf(fields: Fields): SeedApp | undefined {
+    const byMethod = PLATFORMS[text(fields, "login_method")];
+    const platform = typeof byMethod === "object" ? byMethod[text(fields, "login_type")] : byMethod;
+    return platform && defaultApp(apps, platform);
+  }
+
+  await mountSeed(server, { badInput: fail, serverError: () => fail(messageOf("INTERNAL")) }, (scope, handle) => {
+    scope.post(path, handle(async (request, reply) => {
+      const fields = fieldsOf(request);
+      const code = text(fields, "code");
+      const idToken = text(fields, "id_token");
+      if (!code && !idToken && ASSERTED_IDENTITY.some((name) => fields[name] !== undefined)) {
+        request.log.warn({ seed: "multiPlatform" }, "refused a client-asserted identity (openid without a code)");
+        return fail("不接受客户端提交的openid, 请使用code登录");
+      }
+      const app = appOf(fields);
+      if (!app) return fail(`不支持的登录方式: ${text(fields, "login_method").slice(0, 32)}/${text(fields, "login_type").slice(0, 32)}`);
+      const credential = app.platform === "apple" ? { case: "idToken" as const, value: idToken } : { case: "code" as const, value: code };
+      const res = await invoke(IdentityService.method.login, { appId: app.id, credential, nonce: text(fields, "nonce"), inviterId: inviterOf(fields) }, request);
+      if (!res.ok) {
+        withRetryHint(reply, res);
+        return fail(messageOf(res.reason));
+      }
+      const { user, tokens, firstLogin } = res.message;
+      if (!user) return fail(messageOf("NOT_REGISTERED"));
+      return { status: 200, msg: firstLogin ? "注册成功" : "登录成功", data: { ...profileOf(user), token: tokens!.accessToken, session_key: "", first_login: firstLogin, set_password: user.hasPassword } };
+    }));
+  });
+}
+
+/** pid names the inviter by our user id; the seed's numeric uids cannot be ours and are ignored. */
+function inviterOf(fields: Fields): string {
+  const pid = fields.pid;
+  if (pid === undefined || pid === null || typeof pid === "number") return "";
+  if (typeof pid !== "string") throw new SeedInputError("pid");
+  return OBJECT_ID.test(pid) ? pid : "";
+}
+
+function profileOf(user: User) {
+  const attributes = user.attributes ?? {};
+  const extra = (name: string) => (typeof attributes[name] === "string" ? attributes[name] : "");
+  return {
+    uid: user.id,
+    avatar: user.avatarUrl,
+    c_code: user.countryCode || "86",
+    phone: user.purePhoneNumber,
+    email: user.email,
+    username: user.username,
+    male: GENDERS[user.gender] ?? "",
+    birthday: user.birthday,
+    nickname: user.nickname,
+    type: user.roles[0] ?? "member",
+    phone_active: user.purePhoneNumber ? 1 : 0,
+    // We never verify an email address.
+    email_active: 0,
+    status: user.status === UserStatus.DISABLED ? 0 : 1,
+    create_at: shanghaiTime(user.createTime && timestampDate(user.createTime)),
+    update_at: shanghaiTime(user.updateTime && timestampDate(user.updateTime)),
+    // UpdateUser lets a user change its username.
+    change_username: 1,
+    integral: typeof attributes.integral === "number" ? attributes.integral : null,
+    invite_code: user.inviteCode,
+    signature: extra("signature"),
+    alias_name: extra("alias_name"),
+    small_code_url: extra("small_code_url"),
+    company_name: extra("company_name"),
+    settled_in_status: typeof attributes.settled_in_status === "number" ? attributes.settled_in_status : 3,
+  };
+}
+
+/** "2021-02-19 15:27:34", China time, as the seed writes dates. */
+function shanghaiTime(date: Date | undefined): string {
+  if (!date) return "";
+  return new Date(date.getTime() + 8 * 3600_000).toISOString().slice(0, 19).replace("T", " ");
+}

@@ -1,0 +1,34 @@
+// Seed 004: POST /app/app/weChatApplet/getWeChatAppletOpenId {appid, code}: a token when the openid
+// belongs to a user (code 0), else code 2000 with the openId only. The `uuid` header (the seed's
+// payment channel) is not ours and is not read.
+import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
+import { WECHAT_PLATFORMS } from "../config/config.js";
+import { fieldsOf, messageOf, mountSeed, text, withRetryHint, type SeedDeps } from "./shared.js";
+
+const PATH = "/app/app/weChatApplet/getWeChatAppletOpenId";
+// The seed's "获取微信openid失败": WeChat would not say who this is.
+const OPENID_FAILURES = new Set(["CODE_INVALID", "CODE_USED", "USER_BLOCKED_BY_PLATFORM", "UPSTREAM_UNAVAILABLE", "RATE_LIMITED"]);
+
+const answer = (code: number, msg: string, data: object | null = null) => ({ code, msg, data });
+
+export async function registerOpenIdLogin(server: Parameters<typeof mountSeed>[0], { invoke, apps }: SeedDeps): Promise<void> {
+  const wechatApps = apps.filter((a) => (WECHAT_PLATFORMS as readonly string[]).includes(a.platform));
+  await mountSeed(server, { badInput: (msg) => answer(440007, `请求失败: ${msg}`), serverError: () => answer(440007, "请求失败") }, (scope, handle) => {
+    scope.post(PATH, handle(async (request, reply) => {
+      const fields = fieldsOf(request);
+      const code = text(fields, "code");
+      if (!code) return answer(2004, "获取openid时code不能为空");
+      const appid = text(fields, "appid");
+      const app = wechatApps.find((a) => a.appid === appid);
+      if (!app) return answer(440007, `请求失败: ${messageOf("APP_NOT_FOUND")}`);
+      const res = await invoke(IdentityService.method.login, { appId: app.id, credential: { case: "code", value: code } }, request);
+      if (!res.ok) {
+        withRetryHint(reply, res);
+        return OPENID_FAILURES.has(res.reason) ? answer(200, "获取微信openid失败") : answer(440007, `请求失败: ${messageOf(res.reason)}`);
+      }
+      const { registered, openid, tokens } = res.message;
+      if (!registered) return answer(2000, "微信openid未绑定用户", { openId: openid });
+      return answer(0, "success", { openId: openid, expire: tokens!.expiresIn, token: tokens!.accessToken });
+    }));
+  });
+}
