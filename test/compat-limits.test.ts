@@ -1,5 +1,6 @@
 // What every seed profile shares: off unless configured, and the Connect API's limits.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../src/config/config.js";
 import { DEMO_APPID, mintCode, startHarness, type Harness } from "./support/harness.js";
 import { expectNoStack, postForm, postJson } from "./support/seed-http.js";
 
@@ -37,5 +38,27 @@ describe("seed profiles", () => {
     const plain = await fetch(`${limited.httpUrl}/api/smallapp/login`, { method: "POST", headers: { "content-type": "text/plain" }, body: "app_id=1" });
     expect([plain.status, ((await plain.json()) as { code: number }).code]).toEqual([200, 400]);
     expectNoStack(big);
+  });
+});
+
+describe("seedRoutes configuration", () => {
+  const problemsOf = (file: object) => {
+    try {
+      loadConfig({ IDENTITY_CONFIG: "x.json" }, () => JSON.stringify(file));
+    } catch (e) {
+      if (e instanceof ConfigError) return e.problems.join("\n");
+    }
+    throw new Error("the config was accepted");
+  };
+
+  it("names each bad field: client-asserted identities, a bad path, an unknown profile", () => {
+    const problems = problemsOf({ apps: [APP], seedRoutes: { multiPlatform: { path: "no-slash", allowClientIdentity: true }, applett: {} } });
+    expect(problems).toMatch(/^seedRoutes\.multiPlatform\.path: /m);
+    expect(problems).toMatch(/^seedRoutes\.multiPlatform\.allowClientIdentity: only false/m);
+    expect(problems).toMatch(/^seedRoutes: .*applett/m);
+  });
+
+  it("refuses one legacyId on two apps", () => {
+    expect(problemsOf({ apps: [APP, { ...APP, id: "other", appid: "wx0000000000000002" }] })).toMatch(/^apps\[1\]\.legacyId: 1 is used by apps\[0\] too/m);
   });
 });
