@@ -1,7 +1,7 @@
 // Seed 002: the eight /applet/login/* endpoints, answering `{success, message, code, result}`.
 // The seed's client keeps one token and sends it everywhere, refreshToken included; ours are an
 // access token and a refresh token, so the seed's token carries both as "<access>~<refresh>".
-import type { FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { IdentityService, type Tokens, type User } from "../../gen/identity/v1/identity_pb.js";
 import type { JsonObject } from "../store/store.js";
 import type { Failure } from "./invoke.js";
@@ -20,7 +20,7 @@ const fail = (code: number, message: string) => ({ success: false, message, code
 const BODY_ATTRIBUTES = ["bmi", "fat"] as const;
 const UPDATE_ATTEMPTS = 3;
 
-export async function registerApplet(server: Parameters<typeof mountSeed>[0], { invoke, apps }: SeedDeps): Promise<void> {
+export async function registerApplet(server: FastifyInstance, { invoke, apps }: SeedDeps): Promise<void> {
   const app = defaultApp(apps);
   const appId = app?.id ?? "";
 

@@ -1,7 +1,7 @@
 // Calls the very ServiceImpl the Connect routes serve, in process, through the same outermost
 // interceptor: logging, metrics and error mapping are the Connect API's. Seed routes only translate.
 import { create, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, createContextValues, createHandlerContext, type ServiceImpl, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
+import { ConnectError, createContextValues, createHandlerContext, type ServiceImpl, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
 import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type { FastifyRequest } from "fastify";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
@@ -67,7 +67,7 @@ export function createInvoke(service: ServiceImpl<typeof IdentityService>, fallb
       return {
         ok: false,
         reason: error.findDetails(ErrorInfoSchema)[0]?.reason ?? "INTERNAL",
-        status: codeToHttpStatus(error.code ?? Code.Internal),
+        status: codeToHttpStatus(error.code),
         ...(retryAfter ? { retryAfterSeconds: retryAfter } : {}),
       };
     }

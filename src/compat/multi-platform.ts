@@ -2,9 +2,9 @@
 // answering `{status: 200, msg, data: {…profile, token, first_login, set_password}}` or `{status: 0, msg}`.
 // Its app variant sends openid/unionid/nickName/avatarUrl instead of a code: an identity the client
 // merely asserts, which anyone could forge. That is always refused; the code path always works.
+import type { FastifyInstance } from "fastify";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { Gender, UserStatus, type User } from "../../gen/identity/v1/identity_pb.js";
-import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
+import { Gender, IdentityService, UserStatus, type User } from "../../gen/identity/v1/identity_pb.js";
 import { defaultApp, fieldsOf, messageOf, mountSeed, SeedInputError, text, withRetryHint, type Fields, type SeedApp, type SeedDeps } from "./shared.js";
 
 type Platform = SeedApp["platform"];
@@ -22,7 +22,7 @@ const GENDERS: Record<Gender, string> = { [Gender.UNSPECIFIED]: "", [Gender.MALE
 
 const fail = (msg: string) => ({ status: 0, msg });
 
-export async function registerMultiPlatform(server: Parameters<typeof mountSeed>[0], path: string, { invoke, apps }: SeedDeps): Promise<void> {
+export async function registerMultiPlatform(server: FastifyInstance, path: string, { invoke, apps }: SeedDeps): Promise<void> {
   function appOf(fields: Fields): SeedApp | undefined {
     const byMethod = PLATFORMS[text(fields, "login_method")];
     const platform = typeof byMethod === "object" ? byMethod[text(fields, "login_type")] : byMethod;

@@ -1,6 +1,7 @@
 // Seed 004: POST /app/app/weChatApplet/getWeChatAppletOpenId {appid, code}: a token when the openid
 // belongs to a user (code 0), else code 2000 with the openId only. The `uuid` header (the seed's
 // payment channel) is not ours and is not read.
+import type { FastifyInstance } from "fastify";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import { WECHAT_PLATFORMS } from "../config/config.js";
 import { fieldsOf, messageOf, mountSeed, text, withRetryHint, type SeedDeps } from "./shared.js";
@@ -11,7 +12,7 @@ const OPENID_FAILURES = new Set(["CODE_INVALID", "CODE_USED", "USER_BLOCKED_BY_P
 
 const answer = (code: number, msg: string, data: object | null = null) => ({ code, msg, data });
 
-export async function registerOpenIdLogin(server: Parameters<typeof mountSeed>[0], { invoke, apps }: SeedDeps): Promise<void> {
+export async function registerOpenIdLogin(server: FastifyInstance, { invoke, apps }: SeedDeps): Promise<void> {
   const wechatApps = apps.filter((a) => (WECHAT_PLATFORMS as readonly string[]).includes(a.platform));
   await mountSeed(server, { badInput: (msg) => answer(440007, `请求失败: ${msg}`), serverError: () => answer(440007, "请求失败") }, (scope, handle) => {
     scope.post(PATH, handle(async (request, reply) => {

@@ -1,11 +1,12 @@
 // Seed 001: POST /login with username and password, and a wx.login `code` that binds (or, for an
 // unknown username, registers) the WeChat identity. `{status: 0, data: {_id, sessionId, __v}}`.
+import type { FastifyInstance } from "fastify";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import { defaultApp, fieldsOf, messageOf, mountSeed, text, withRetryHint, type SeedDeps } from "./shared.js";
 
 const fail = (msg: string) => ({ status: 1, msg });
 
-export async function registerPasswordLogin(server: Parameters<typeof mountSeed>[0], { invoke, apps }: SeedDeps): Promise<void> {
+export async function registerPasswordLogin(server: FastifyInstance, { invoke, apps }: SeedDeps): Promise<void> {
   const appId = defaultApp(apps)?.id ?? "";
   await mountSeed(server, { badInput: fail, serverError: () => fail(messageOf("INTERNAL")) }, (scope, handle) => {
     scope.post("/login", handle(async (request, reply) => {

@@ -1,7 +1,7 @@
 // Seed 000: POST /api/smallapp/login and /api/smallapp/oauth. The document lists the answer's
 // fields but no envelope; we answer them at the top level next to `code` (0 = success) and `msg`,
 // and its error codes 8524–8527 in `code`.
-import type { FastifyReply } from "fastify";
+import type { FastifyInstance, FastifyReply } from "fastify";
 import { decodeJwt } from "jose";
 import { IdentityService, type User } from "../../gen/identity/v1/identity_pb.js";
 import type { Failure } from "./invoke.js";
@@ -25,7 +25,7 @@ const SAVE_FAILURES = new Set(["ACCOUNT_CONFLICT", "IDENTITY_TAKEN", "PHONE_TAKE
 
 const fail = (code: number, msg: string) => ({ code, msg });
 
-export async function registerSmallapp(server: Parameters<typeof mountSeed>[0], { invoke, apps }: SeedDeps): Promise<void> {
+export async function registerSmallapp(server: FastifyInstance, { invoke, apps }: SeedDeps): Promise<void> {
   /** The app whose legacyId is the seed's numeric app_id. */
   function appOf(fields: Fields) {
     const appId = integer(fields, "app_id");

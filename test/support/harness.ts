@@ -44,6 +44,11 @@ export async function rpc(base: string, method: string, body: unknown, token?: s
     headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
+  return resultOf(res);
+}
+
+/** An HTTP answer read whole, its body parsed when it is JSON. */
+export async function resultOf(res: Response): Promise<RpcResult> {
   const text = await res.text();
   let json: any;
   try {

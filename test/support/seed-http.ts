@@ -1,24 +1,13 @@
 // Plain HTTP as a seed's mini-program speaks it: JSON or form bodies, GET with a query.
 import { expect } from "vitest";
+import { resultOf, type RpcResult } from "./harness.js";
 
-export interface SeedResult {
-  status: number;
-  json: any;
-  text: string;
-}
+export type SeedResult = RpcResult;
 
 type Body = Record<string, unknown>;
 
 async function call(url: string, init: RequestInit): Promise<SeedResult> {
-  const res = await fetch(url, init);
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text };
+  return resultOf(await fetch(url, init));
 }
 
 export function postJson(base: string, path: string, body: Body | string, headers: Record<string, string> = {}): Promise<SeedResult> {
