@@ -7,6 +7,9 @@ export type SigningAlgorithm = "ES256" | "EdDSA";
 const ALGORITHMS: SigningAlgorithm[] = ["ES256", "EdDSA"];
 /** RFC 9068 type: an access token can't be confused with any other JWT. */
 const ACCESS_TOKEN_TYPE = "at+jwt";
+/** How far ahead of our clock an `iat` may be (another instance's clock); further means a forged or broken token. */
+const MAX_CLOCK_SKEW_SECONDS = 60;
+const SEGMENT = /^[A-Za-z0-9_-]+$/;
 
 export interface SigningKey {
   kid: string;
@@ -98,6 +101,9 @@ export function createAccessTokens(keys: SigningKey[], options: AccessTokenOptio
         }
         return known;
       }
+      // jose decodes leniently ('=' padding, stray low bits in the last character), so many strings
+      // would carry one signature; only the one encoding we produce is accepted.
+      if (!isCanonical(token)) throw new TokenError("invalid");
       try {
         const { payload } = await jwtVerify(token, keySet, {
           issuer: options.issuer,
@@ -106,8 +112,10 @@ export function createAccessTokens(keys: SigningKey[], options: AccessTokenOptio
           currentDate: new Date(now()),
           requiredClaims: ["sid", "exp", "aud"],
         });
-        const { sid, sub, aud, exp } = payload;
+        const { sid, sub, aud, exp, iat } = payload;
         if (typeof sid !== "string" || typeof aud !== "string" || typeof exp !== "number") throw new TokenError("invalid");
+        // jose checks iat only against a maximum age, which we do not set.
+        if (iat !== undefined && iat > now() / 1000 + MAX_CLOCK_SKEW_SECONDS) throw new TokenError("invalid");
         const claims: AccessClaims = Object.freeze({ sid, aud, exp, ...(typeof sub === "string" ? { sub } : {}) });
         verified.set(token, claims);
         return claims;
@@ -123,3 +131,9 @@ export function createAccessTokens(keys: SigningKey[], options: AccessTokenOptio
 export type AccessTokens = ReturnType<typeof createAccessTokens>;
 
 const base64url = (text: string) => Buffer.from(text).toString("base64url");
+
+/** Three non-empty base64url segments, each exactly as encoding its bytes again gives it. */
+function isCanonical(token: string): boolean {
+  const parts = token.split(".");
+  return parts.length === 3 && parts.every((part) => SEGMENT.test(part) && Buffer.from(part, "base64url").toString("base64url") === part);
+}
