@@ -86,6 +86,15 @@ const fileSchema = z
       .strictObject({
         timeoutMs: z.number().int().min(100).max(60_000).default(5000),
         retries: z.number().int().min(0).max(3).default(1),
+        /** One call's attempts and waits together, so retries never run past it. */
+        budgetMs: z.number().int().min(100).max(120_000).default(8000),
+        /** Per WeChat API: this many failures in a row make its calls fail fast for coolDownMs (failures 0: never). */
+        breaker: z
+          .strictObject({
+            failures: z.number().int().min(0).max(1000).default(5),
+            coolDownMs: z.number().int().min(100).max(600_000).default(10_000),
+          })
+          .prefault({}),
       })
       .prefault({}),
     /** Internal services: each presents its key in `x-api-key`; only the key's SHA-256 is configured. */
@@ -105,7 +114,16 @@ const fileSchema = z
         phoneCallsPerUser: z.number().int().min(1).default(20),
         /** Other signed-in calls per user per minute. */
         callsPerUser: z.number().int().min(1).default(600),
+        /** Refresh calls per client address per minute (a token spray costs a store read each). */
+        refreshesPerAddress: z.number().int().min(1).default(600),
+        /** How long a client may take to send a request's headers (HTTP/1.1), or to open its first stream (h2c). */
+        headersTimeoutMs: z.number().int().min(100).max(300_000).default(10_000),
+        /** How long a client may take to send a whole request, body included (HTTP/1.1). */
+        requestTimeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+        /** How long an idle connection stays open (keep-alive on HTTP/1.1, session idle on h2c); above a load balancer's own idle timeout. */
+        keepAliveTimeoutMs: z.number().int().min(100).max(600_000).default(72_000),
       })
+      .refine((l) => l.headersTimeoutMs <= l.requestTimeoutMs, { path: ["headersTimeoutMs"], message: "must not be more than requestTimeoutMs" })
       .prefault({}),
     seedRoutes: seedRoutesSchema.default({}),
   })
