@@ -27,6 +27,8 @@ export interface ServerDeps {
   /** pino options for fastify's logger (level, redact, stream). */
   logger: PinoLoggerOptions;
   maxBodyBytes: number;
+  /** Bounds on slow and idle clients (the config's limits.*TimeoutMs). */
+  timeouts: ConnectionTimeouts;
   /** How long close() lets in-flight calls finish. */
   shutdownTimeoutMs: number;
   /** Whether the app can serve (its store answers): /readyz and grpc.health.v1.Health. */
@@ -40,12 +42,29 @@ export interface ServerDeps {
   apps: SeedApp[];
 }
 
+export interface ConnectionTimeouts {
+  headersMs: number;
+  requestMs: number;
+  keepAliveMs: number;
+}
+
 // Always emit scalar fields, so a JSON client sees `"registered": false` rather than nothing.
 const JSON_OPTIONS: Partial<JsonReadOptions & JsonWriteOptions> = { alwaysEmitImplicit: true };
 
 /** HTTP/1.1 listener: Connect (JSON and binary), gRPC-Web, the seed-compatible routes, the JWKS, and a small index at /. */
 export async function buildHttpServer(deps: ServerDeps): Promise<FastifyInstance> {
-  const app = fastify({ logger: deps.logger, logController: quietRequests(), bodyLimit: deps.maxBodyBytes, trustProxy: deps.trustProxy });
+  const { headersMs, requestMs, keepAliveMs } = deps.timeouts;
+  const app = fastify({
+    logger: deps.logger,
+    logController: quietRequests(),
+    bodyLimit: deps.maxBodyBytes,
+    trustProxy: deps.trustProxy,
+    // Node enforces headersTimeout and requestTimeout only when it sweeps its connections (every
+    // 30 s by default), so a slow client would get up to 30 s more than configured.
+    http: { headersTimeout: headersMs, requestTimeout: requestMs, connectionsCheckingInterval: Math.min(1000, headersMs / 2) },
+    requestTimeout: requestMs,
+    keepAliveTimeout: keepAliveMs,
+  });
   // close() closes idle keep-alive connections once; one whose answer ends later (a health Watch,
   // any call in flight) would hold close() until the client hangs up. End it with its answer.
   let closing = false;
@@ -88,7 +107,15 @@ export async function buildHttpServer(deps: ServerDeps): Promise<FastifyInstance
 /** HTTP/2 cleartext listener: gRPC, Connect and gRPC-Web for internal services and buf curl, plus reflection. */
 export async function buildGrpcServer(deps: ServerDeps): Promise<FastifyInstance> {
   // forceCloseConnections: on Node < 24 an h2c close() otherwise waits for clients to hang up.
-  const app = fastify({ http2: true, logger: deps.logger, logController: quietRequests(), forceCloseConnections: true, trustProxy: deps.trustProxy });
+  const app = fastify({
+    http2: true,
+    logger: deps.logger,
+    logController: quietRequests(),
+    forceCloseConnections: true,
+    trustProxy: deps.trustProxy,
+    bodyLimit: deps.maxBodyBytes,
+    http2SessionTimeout: deps.timeouts.keepAliveMs,
+  });
   app.addHook("onRequest", (request, _reply, done) => {
     // An answer can be complete before the body was read (one far over the size limit). HTTP/2
     // would keep the stream half-open, the client stalled mid-upload and close() waiting for both,
@@ -106,6 +133,14 @@ export async function buildGrpcServer(deps: ServerDeps): Promise<FastifyInstance
   // end its own (seen after a stream reset mid-upload), and the half-open socket would then hold
   // close() forever. Nothing more is to be read from it.
   app.server.on("connection", (socket: Socket) => socket.once("finish", () => socket.destroy()));
+  // HTTP/2 has no headers timeout, and the session's idle timeout restarts with every byte, so a
+  // client trickling its preface or first HEADERS would hold the connection for ever. Its first
+  // stream must open within headersMs; after that the idle timeout (keepAliveMs) applies.
+  app.server.on("session", (session: http2.ServerHttp2Session) => {
+    const deadline = setTimeout(() => session.destroy(), deps.timeouts.headersMs).unref();
+    session.once("stream", () => clearTimeout(deadline));
+    session.once("close", () => clearTimeout(deadline));
+  });
   // Reflection is a bidi stream, which needs HTTP/2: served here only.
   await registerConnect(app as unknown as FastifyInstance, deps, { reflection: true });
   return app as unknown as FastifyInstance;
