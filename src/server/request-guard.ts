@@ -1,4 +1,4 @@
-import { fromJson, type DescMessage, type JsonReadOptions, type JsonValue } from "@bufbuild/protobuf";
+import { fromBinary, fromJson, type DescMessage, type JsonReadOptions, type JsonValue } from "@bufbuild/protobuf";
 import { Code, type ConnectRouter } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { apiError } from "../service/errors.js";
@@ -24,11 +24,14 @@ function guardHandler(handler: UniversalHandler, maxBodyBytes: number, jsonOptio
       header.delete("content-length");
     }
     const contentType = req.header.get("content-type") ?? "";
+    const schema = handler.method.input;
     const check: BodyCheck = /^application\/json\b/i.test(contentType)
-      ? (bytes) => checkJsonBody(bytes, handler.method.input, jsonOptions)
-      : ENVELOPED.test(contentType)
-        ? (bytes) => checkEnvelope(bytes, maxBodyBytes)
-        : () => undefined;
+      ? (bytes) => checkJsonBody(bytes, schema, jsonOptions)
+      : /^application\/proto\b/i.test(contentType)
+        ? (bytes) => checkBinary(bytes, schema)
+        : ENVELOPED.test(contentType)
+          ? (bytes) => checkEnvelope(bytes, maxBodyBytes, /^application\/grpc(-web)?\+json\b/i.test(contentType) ? (m) => checkJsonBody(m, schema, jsonOptions) : (m) => checkBinary(m, schema))
+          : () => undefined;
     return handler({ ...req, header, body: readGuarded(body, declared, maxBodyBytes, check) });
   };
   return Object.assign(guarded, handler);
@@ -75,9 +78,53 @@ async function discardRest(reader: AsyncIterator<Uint8Array>): Promise<void> {
   }
 }
 
-/** Connect sizes a buffer from the first envelope's declared length; refuse a claim over the limit. */
-function checkEnvelope(bytes: Uint8Array, maxBodyBytes: number): void {
-  if (bytes.byteLength >= 5 && new DataView(bytes.buffer, bytes.byteOffset, 5).getUint32(1) > maxBodyBytes) throw tooLarge(maxBodyBytes);
+/**
+ * Connect sizes a buffer from the first envelope's declared length; refuse a claim over the limit.
+ * An uncompressed message is checked as a bare body would be (a compressed one is Connect's to judge).
+ */
+function checkEnvelope(bytes: Uint8Array, maxBodyBytes: number, checkMessage: BodyCheck): void {
+  if (bytes.byteLength < 5) return;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, 5);
+  const length = view.getUint32(1);
+  if (length > maxBodyBytes) throw tooLarge(maxBodyBytes);
+  if ((view.getUint8(0) & 1) === 0 && bytes.byteLength >= 5 + length) checkMessage(bytes.subarray(5, 5 + length));
+}
+
+// Connect answers a body that does not decode as binary with INTERNAL (a 500); it is the caller's fault.
+function checkBinary(bytes: Uint8Array, schema: DescMessage): void {
+  try {
+    fromBinary(schema, bytes);
+  } catch {
+    throw apiError(Code.InvalidArgument, "REQUEST_INVALID", `the request body is not a valid binary ${schema.typeName}`);
+  }
+}
+
+// Deeper than any request message (attributes allow 8 levels inside 3); far below the stack's reach.
+const MAX_JSON_DEPTH = 32;
+// JSON.parse makes these own keys; copied into a plain object they would replace its prototype.
+const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
+/** The first thing in the parsed body no request may hold, as an error; undefined when there is none. Iterative: the body may nest 100,000 deep. */
+function refuseShape(json: JsonValue, topField: (key: string) => string) {
+  const stack: { value: JsonValue; depth: number; field: string | undefined }[] = [{ value: json, depth: 0, field: undefined }];
+  for (let item = stack.pop(); item; item = stack.pop()) {
+    const { value, depth, field } = item;
+    if (typeof value === "number" && !Number.isFinite(value)) {
+      return apiError(Code.InvalidArgument, "FIELD_INVALID", `${field}: a number out of range`, { field: field ?? "" });
+    }
+    if (value === null || typeof value !== "object") continue;
+    if (depth >= MAX_JSON_DEPTH) return apiError(Code.InvalidArgument, "REQUEST_INVALID", `the request body is nested deeper than ${MAX_JSON_DEPTH} levels`);
+    if (Array.isArray(value)) {
+      for (const child of value) stack.push({ value: child, depth: depth + 1, field });
+      continue;
+    }
+    for (const key of Object.keys(value)) {
+      const name = field ?? topField(key);
+      if (PROTOTYPE_KEYS.has(key)) return apiError(Code.InvalidArgument, "FIELD_INVALID", `${name}: the key "${key}" is not allowed`, { field: name });
+      stack.push({ value: value[key] ?? null, depth: depth + 1, field: name });
+    }
+  }
+  return undefined;
 }
 
 function checkJsonBody(bytes: Uint8Array, schema: DescMessage, jsonOptions: Partial<JsonReadOptions>): void {
@@ -90,12 +137,15 @@ function checkJsonBody(bytes: Uint8Array, schema: DescMessage, jsonOptions: Part
   if (json === null || typeof json !== "object" || Array.isArray(json)) {
     throw apiError(Code.InvalidArgument, "REQUEST_INVALID", "the request body must be a JSON object");
   }
+  const protoName = (key: string) => schema.fields.find((f) => f.jsonName === key || f.name === key)?.name ?? key;
+  const refused = refuseShape(json, protoName);
+  if (refused) throw refused;
   try {
     fromJson(schema, json, jsonOptions);
   } catch {
     // Name the first top-level field that does not decode on its own, by its proto name as elsewhere.
     const key = Object.keys(json).find((k) => !decodes(schema, { [k]: json[k] ?? null }, jsonOptions));
-    const field = key === undefined ? undefined : (schema.fields.find((f) => f.jsonName === key || f.name === key)?.name ?? key);
+    const field = key === undefined ? undefined : protoName(key);
     const error = field
       ? apiError(Code.InvalidArgument, "FIELD_INVALID", `${field}: wrong type or value for ${schema.typeName}`, { field })
       : apiError(Code.InvalidArgument, "REQUEST_INVALID", `the request body is not a valid ${schema.typeName}`);
