@@ -33,6 +33,7 @@ export interface RateLimits {
   loginsPerApp: number;
   phoneCallsPerUser: number;
   callsPerUser: number;
+  refreshesPerAddress: number;
 }
 
 export interface InternalCaller {
@@ -54,7 +55,7 @@ export interface IdentityServiceDeps {
   now?: () => number;
 }
 
-const DEFAULT_RATE_LIMITS: RateLimits = { loginsPerAddress: 600, loginsPerApp: 30_000, phoneCallsPerUser: 20, callsPerUser: 600 };
+const DEFAULT_RATE_LIMITS: RateLimits = { loginsPerAddress: 600, loginsPerApp: 30_000, phoneCallsPerUser: 20, callsPerUser: 600, refreshesPerAddress: 600 };
 const MINUTE = 60_000;
 
 const DEFAULT_PASSWORD_LIMITS: PasswordLimits = {
@@ -94,6 +95,7 @@ export function createIdentityService({
     loginApp: createAttemptLimiter({ max: rateLimits.loginsPerApp, windowMs: MINUTE }, now),
     phone: createAttemptLimiter({ max: rateLimits.phoneCallsPerUser, windowMs: MINUTE }, now),
     user: createAttemptLimiter({ max: rateLimits.callsPerUser, windowMs: MINUTE }, now),
+    refreshAddress: createAttemptLimiter({ max: rateLimits.refreshesPerAddress, windowMs: MINUTE }, now),
   };
   const { wechat } = platforms;
   const signIn = createPlatformLogin(platforms);
@@ -147,6 +149,8 @@ export function createIdentityService({
   function internalCallerOf(ctx: HandlerContext): string | null {
     const key = ctx.requestHeader.get("x-api-key");
     if (key === null) return null;
+    // A lookup by the key's SHA-256, not a comparison of the key: timing can at most tell how a
+    // guess's hash relates to a stored hash, which says nothing about the key (preimage resistance).
     const name = key.length <= 256 ? callersByKeyHash.get(createHash("sha256").update(key).digest("hex")) : undefined;
     if (!name) throw apiError(Code.Unauthenticated, "API_KEY_INVALID", "this x-api-key is not a configured internal caller's");
     return name;
@@ -376,7 +380,8 @@ export function createIdentityService({
       return { user: userToWire(await accounts.update(userId, (u) => withPhone(u, phone))) };
     },
 
-    async refresh(req) {
+    async refresh(req, ctx) {
+      limit(rates.refreshAddress, ctx.values.get(kClientAddress), "too many refreshes from this address");
       if (!req.refreshToken || req.refreshToken.length > MAX_TOKEN_CHARS) throw fieldInvalid("refresh_token", "a refresh token is required");
       return { tokens: tokensToWire(await sessions.refresh(req.refreshToken)) };
     },
