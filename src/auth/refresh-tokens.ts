@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 
 // A refresh token is "<sessionId>.<secret>". The session id lets one read find the session;
 // only sha256 of the whole token is stored.
@@ -21,6 +21,16 @@ export function sessionIdOf(token: string): string | null {
 
 export function hashRefreshToken(token: string): string {
   return createHash("sha256").update(token).digest("base64url");
+}
+
+/**
+ * Whether two token hashes are equal, in constant time. The session is found by the id in the
+ * token, not by its hash, so the stored hash is compared here in JS: `===` stops at the first
+ * differing character.
+ */
+export function sameHash(stored: string | null | undefined, presented: string): boolean {
+  if (!stored || stored.length !== presented.length) return false;
+  return timingSafeEqual(Buffer.from(stored), Buffer.from(presented));
 }
 
 /**

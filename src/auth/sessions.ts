@@ -1,7 +1,7 @@
 import { newObjectId, type SessionRecord, type SessionStore, type UserStore } from "../store/store.js";
 import type { AccessClaims, AccessTokens } from "./access-tokens.js";
 import { AccountDisabledError, TokenError } from "./errors.js";
-import { childRefreshToken, hashRefreshToken, newChainKey, newRefreshToken, sessionIdOf } from "./refresh-tokens.js";
+import { childRefreshToken, hashRefreshToken, newChainKey, newRefreshToken, sameHash, sessionIdOf } from "./refresh-tokens.js";
 
 export interface SessionPolicy {
   accessTtlSeconds: number;
@@ -58,7 +58,7 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
   /** Gives the caller of a matched, unrevoked session its next tokens. */
   async function rotateOrReplay(session: SessionRecord, presented: string, presentedHash: string): Promise<IssuedTokens> {
     const child = childRefreshToken(session.chainKey, session.id, presented);
-    if (session.refreshHash === presentedHash) {
+    if (sameHash(session.refreshHash, presentedHash)) {
       const at = now();
       const rotated = await sessions.rotate(session.id, {
         expectedHash: presentedHash,
@@ -76,10 +76,10 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
   }
 
   async function replayOrReject(session: SessionRecord, presentedHash: string, child: string): Promise<IssuedTokens> {
-    const isParent = session.spentRefreshHashes.at(-1) === presentedHash;
+    const isParent = sameHash(session.spentRefreshHashes.at(-1), presentedHash);
     const inGrace = now() - session.rotatedAt.getTime() <= policy.refreshGraceSeconds * 1000;
-    if (isParent && inGrace && session.refreshHash === hashRefreshToken(child)) return issue(session, child);
-    if (session.spentRefreshHashes.includes(presentedHash)) {
+    if (isParent && inGrace && sameHash(session.refreshHash, hashRefreshToken(child))) return issue(session, child);
+    if (session.spentRefreshHashes.some((spent) => sameHash(spent, presentedHash))) {
       await sessions.revoke(session.id, "refresh_token_reused");
       throw new TokenError("reused");
     }
@@ -121,7 +121,7 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
       if (!session || session.revokedAt || session.expiresAt.getTime() <= now()) return null;
       if (!session.userId) return { session, tokens: await issue(session, "") };
       const refreshToken = loginRefreshToken(session.chainKey, session.id, loginCode);
-      if (hashRefreshToken(refreshToken) !== session.refreshHash) return null;
+      if (!sameHash(session.refreshHash, hashRefreshToken(refreshToken))) return null;
       return { session, tokens: await issue(session, refreshToken) };
     },
 
@@ -141,7 +141,7 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
       if (!session || !session.userId) throw new TokenError("invalid");
       const presentedHash = hashRefreshToken(refreshToken);
       if (session.revokedAt) {
-        throw new TokenError(presentedHash === session.refreshHash || session.spentRefreshHashes.includes(presentedHash) ? "revoked" : "invalid");
+        throw new TokenError(sameHash(session.refreshHash, presentedHash) || session.spentRefreshHashes.some((spent) => sameHash(spent, presentedHash)) ? "revoked" : "invalid");
       }
       if (session.expiresAt.getTime() <= now()) throw new TokenError("expired");
       await assertUserActive(session.userId);
