@@ -48,14 +48,17 @@ const faultBody = z
     status: z.int().min(200).max(599).optional(),
     delayMs: z.int().min(0).max(60_000).optional(),
     drop: z.boolean().optional(),
+    reset: z.boolean().optional(),
+    body: z.enum(["truncated", "garbage"]).optional(),
     times: z.int().min(1).default(1),
   })
-  .refine((f) => [f.errcode !== undefined, f.status !== undefined, f.drop === true].filter(Boolean).length <= 1, {
-    message: "give at most one of errcode, status, drop",
-  })
-  .refine((f) => f.errcode !== undefined || f.status !== undefined || f.drop === true || f.delayMs !== undefined, {
-    message: "give errcode, status, drop or delayMs",
-  });
+  .refine((f) => outcomesOf(f) <= 1, { message: "give at most one of errcode, status, drop, reset, body" })
+  .refine((f) => outcomesOf(f) === 1 || f.delayMs !== undefined, { message: "give errcode, status, drop, reset, body or delayMs" });
+
+/** How many ways of answering a fault names (a delay is not one: it goes before any of them). */
+function outcomesOf(f: { errcode?: number; status?: number; drop?: boolean; reset?: boolean; body?: string }): number {
+  return [f.errcode !== undefined, f.status !== undefined, f.drop === true, f.reset === true, f.body !== undefined].filter(Boolean).length;
+}
 
 const clockBody = z.strictObject({ advanceMs: z.int().min(0) });
 

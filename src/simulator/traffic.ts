@@ -15,6 +15,13 @@ export interface Fault {
   status?: number;
   /** Do the real work, then destroy the socket without answering. */
   drop?: boolean;
+  /** Destroy the socket before doing anything: a connection reset that spent nothing. */
+  reset?: boolean;
+  /**
+   * Do the real work, then answer 200 with a broken body: "truncated" sends half of it and cuts
+   * the connection, "garbage" sends text that is not JSON.
+   */
+  body?: "truncated" | "garbage";
 }
 
 export type FaultBook = ReturnType<typeof createFaultBook>;
@@ -113,6 +120,11 @@ export function routeWithFaults(
         // On close the wait ends early and the real answer goes out, so close() is not held up.
         await sleep(fault.delayMs, undefined, { signal: deps.closing }).catch(() => undefined);
       }
+      if (fault?.reset === true) {
+        reply.hijack();
+        request.raw.socket.resetAndDestroy();
+        return;
+      }
       if (fault?.status !== undefined) {
         return reply.code(fault.status).type("text/plain").send(`simulated HTTP ${fault.status}`);
       }
@@ -121,6 +133,15 @@ export function routeWithFaults(
         // The work is done (a code is spent), but the caller never hears about it.
         reply.hijack();
         request.raw.socket.destroy();
+        return;
+      }
+      if (fault?.body === "garbage") return reply.type("text/html").send("<html>502 Bad Gateway</html>");
+      const text = typeof body === "string" ? body : JSON.stringify(body);
+      if (fault?.body === "truncated") {
+        // Promise the whole body, send half of it, and hang up.
+        reply.hijack();
+        reply.raw.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+        reply.raw.write(text.slice(0, Math.floor(text.length / 2)), () => request.raw.socket.destroy());
         return;
       }
       if (route.contentType) reply.type(route.contentType);
