@@ -37,6 +37,7 @@ const WECHAT_ERRORS: Record<WechatErrorKind, [Code, string, string]> = {
   rate_limited: [Code.ResourceExhausted, "RATE_LIMITED", "WeChat rate limit reached; retry in a minute"],
   unavailable: [Code.Unavailable, "UPSTREAM_UNAVAILABLE", "WeChat did not answer in time; retry"],
   token_invalid: [Code.Unavailable, "UPSTREAM_UNAVAILABLE", "WeChat refused our access token; retry"],
+  circuit_open: [Code.Unavailable, "UPSTREAM_UNAVAILABLE", "this WeChat API has been failing; calls to it are paused for a few seconds, retry later"],
   misconfigured: [Code.Internal, "APP_MISCONFIGURED", "WeChat refused this app's credentials; the operator must check the app's appid and secret"],
   unexpected: [Code.Internal, "UPSTREAM_ERROR", "WeChat gave an unexpected answer"],
 };
@@ -63,6 +64,7 @@ export function toConnectError(error: unknown): { error: ConnectError; known: bo
     const [code, reason, message] = WECHAT_ERRORS[error.kind];
     const metadata: Record<string, string> = { api: error.api };
     if (error.errcode !== undefined) metadata.errcode = String(error.errcode);
+    if (error.retryAfterMs !== undefined) metadata.retryAfterSeconds = String(Math.ceil(error.retryAfterMs / 1000));
     // Misconfiguration is the operator's bug, not the caller's: known to the client, but logged.
     return { error: apiError(code, reason, message, metadata), known: code !== Code.Internal };
   }

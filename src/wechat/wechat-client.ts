@@ -1,4 +1,5 @@
 import { Agent, request, type Dispatcher } from "undici";
+import { createBreaker, type Breaker } from "./circuit-breaker.js";
 import { sessionKeySignature } from "./open-data.js";
 
 // Talks to api.weixin.qq.com (or anything that speaks like it: the simulator, a proxy, and QQ's
@@ -13,6 +14,7 @@ export type WechatErrorKind =
   | "unavailable"
   | "misconfigured"
   | "token_invalid"
+  | "circuit_open"
   | "unexpected";
 
 export class WechatError extends Error {
@@ -20,6 +22,8 @@ export class WechatError extends Error {
     readonly kind: WechatErrorKind,
     readonly api: string,
     readonly errcode?: number,
+    /** For circuit_open: when the API will be tried again. */
+    readonly retryAfterMs?: number,
   ) {
     super(`wechat ${api}: ${kind}${errcode === undefined ? "" : ` (errcode ${errcode})`}`);
   }
@@ -98,6 +102,10 @@ export interface WechatClientOptions {
   /** Extra attempts for failures that are safe to retry. */
   retries: number;
   retryDelayMs?: number;
+  /** For one call, all attempts and waits together; a later attempt gets only what is left. Default: no cap beyond the attempts'. */
+  budgetMs?: number;
+  /** Per API: consecutive failures (timeouts, lost connections, 5xx, -1) that make calls fail fast for coolDownMs. */
+  breaker?: { failures: number; coolDownMs: number };
   /** Told about every HTTP attempt (retries included), e.g. to feed metrics. */
   observe?: UpstreamObserver;
 }
@@ -146,15 +154,15 @@ export function createWechatClient(options: WechatClientOptions) {
   const dispatcher = new Agent({ keepAliveTimeout: 10_000 });
 
   /** One HTTP request, told to options.observe with its outcome and duration. */
-  async function attempt(api: string, url: string, init: HttpRequest, signal?: AbortSignal): Promise<Attempt> {
+  async function attempt(api: string, url: string, init: HttpRequest, timeoutMs: number, signal?: AbortSignal): Promise<Attempt> {
     const started = performance.now();
-    const [outcome, result] = await send(api, url, init, signal);
+    const [outcome, result] = await send(api, url, init, timeoutMs, signal);
     options.observe?.(api, outcome, (performance.now() - started) / 1000);
     return result;
   }
 
-  async function send(api: string, url: string, init: HttpRequest, signal?: AbortSignal): Promise<[outcome: string, result: Attempt]> {
-    const timeout = AbortSignal.timeout(options.timeoutMs);
+  async function send(api: string, url: string, init: HttpRequest, timeoutMs: number, signal?: AbortSignal): Promise<[outcome: string, result: Attempt]> {
+    const timeout = AbortSignal.timeout(timeoutMs);
     const unavailable = (outcome: string, sent: boolean): [string, Attempt] => [outcome, { ok: false, error: new WechatError("unavailable", api), sent }];
     // A failure while waiting is our timeout or the caller's abort before it is anything else.
     const cut = (otherwise: string) => (timeout.aborted ? "timeout" : signal?.aborted ? "aborted" : otherwise);
@@ -185,15 +193,45 @@ export function createWechatClient(options: WechatClientOptions) {
     return ["ok", { ok: true, body: body as Record<string, unknown> }];
   }
 
-  /** Sends a request until it succeeds or `policy` says stop, with at most options.retries extra attempts. */
+  const breakers = new Map<string, Breaker>();
+  const breakerOf = (api: string): Breaker | undefined => {
+    if (!options.breaker) return undefined;
+    let breaker = breakers.get(api);
+    if (!breaker) breakers.set(api, (breaker = createBreaker(options.breaker)));
+    return breaker;
+  };
+
+  /** One call through the API's breaker: fails fast while it is open. */
   async function call(api: string, url: string, init: HttpRequest, policy: RetryPolicy, signal?: AbortSignal): Promise<Record<string, unknown>> {
+    const breaker = breakerOf(api);
+    if (breaker && !breaker.admit()) {
+      options.observe?.(api, "circuit_open", 0);
+      throw new WechatError("circuit_open", api, undefined, breaker.retryAfterMs());
+    }
+    try {
+      const body = await attempts(api, url, init, policy, signal);
+      breaker?.succeeded();
+      return body;
+    } catch (e) {
+      // A caller that gave up (a short deadline, say) must not open the breaker for everyone.
+      if (signal?.aborted) breaker?.released();
+      else if (e instanceof WechatError && e.kind === "unavailable") breaker?.failed();
+      else breaker?.succeeded();
+      throw e;
+    }
+  }
+
+  /** Sends a request until it succeeds or `policy` says stop, with at most options.retries extra attempts, within the budget. */
+  async function attempts(api: string, url: string, init: HttpRequest, policy: RetryPolicy, signal?: AbortSignal): Promise<Record<string, unknown>> {
+    const retryDelayMs = options.retryDelayMs ?? 100;
+    const deadline = performance.now() + (options.budgetMs ?? Infinity);
     for (let tries = 0; ; tries++) {
-      const result = await attempt(api, url, init, signal);
+      const result = await attempt(api, url, init, Math.max(1, Math.ceil(Math.min(options.timeoutMs, deadline - performance.now()))), signal);
       if (result.ok) return result.body;
       const verdict = policy(result, tries);
       if (verdict !== "retry") throw verdict;
-      if (tries >= options.retries || signal?.aborted) throw result.error;
-      await delay(options.retryDelayMs ?? 100);
+      if (tries >= options.retries || signal?.aborted || deadline - performance.now() <= retryDelayMs) throw result.error;
+      await delay(retryDelayMs);
     }
   }
 

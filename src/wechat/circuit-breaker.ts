@@ -1,0 +1,59 @@
+// A circuit breaker for one upstream API: after `failures` failures in a row it opens, and calls
+// fail fast for `coolDownMs`; then one call at a time goes out as a probe, and the first answer
+// that shows the API is back closes it again. No timers: the state moves when calls ask.
+
+export interface BreakerOptions {
+  /** Consecutive failures that open the breaker; 0 never opens it. */
+  failures: number;
+  coolDownMs: number;
+  now?: () => number;
+}
+
+export type BreakerState = "closed" | "open" | "half_open";
+
+export function createBreaker({ failures, coolDownMs, now = Date.now }: BreakerOptions) {
+  let inARow = 0;
+  let openUntil = 0;
+  let probing = false;
+  const tripped = () => failures > 0 && inARow >= failures;
+
+  return {
+    state(): BreakerState {
+      if (!tripped()) return "closed";
+      return now() < openUntil ? "open" : "half_open";
+    },
+
+    /** Whether a call may go out now. When true, the caller must report it with one of the three below. */
+    admit(): boolean {
+      if (!tripped()) return true;
+      if (now() < openUntil || probing) return false;
+      probing = true;
+      return true;
+    },
+
+    /** The API answered (even with an error of the caller's making, such as an invalid code). */
+    succeeded(): void {
+      inARow = 0;
+      probing = false;
+    },
+
+    /** The API did not answer usably: timeout, lost connection, 5xx, busy. */
+    failed(): void {
+      inARow += 1;
+      probing = false;
+      if (tripped()) openUntil = now() + coolDownMs;
+    },
+
+    /** The call said nothing about the API (e.g. the caller gave up first). */
+    released(): void {
+      probing = false;
+    },
+
+    /** Milliseconds until a probe may go out (0 when one may go now). */
+    retryAfterMs(): number {
+      return Math.max(0, openUntil - now());
+    },
+  };
+}
+
+export type Breaker = ReturnType<typeof createBreaker>;
