@@ -21,7 +21,7 @@ import http from "node:http";
 import os from "node:os";
 import { dirname, join, relative } from "node:path";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -114,7 +114,7 @@ function parseOptions(argv: string[]): Options {
 // ---------------------------------------------------------------------------------------------
 // Processes under test
 
-interface Child {
+export interface Child {
   proc: ChildProcess;
   pid: number;
   httpUrl: string;
@@ -164,7 +164,23 @@ async function spawnChild(args: string[], env: NodeJS.ProcessEnv, patterns: Reco
 // the heap and RSS, so memory per user is measured on live objects, not on what GC left lying around.
 const GC_HOOK = `data:text/javascript,process.on("SIGUSR2",()=>{globalThis.gc();globalThis.gc();const m=process.memoryUsage();console.log("bench-gc "+m.heapUsed+" "+m.rss)})`;
 
-async function startService(configPath: string, mongoDb: string | undefined, profileDir: string | undefined): Promise<Child> {
+/** The service's config for load runs: the benchmark's app, a signing key, and limits out of the way. */
+export async function writeBenchConfig(dir: string): Promise<string> {
+  const configPath = join(dir, "identity.json");
+  const limit = 100_000_000;
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      apps: [{ id: "demo", platform: "wechat-miniprogram", appid: APPID, secret: APP_SECRET }],
+      // Required once the service talks to a WeChat it did not start itself.
+      signingKeys: [(await generateSigningKey()).privateJwk],
+      limits: { loginsPerAddress: limit, loginsPerApp: limit, callsPerUser: limit, phoneCallsPerUser: limit },
+    }),
+  );
+  return configPath;
+}
+
+export async function startService(configPath: string, mongoDb: string | undefined, profileDir: string | undefined): Promise<Child> {
   // The simulator stands in for WeChat, which is not on the service's machine: give it its own
   // process, so Login's figures carry only the service's side of code2Session.
   const sim = await spawnChild(["scripts/bench.ts", "--serve-sim"], process.env, { sim: /simulator listening on (http:\S+)/ });
@@ -217,7 +233,7 @@ async function serveBare(): Promise<void> {
   process.on("SIGTERM", () => void app.close().then(() => process.exit(0)));
 }
 
-async function stopChild(child: Child): Promise<void> {
+export async function stopChild(child: Child): Promise<void> {
   if (child.proc.exitCode !== null) return;
   const exited = new Promise((resolve) => child.proc.once("exit", resolve));
   child.proc.kill("SIGTERM");
@@ -229,7 +245,7 @@ async function stopChild(child: Child): Promise<void> {
 const CLOCK_TICKS = 100; // USER_HZ on Linux
 
 /** Resident set size of a process, bytes (Linux /proc). */
-function rssOf(pid: number): number {
+export function rssOf(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) * 1024 : NaN;
 }
@@ -242,7 +258,7 @@ function cpuOf(pid: number): number {
 }
 
 /** Collects garbage in the service's process (see GC_HOOK), then reads its heap in use and RSS. */
-function collectGarbage(child: Child): Promise<{ heapUsed: number; rss: number }> {
+export function collectGarbage(child: Child): Promise<{ heapUsed: number; rss: number }> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.proc.stdout!.off("data", onData);
@@ -261,7 +277,7 @@ function collectGarbage(child: Child): Promise<{ heapUsed: number; rss: number }
 }
 
 /** Gauges from the service's Prometheus metrics (heap, event-loop delay since the previous scrape). */
-async function gaugesOf(httpUrl: string): Promise<{ heapUsed: number; loopDelayP99: number; loopDelayMax: number }> {
+export async function gaugesOf(httpUrl: string): Promise<{ heapUsed: number; loopDelayP99: number; loopDelayMax: number }> {
   const text = await (await fetch(`${httpUrl}/metrics`)).text();
   const gauge = (name: string) => {
     const m = new RegExp(`^${name} ([0-9.eE+-]+)$`, "m").exec(text);
@@ -289,7 +305,7 @@ interface RunStats {
   note?: string;
 }
 
-function percentile(sorted: Float64Array, p: number): number {
+export function percentile(sorted: Float64Array, p: number): number {
   if (!sorted.length) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!;
 }
@@ -338,7 +354,7 @@ interface HttpLoad {
 }
 
 /** autocannon, with every answer's latency recorded at full precision (its own histogram keeps whole ms). */
-function runHttp(load: HttpLoad): Promise<RunStats> {
+export function runHttp(load: HttpLoad): Promise<RunStats> {
   const latencies: number[] = [];
   const errorKinds: Record<string, number> = {};
   const count = (kind: string) => void (errorKinds[kind] = (errorKinds[kind] ?? 0) + 1);
@@ -493,14 +509,14 @@ async function runPaced(load: { url: string; path: string; pid: number; rate: nu
 // ---------------------------------------------------------------------------------------------
 // Preparing users, codes and tokens through the service's own API
 
-interface Signed {
+export interface Signed {
   access: string;
   refresh: string;
   openid: string;
 }
 
 /** Mints wx.login codes from the simulator: for these openids (returning users) or fresh ones. */
-async function mintCodes(child: Child, n: number, openids?: string[]): Promise<string[]> {
+export async function mintCodes(child: Child, n: number, openids?: string[]): Promise<string[]> {
   const codes: string[] = [];
   let i = 0;
   const stats = await runHttp({
@@ -521,7 +537,7 @@ async function mintCodes(child: Child, n: number, openids?: string[]): Promise<s
 }
 
 /** Logs in with each code (many at once); returns the tokens when asked to keep them. */
-async function loginAll(child: Child, codes: string[], keep: boolean, connections = 64): Promise<{ signed: Signed[]; stats: RunStats }> {
+export async function loginAll(child: Child, codes: string[], keep: boolean, connections = 64): Promise<{ signed: Signed[]; stats: RunStats }> {
   const signed: Signed[] = [];
   let i = 0;
   const stats = await runHttp({
@@ -547,7 +563,7 @@ async function loginAll(child: Child, codes: string[], keep: boolean, connection
  * called, and the simulator sweeps expired codes on every mint by walking all of them: without
  * this, minting gets slower with every code still alive (100k seeded users took minutes).
  */
-async function expireSpentCodes(child: Child): Promise<void> {
+export async function expireSpentCodes(child: Child): Promise<void> {
   const res = await fetch(`${child.simUrl}/sim/clock`, { method: "POST", headers: JSON_HEADERS, body: JSON.stringify({ advanceMs: 301_000 }) });
   if (!res.ok) throw new Error(`simulator clock: ${res.status} ${await res.text()}`);
 }
@@ -951,17 +967,7 @@ async function main(): Promise<number> {
   log(`identity benchmark (${opts.smoke ? "smoke" : "full"}): ${opts.duration} s a scenario, ${opts.connections} connections, ${opts.users} signed-in users, ${store} store${opts.scale ? `, then ${opts.scale} stored users` : ""}`);
 
   const tmp = mkdtempSync(join(os.tmpdir(), "identity-bench-config-"));
-  const configPath = join(tmp, "identity.json");
-  const limit = 100_000_000;
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      apps: [{ id: "demo", platform: "wechat-miniprogram", appid: APPID, secret: APP_SECRET }],
-      // Required once the service talks to a WeChat it did not start itself.
-      signingKeys: [(await generateSigningKey()).privateJwk],
-      limits: { loginsPerAddress: limit, loginsPerApp: limit, callsPerUser: limit, phoneCallsPerUser: limit },
-    }),
-  );
+  const configPath = await writeBenchConfig(tmp);
 
   try {
     let bare: Scenario | undefined;
@@ -1040,17 +1046,20 @@ async function main(): Promise<number> {
   }
 }
 
-if (process.argv.includes("--serve-bare")) {
-  await serveBare();
-} else if (process.argv.includes("--serve-sim")) {
-  await serveSimulator();
-} else if (process.argv[2] === "--render") {
-  // Redraws the chart of a saved report: `bench.ts --render bench/latest.json` writes bench/latest.svg.
-  const jsonPath = process.argv[3] ?? join(ROOT, "bench", "latest.json");
-  writeFileSync(jsonPath.replace(/\.json$/, "") + ".svg", svgOf(JSON.parse(readFileSync(jsonPath, "utf8")) as Report));
-} else {
-  process.exitCode = await main().catch((e: unknown) => {
-    console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
-    return 1;
-  });
+// Run only as a script: scripts/soak.ts imports the pieces above.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  if (process.argv.includes("--serve-bare")) {
+    await serveBare();
+  } else if (process.argv.includes("--serve-sim")) {
+    await serveSimulator();
+  } else if (process.argv[2] === "--render") {
+    // Redraws the chart of a saved report: `bench.ts --render bench/latest.json` writes bench/latest.svg.
+    const jsonPath = process.argv[3] ?? join(ROOT, "bench", "latest.json");
+    writeFileSync(jsonPath.replace(/\.json$/, "") + ".svg", svgOf(JSON.parse(readFileSync(jsonPath, "utf8")) as Report));
+  } else {
+    process.exitCode = await main().catch((e: unknown) => {
+      console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+      return 1;
+    });
+  }
 }
