@@ -53,6 +53,13 @@ const UNIQUE_KEY_KINDS: readonly string[] = ["identity", "unionid", "phone", "us
  */
 const NOT_SERVING_CODES = new Set([6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436]);
 
+/**
+ * How long a call waits for a store that is down or silent, so it fails with STORE_UNAVAILABLE
+ * instead of hanging (the driver's defaults: 30 s to find a server, no socket timeout at all).
+ * Every operation here is a point read or write, so 10 s without a byte is a dead connection.
+ */
+const STORE_TIMEOUTS = { serverSelectionTimeoutMS: 5_000, connectTimeoutMS: 5_000, socketTimeoutMS: 10_000 } as const;
+
 /** NotImplemented: how a server answers an index option it lacks. */
 const NOT_IMPLEMENTED = 238;
 
@@ -82,9 +89,14 @@ export class MongoStore implements Store {
     this.credentials = new MongoCredentialStore(db.collection<CredentialDoc>("credentials"));
   }
 
-  /** Opens a client of its own; `options` override the defaults (e.g. a longer server selection timeout). */
+  /**
+   * Opens a client of its own. STORE_TIMEOUTS apply unless the URI or `options` set the same
+   * option: the driver lets object options beat the URI's, which would make them untunable.
+   */
   static async connect(uri: string, dbName: string, options: MongoClientOptions = {}): Promise<MongoStore> {
-    const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000, connectTimeoutMS: 5_000, ...options });
+    const inUri = new Set([...new URLSearchParams(uri.split("?")[1] ?? "").keys()].map((key) => key.toLowerCase()));
+    const defaults = Object.entries(STORE_TIMEOUTS).filter(([name]) => !inUri.has(name.toLowerCase()));
+    const client = new MongoClient(uri, { ...Object.fromEntries(defaults), ...options });
     await guard(() => client.connect());
     const store = new MongoStore(client, dbName);
     store.ownsClient = true;
@@ -199,6 +211,17 @@ export class MongoSessionStore implements SessionStore {
   async revokeAllForUser(userId: string, reason: string): Promise<number> {
     const result = await guard(() =>
       this.collection.updateMany({ userId, revokedAt: null }, { $set: { revokedAt: new Date(), revokeReason: reason } }),
+    );
+    return result.modifiedCount;
+  }
+
+  async revokeOldest(userId: string, keep: number, now: Date, reason: string): Promise<number> {
+    const excess = await guard(() =>
+      this.collection.find({ userId, revokedAt: null, expiresAt: { $gt: now } }, { projection: { _id: 1 } }).sort({ createdAt: -1, _id: -1 }).skip(keep).toArray(),
+    );
+    if (excess.length === 0) return 0;
+    const result = await guard(() =>
+      this.collection.updateMany({ _id: { $in: excess.map((d) => d._id) }, revokedAt: null }, { $set: { revokedAt: new Date(), revokeReason: reason } }),
     );
     return result.modifiedCount;
   }
