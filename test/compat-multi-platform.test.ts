@@ -82,4 +82,49 @@ describe("seed 003 multi-platform login", () => {
       expectNoStack(res);
     }
   });
+
+  describe("with allowClientIdentity (the operator's explicit, logged choice)", () => {
+    const APP = "wx00000000000000b8";
+    let trusting: Harness;
+    beforeAll(async () => {
+      trusting = await startHarness({
+        apps: [
+          { id: "mini", platform: "wechat-miniprogram", appid: MINI, secret: "s", default: true },
+          { id: "app", platform: "wechat-app", appid: APP, secret: "a" },
+        ],
+        seedRoutes: { multiPlatform: { path: PATH, allowClientIdentity: true } },
+      });
+    });
+    afterAll(() => trusting.close());
+
+    it("warns at start-up", () => {
+      expect(trusting.logs.some((l) => l.includes("trusts client-asserted openids"))).toBe(true);
+    });
+
+    it("signs in the asserted openid, keeps nickName/avatarUrl for a new user, and finds it again", async () => {
+      const body = { login_method: "WeChat", login_type: "wx_app", openid: "o_asserted_0001", nickName: "凯文", avatarUrl: "https://example.com/a.png" };
+      const first = await postJson(trusting.httpUrl, PATH, body);
+      expect(first.json).toMatchObject({ status: 200, msg: "注册成功", data: { first_login: true, nickname: "凯文", avatar: "https://example.com/a.png", session_key: "" } });
+      expectShape(first.json.data, PROFILE);
+      const again = await postForm(trusting.httpUrl, PATH, { login_method: "WeChat", login_type: "wx_app", openid: "o_asserted_0001", nickName: "other" });
+      expect(again.json).toMatchObject({ status: 200, msg: "登录成功", data: { first_login: false, uid: first.json.data.uid, nickname: "凯文" } });
+    });
+
+    it("never merges by an asserted unionid", async () => {
+      const minted = await mintCode(trusting.sim, { appid: MINI, unionid: "u_victim_0001" });
+      const victim = await postJson(trusting.httpUrl, PATH, { login_method: "WeChat", login_type: "wx_small", code: minted.code });
+      expect(victim.json.status).toBe(200);
+      const attacker = await postJson(trusting.httpUrl, PATH, { login_method: "WeChat", login_type: "wx_app", openid: "o_attacker_0001", unionid: "u_victim_0001" });
+      expect(attacker.json.status).toBe(200);
+      expect(attacker.json.data.uid).not.toBe(victim.json.data.uid);
+    });
+
+    it("refuses an openid that is not one", async () => {
+      for (const openid of ["", "a b c d e f", "x".repeat(65), { $gt: "" }]) {
+        const res = await postJson(trusting.httpUrl, PATH, { login_method: "WeChat", login_type: "wx_app", openid, nickName: "n" });
+        expect([res.status, res.json.status], JSON.stringify(openid)).toEqual([200, 0]);
+        expectNoStack(res);
+      }
+    });
+  });
 });

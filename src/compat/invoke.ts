@@ -1,7 +1,7 @@
 // Calls the very ServiceImpl the Connect routes serve, in process, through the same outermost
 // interceptor: logging, metrics and error mapping are the Connect API's. Seed routes only translate.
 import { create, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
-import { ConnectError, createContextValues, createHandlerContext, type ServiceImpl, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
+import { ConnectError, createContextValues, createHandlerContext, type ContextValues, type ServiceImpl, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
 import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type { FastifyRequest } from "fastify";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
@@ -23,6 +23,8 @@ export type Invoke = <I extends DescMessage, O extends DescMessage>(
   input: MessageInitShape<I>,
   request: FastifyRequest,
   accessToken?: string,
+  /** Adds server-side context values (a seed's trusted extras, e.g. an allowed asserted identity). */
+  extend?: (values: ContextValues) => ContextValues,
 ) => Promise<Outcome<O>>;
 
 type UnaryFn = (req: UnaryRequest) => Promise<UnaryResponse>;
@@ -44,9 +46,9 @@ export function createInvoke(service: ServiceImpl<typeof IdentityService>, fallb
     return { stream: false, service: IdentityService, method: req.method, header: ctx.responseHeader, trailer: ctx.responseTrailer, message: create(req.method.output, output) };
   });
 
-  return async (method, input, request, accessToken) => {
+  return async (method, input, request, accessToken, extend = (values) => values) => {
     const header = new Headers(accessToken ? { authorization: `Bearer ${accessToken}` } : {});
-    const contextValues = createContextValues().set(kRequestLog, request.log as Logger).set(kClientAddress, request.ip);
+    const contextValues = extend(createContextValues().set(kRequestLog, request.log as Logger).set(kClientAddress, request.ip));
     try {
       const res = await call({
         stream: false,

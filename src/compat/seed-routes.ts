@@ -14,6 +14,6 @@ export async function registerSeedRoutes(app: FastifyInstance, config: SeedRoute
   if (config.smallapp) await registerSmallapp(app, deps);
   if (config.passwordLogin) await registerPasswordLogin(app, deps);
   if (config.applet) await registerApplet(app, deps);
-  if (config.multiPlatform) await registerMultiPlatform(app, config.multiPlatform.path, deps);
+  if (config.multiPlatform) await registerMultiPlatform(app, config.multiPlatform, deps);
   if (config.openIdLogin) await registerOpenIdLogin(app, deps);
 }

@@ -59,8 +59,8 @@ const seedRoutesSchema = z.strictObject({
   multiPlatform: z
     .strictObject({
       path: z.string().regex(/^(\/[A-Za-z0-9._~-]+)+$/, "must be a path like /module/iot/codeGetInfo").default("/module/iot/codeGetInfo"),
-      // Trusting an openid the client sends lets anyone sign in as anyone; not offered (README).
-      allowClientIdentity: z.literal(false, "only false: client-asserted identities (openid without a code) are always refused").default(false),
+      // Trusting an openid the client sends lets anyone sign in as anyone: off unless asked for (README).
+      allowClientIdentity: z.boolean().default(false),
     })
     .optional(),
   openIdLogin: z.strictObject({}).optional(),

@@ -12,7 +12,7 @@ import { WechatError, type WechatClient } from "../wechat/wechat-client.js";
 import { createAccountLibrary, type PlatformProfile } from "./accounts.js";
 import { createAttemptLimiter, type AttemptLimit } from "./attempt-limiter.js";
 import { kClientAddress } from "./interceptors.js";
-import { createPlatformLogin, type App, type PlatformClients, type PlatformSignIn } from "./platform-login.js";
+import { createPlatformLogin, kAssertedSignIn, type App, type PlatformClients, type PlatformSignIn } from "./platform-login.js";
 import { apiError, fieldInvalid } from "./errors.js";
 import { planProfilePatch, updatePaths } from "./user-update.js";
 import { userToWire } from "./user-view.js";
@@ -295,7 +295,7 @@ export function createIdentityService({
       if (earlier) return replayLogin(earlier, code);
       let platform: PlatformSignIn;
       try {
-        platform = await signIn(app, { code, idToken, nonce: req.nonce }, ctx.signal);
+        platform = ctx.values.get(kAssertedSignIn) ?? (await signIn(app, { code, idToken, nonce: req.nonce }, ctx.signal));
       } catch (e) {
         // A parallel Login with the same code may have redeemed it a moment ago.
         const late = replayKey && e instanceof WechatError && e.kind === "code_used" ? ((await replays.recall(replayKey)) as LoginReplay | null) : null;

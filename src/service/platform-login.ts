@@ -1,3 +1,4 @@
+import { createContextKey } from "@connectrpc/connect";
 import type { AlipayClient } from "../platforms/alipay-client.js";
 import type { AppleVerifier } from "../platforms/apple-verifier.js";
 import type { WechatClient } from "../wechat/wechat-client.js";
@@ -40,6 +41,12 @@ export interface PlatformSignIn {
   /** WeChat/QQ mini-program session_key, kept server-side for decryption. */
   sessionKey?: string;
 }
+
+/**
+ * An identity a client asserted without a code (seed 003's app login), set only by a seed route the
+ * operator allowed to trust it. Never settable over the Connect API: context values are server-side.
+ */
+export const kAssertedSignIn = createContextKey<{ openid: string } | undefined>(undefined, { description: "client-asserted sign-in" });
 
 export interface PlatformCredential {
   code: string;
