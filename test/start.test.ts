@@ -40,7 +40,8 @@ function runToExit(env: Record<string, string>) {
   return spawnSync(process.execPath, ENTRY, { env: { ...process.env, PORT: "0", GRPC_PORT: "0", WECHAT_SIM_PORT: "0", ...env }, encoding: "utf8", timeout: 20_000 });
 }
 
-describe("npm start", () => {
+// Each test starts a process (tsx compiles on the way): seconds on a busy machine, not milliseconds.
+describe("npm start", { timeout: 30_000 }, () => {
   it("starts dev mode with no configuration, and its copy-paste example works as printed", async () => {
     const { ready } = start({});
     const banner = await ready;

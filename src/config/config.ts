@@ -80,6 +80,10 @@ const fileSchema = z
         accessTtlSeconds: z.number().int().min(60).max(86_400).default(7200),
         refreshTtlSeconds: z.number().int().min(300).max(31_536_000).default(2_592_000),
         refreshGraceSeconds: z.number().int().min(0).max(300).default(10),
+        /** How long after its login a session may still be refreshed: refreshing cannot keep it forever. */
+        sessionMaxAgeSeconds: z.number().int().min(300).max(157_680_000).default(7_776_000),
+        /** Live sessions per user; a login beyond it ends the user's oldest session. */
+        maxSessionsPerUser: z.number().int().min(1).max(1000).default(10),
       })
       .prefault({}),
     wechat: z
