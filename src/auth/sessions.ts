@@ -8,6 +8,10 @@ export interface SessionPolicy {
   refreshTtlSeconds: number;
   /** How long the parent of the current refresh token still yields the same child. */
   refreshGraceSeconds: number;
+  /** How long after its login a session may still be refreshed; unbounded when absent. */
+  sessionMaxAgeSeconds?: number;
+  /** Live sessions per user; opening one more ends the oldest. Unbounded when absent. */
+  maxSessionsPerUser?: number;
 }
 
 export interface IssuedTokens {
@@ -47,6 +51,18 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
     };
   }
 
+  // Sliding, but never past the session's maximum age: refreshExpiresIn then tells the client the truth.
+  const refreshExpiry = (session: Pick<SessionRecord, "createdAt">, at: number) =>
+    new Date(Math.min(at + policy.refreshTtlSeconds * 1000, session.createdAt.getTime() + (policy.sessionMaxAgeSeconds ?? Infinity) * 1000));
+
+  const tooOld = (session: SessionRecord) =>
+    policy.sessionMaxAgeSeconds !== undefined && now() - session.createdAt.getTime() >= policy.sessionMaxAgeSeconds * 1000;
+
+  /** Ends the user's oldest sessions beyond the cap, so a leaked or forgotten one does not live on. */
+  async function capSessions(userId: string): Promise<void> {
+    if (policy.maxSessionsPerUser) await sessions.revokeOldest(userId, policy.maxSessionsPerUser, new Date(now()), "session_limit");
+  }
+
   const loginRefreshToken = (chainKey: string, sessionId: string, loginCode: string) => childRefreshToken(chainKey, sessionId, `login:${loginCode}`);
 
   async function assertUserActive(userId: string): Promise<void> {
@@ -64,7 +80,7 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
         expectedHash: presentedHash,
         nextHash: hashRefreshToken(child),
         rotatedAt: new Date(at),
-        expiresAt: new Date(at + policy.refreshTtlSeconds * 1000),
+        expiresAt: refreshExpiry(session, at),
       });
       if (rotated) return issue(rotated, child);
       // Lost a race with a parallel refresh of the same token: judge it against the new state.
@@ -94,7 +110,6 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
      */
     async open(input: OpenSessionInput, loginCode?: string): Promise<{ session: SessionRecord; tokens: IssuedTokens }> {
       const at = now();
-      const ttl = input.userId ? policy.refreshTtlSeconds : policy.accessTtlSeconds;
       const id = newObjectId();
       const chainKey = newChainKey();
       const refreshToken = !input.userId ? "" : loginCode ? loginRefreshToken(chainKey, id, loginCode) : newRefreshToken(id);
@@ -106,9 +121,10 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
         rotatedAt: new Date(at),
         chainKey,
         createdAt: new Date(at),
-        expiresAt: new Date(at + ttl * 1000),
+        expiresAt: input.userId ? refreshExpiry({ createdAt: new Date(at) }, at) : new Date(at + policy.accessTtlSeconds * 1000),
         revokedAt: null,
       });
+      if (input.userId) await capSessions(input.userId);
       return { session, tokens: await issue(session, refreshToken) };
     },
 
@@ -128,8 +144,9 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
     /** Gives a pending session its user and first refresh token; the pending access token stops working. */
     async promote(session: SessionRecord, userId: string): Promise<{ session: SessionRecord; tokens: IssuedTokens }> {
       const refreshToken = newRefreshToken(session.id);
-      const promoted = await sessions.promote(session.id, userId, hashRefreshToken(refreshToken), new Date(now() + policy.refreshTtlSeconds * 1000));
+      const promoted = await sessions.promote(session.id, userId, hashRefreshToken(refreshToken), refreshExpiry(session, now()));
       if (!promoted) throw new TokenError("revoked");
+      await capSessions(userId);
       return { session: promoted, tokens: await issue(promoted, refreshToken) };
     },
 
@@ -143,6 +160,7 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
       if (session.revokedAt) {
         throw new TokenError(sameHash(session.refreshHash, presentedHash) || session.spentRefreshHashes.some((spent) => sameHash(spent, presentedHash)) ? "revoked" : "invalid");
       }
+      if (tooOld(session)) throw new TokenError("session_expired");
       if (session.expiresAt.getTime() <= now()) throw new TokenError("expired");
       await assertUserActive(session.userId);
       return rotateOrReplay(session, refreshToken, presentedHash);

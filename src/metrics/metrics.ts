@@ -116,7 +116,7 @@ export type Metrics = ReturnType<typeof createMetrics>;
 // Every method of each port, checked against the interface: a method added to a port and not
 // here fails to compile instead of going untimed.
 const USER_METHODS = { insert: true, get: true, findByKeys: true, replace: true } satisfies Record<keyof UserStore, true>;
-const SESSION_METHODS = { insert: true, get: true, rotate: true, promote: true, revoke: true, revokeAllForUser: true } satisfies Record<keyof SessionStore, true>;
+const SESSION_METHODS = { insert: true, get: true, rotate: true, promote: true, revoke: true, revokeAllForUser: true, revokeOldest: true } satisfies Record<keyof SessionStore, true>;
 const REPLAY_METHODS = { remember: true, recall: true } satisfies Record<keyof ReplayStore, true>;
 const CREDENTIAL_METHODS = { get: true, acquireLease: true, saveToken: true, expireToken: true } satisfies Record<keyof CredentialStore, true>;
 

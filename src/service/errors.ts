@@ -28,6 +28,7 @@ const TOKEN_REASONS: Record<TokenErrorKind, [string, string]> = {
   expired: ["TOKEN_EXPIRED", "the token has expired; call Refresh, or Login again"],
   revoked: ["TOKEN_REVOKED", "the session has ended; Login again"],
   reused: ["REFRESH_TOKEN_REUSED", "this refresh token was already used; the session has been ended for safety, Login again"],
+  session_expired: ["SESSION_EXPIRED", "the session has reached its maximum age (tokens.sessionMaxAgeSeconds); Login again"],
 };
 
 const WECHAT_ERRORS: Record<WechatErrorKind, [Code, string, string]> = {

@@ -182,6 +182,14 @@ export class MemorySessionStore implements SessionStore {
     return count;
   }
 
+  async revokeOldest(userId: string, keep: number, now: Date, reason: string): Promise<number> {
+    const live = [...this.sessions.values()].filter((s) => s.userId === userId && s.revokedAt === null && s.expiresAt > now);
+    // Ties (one millisecond) go by id, which grows within a process.
+    const excess = live.sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || b.id.localeCompare(a.id)).slice(keep);
+    for (const session of excess) markRevoked(session, reason, Date.now());
+    return excess.length;
+  }
+
   private find(id: string): SessionRecord | undefined {
     const key = storedId(id);
     return key === null ? undefined : this.sessions.get(key);

@@ -118,6 +118,11 @@ export interface SessionStore {
   revoke(id: string, reason: string): Promise<void>;
   /** Revokes every live session of the user; returns how many. */
   revokeAllForUser(userId: string, reason: string): Promise<number>;
+  /**
+   * Revokes the user's live sessions (unrevoked, expiring after `now`) beyond the `keep` newest by
+   * createdAt; returns how many.
+   */
+  revokeOldest(userId: string, keep: number, now: Date, reason: string): Promise<number>;
 }
 
 /**

@@ -13,7 +13,7 @@ export interface Harness extends RunningApp {
 }
 
 /** Dev mode by default; pass a config file to run with it (and the simulator). */
-export async function startHarness(file?: object, env: Record<string, string> = {}, store?: Store): Promise<Harness> {
+export async function startHarness(file?: object, env: Record<string, string> = {}, store?: Store, now?: () => number): Promise<Harness> {
   const logs: string[] = [];
   const config = loadConfig(
     {
@@ -27,7 +27,7 @@ export async function startHarness(file?: object, env: Record<string, string> = 
     },
     () => JSON.stringify(file),
   );
-  const app = await startApp(config, { logStream: { write: (line) => void logs.push(line) }, ...(store ? { store } : {}) });
+  const app = await startApp(config, { logStream: { write: (line) => void logs.push(line) }, ...(store ? { store } : {}), ...(now ? { now } : {}) });
   return { ...app, sim: app.simulatorUrl!, logs };
 }
 

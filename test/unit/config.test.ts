@@ -27,7 +27,7 @@ describe("loadConfig", () => {
   it("fills the file's defaults", () => {
     const { file } = withFile({ apps: [app] });
     expect(file?.apps[0]).toMatchObject({ registration: "auto", defaultRoles: ["member"] });
-    expect(file?.tokens).toEqual({ accessTtlSeconds: 7200, refreshTtlSeconds: 2_592_000, refreshGraceSeconds: 10 });
+    expect(file?.tokens).toEqual({ accessTtlSeconds: 7200, refreshTtlSeconds: 2_592_000, refreshGraceSeconds: 10, sessionMaxAgeSeconds: 7_776_000, maxSessionsPerUser: 10 });
     expect(file?.limits.maxBodyBytes).toBe(65_536);
   });
 

@@ -91,7 +91,7 @@ describe("instrumentStore", () => {
   it("wraps every method of every part, and nothing else", () => {
     const store = instrumentStore(new MemoryStore(), createMetrics());
     expect(Object.keys(store.users).sort()).toEqual(["findByKeys", "get", "insert", "replace"]);
-    expect(Object.keys(store.sessions).sort()).toEqual(["get", "insert", "promote", "revoke", "revokeAllForUser", "rotate"]);
+    expect(Object.keys(store.sessions).sort()).toEqual(["get", "insert", "promote", "revoke", "revokeAllForUser", "revokeOldest", "rotate"]);
     expect(Object.keys(store.replays).sort()).toEqual(["recall", "remember"]);
     expect(Object.keys(store.credentials).sort()).toEqual(["acquireLease", "expireToken", "get", "saveToken"]);
   });
