@@ -152,9 +152,6 @@ function checkJson(value: JsonValue, depth: number): void {
   // A binary Struct can carry Infinity, which no JSON answer can then hold: every read would fail.
   if (typeof value === "number" && !Number.isFinite(value)) throw fieldInvalid("user.attributes", "numbers must be finite");
   if (value === null || typeof value !== "object") return;
-  // A binary Struct key "__proto__" becomes the object's prototype, which Object.entries skips.
-  const proto = Object.getPrototypeOf(value);
-  if (proto !== Object.prototype && proto !== null) throw fieldInvalid("user.attributes", `key "__proto__" is not allowed`);
   for (const [key, child] of Object.entries(value as JsonObject)) {
     if (!key || key.length > LIMITS.attributeKeyChars || key.startsWith("$") || key.includes(".") || key.includes("\0") || FORBIDDEN_KEYS.has(key)) {
       throw fieldInvalid("user.attributes", `key "${key.slice(0, LIMITS.attributeKeyChars)}" is not allowed: 1-${LIMITS.attributeKeyChars} characters, no leading $, no dots`);
