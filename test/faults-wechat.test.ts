@@ -129,7 +129,7 @@ describe("WeChat faults on single-use code calls", () => {
     expect((await calls(h))[CODE_PATH]).toBe(1);
   });
 
-  it("keeps signed-in users signed in while every WeChat API hangs, without calling WeChat", async () => {
+  it("serves Refresh, CheckLogin, GetUser, UpdateUser and Logout while every WeChat API hangs, without calling WeChat", async () => {
     const user = await login(h);
     await resetTraffic(h);
     const paths = Object.keys(await calls(h));
@@ -145,6 +145,9 @@ describe("WeChat faults on single-use code calls", () => {
     const got = await rpc(h.httpUrl, "GetUser", {}, access);
     expect(got.status).toBe(200);
     expect(got.json.user.id).toBe(user.body.user.id);
+    const updated = await rpc(h.httpUrl, "UpdateUser", { user: { nickname: "offline" }, updateMask: "nickname" }, access);
+    expect(updated.json.user.nickname).toBe("offline");
+    expect((await rpc(h.httpUrl, "Logout", {}, access)).status).toBe(200);
 
     const counts = await calls(h);
     expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(0);
