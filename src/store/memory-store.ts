@@ -128,6 +128,8 @@ export class MemoryUserStore implements UserStore {
 export class MemorySessionStore implements SessionStore {
   private readonly sessions = new Map<string, SessionRecord>();
   private readonly sweep = new ExpirySweep(this.sessions, (session) => session.expiresAt);
+  /** User id → its session ids: the twin of MongoDB's index on userId (swept ids drop out when next read). */
+  private readonly byUser = new Map<string, Set<string>>();
 
   async insert(draft: SessionDraft): Promise<SessionRecord> {
     // Parsed like the MongoDB store does, so a malformed caller-chosen id fails the same way.
@@ -136,6 +138,7 @@ export class MemorySessionStore implements SessionStore {
     this.sweep.run();
     const session: SessionRecord = { ...copyOf(draft), id };
     this.sessions.set(id, session);
+    if (session.userId !== null) this.index(session.userId, id);
     return copyOf(session);
   }
 
@@ -158,6 +161,7 @@ export class MemorySessionStore implements SessionStore {
     const session = this.find(id);
     if (!session || session.userId !== null || session.revokedAt !== null) return null;
     session.userId = userId;
+    this.index(userId, id);
     session.refreshHash = refreshHash;
     // The first refresh token is issued now.
     session.rotatedAt = new Date();
@@ -174,8 +178,8 @@ export class MemorySessionStore implements SessionStore {
   async revokeAllForUser(userId: string, reason: string): Promise<number> {
     const at = Date.now();
     let count = 0;
-    for (const session of this.sessions.values()) {
-      if (session.userId !== userId || session.revokedAt !== null) continue;
+    for (const session of this.sessionsOf(userId)) {
+      if (session.revokedAt !== null) continue;
       markRevoked(session, reason, at);
       count++;
     }
@@ -183,7 +187,7 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async revokeOldest(userId: string, keep: number, now: Date, reason: string): Promise<number> {
-    const live = [...this.sessions.values()].filter((s) => s.userId === userId && s.revokedAt === null && s.expiresAt > now);
+    const live = this.sessionsOf(userId).filter((s) => s.revokedAt === null && s.expiresAt > now);
     // Ties (one millisecond) go by id, which grows within a process.
     const excess = live.sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || b.id.localeCompare(a.id)).slice(keep);
     for (const session of excess) markRevoked(session, reason, Date.now());
@@ -193,6 +197,25 @@ export class MemorySessionStore implements SessionStore {
   private find(id: string): SessionRecord | undefined {
     const key = storedId(id);
     return key === null ? undefined : this.sessions.get(key);
+  }
+
+  private index(userId: string, id: string): void {
+    const ids = this.byUser.get(userId) ?? new Set<string>();
+    ids.add(id);
+    this.byUser.set(userId, ids);
+  }
+
+  private sessionsOf(userId: string): SessionRecord[] {
+    const ids = this.byUser.get(userId);
+    if (!ids) return [];
+    const found: SessionRecord[] = [];
+    for (const id of ids) {
+      const session = this.sessions.get(id);
+      if (session) found.push(session);
+      else ids.delete(id);
+    }
+    if (!ids.size) this.byUser.delete(userId);
+    return found;
   }
 }
 
