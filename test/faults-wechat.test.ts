@@ -129,6 +129,23 @@ describe("WeChat faults on single-use code calls", () => {
     expect((await calls(h))[CODE_PATH]).toBe(1);
   });
 
+  it("keeps a Connect deadline of 500 ms on GetPhone while WeChat's access_token fetch hangs", async () => {
+    // A fresh instance: its broker has no token yet, so GetPhone must wait for stable_token.
+    const fresh = await startHarness(configWith({ timeoutMs: 5000, retries: 0, budgetMs: 8000, breaker: { failures: 0 } }));
+    try {
+      const { access } = await login(fresh);
+      await fault(fresh, { path: "/cgi-bin/stable_token", delayMs: 10_000 });
+      const { code } = await simPost(fresh.sim, "/sim/phone-code", { appid: DEMO_APPID, phoneNumber: "13800138000" });
+      const started = performance.now();
+      const res = await rpc(fresh.httpUrl, "GetPhone", { code }, access, { "connect-timeout-ms": "500" });
+      expect(res.json.code).toBe("deadline_exceeded");
+      expect(performance.now() - started).toBeLessThan(1500);
+      expect((await calls(fresh))[PHONE_PATH] ?? 0).toBe(0);
+    } finally {
+      await fresh.close();
+    }
+  }, 15_000);
+
   it("serves Refresh, CheckLogin, GetUser, UpdateUser and Logout while every WeChat API hangs, without calling WeChat", async () => {
     const user = await login(h);
     await resetTraffic(h);

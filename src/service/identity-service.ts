@@ -174,10 +174,10 @@ export function createIdentityService({
     return { tokens: tokensToWire(replayed.tokens), registered: record.registered, firstLogin: record.firstLogin, ...(user ? { user: userToWire(user) } : {}), openid: record.openid };
   }
 
-  async function phoneOf(app: App & { secret: string }, session: SessionRecord, req: { code: string; encryptedData: string; iv: string }): Promise<Phone> {
-    if (req.code) return wechatData.phoneFromCode(app, session, req.code);
+  async function phoneOf(app: App & { secret: string }, session: SessionRecord, req: { code: string; encryptedData: string; iv: string }, signal: AbortSignal): Promise<Phone> {
+    if (req.code) return wechatData.phoneFromCode(app, session, req.code, signal);
     if (!req.encryptedData && !req.iv) throw fieldInvalid("code", "the phone button's code (or the legacy encryptedData and iv) is required");
-    return phoneFromOpenData(await wechatData.decrypt(app, session, req));
+    return phoneFromOpenData(await wechatData.decrypt(app, session, req, signal));
   }
 
   /** A pending session's user, found or created from what the platform told us, and its first full tokens. */
@@ -340,7 +340,7 @@ export function createIdentityService({
     async oauth(req, ctx) {
       const { session, user: caller } = await authenticate(ctx, { allowPending: true });
       const app = wechatAppOf(session);
-      const data = await wechatData.decrypt(app, session, req);
+      const data = await wechatData.decrypt(app, session, req, ctx.signal);
       if (data.openId !== session.openid) {
         // Someone else's data on this session: end it, as seed 000's 8527 does.
         await sessions.revoke(session.id);
@@ -365,14 +365,14 @@ export function createIdentityService({
     async getPhone(req, ctx) {
       const { session } = await authenticate(ctx);
       limit(rates.phone, session.openid, "too many phone number requests");
-      return phoneOf(wechatAppOf(session), session, req);
+      return phoneOf(wechatAppOf(session), session, req, ctx.signal);
     },
 
     async bindPhone(req, ctx) {
       const { session, userId } = await authenticate(ctx, { allowPending: true });
       limit(rates.phone, session.openid, "too many phone number requests");
       const app = wechatAppOf(session);
-      const phone = await phoneOf(app, session, req);
+      const phone = await phoneOf(app, session, req, ctx.signal);
       if (!userId) {
         const { user, tokens } = await register(app, session, identityOf(session), phone, [phoneKey(phone)]);
         return { user: userToWire(await accounts.update(user.id, (u) => withPhone(u, phone))), tokens };

@@ -46,8 +46,8 @@ export function createWechatData({ wechat, broker, replays, now }: { wechat: Wec
    * Why decryption failed, as the client can act on it: a session_key WeChat has since rotated
    * (wx.login again) is told apart from data that is simply bad, when WeChat can be asked.
    */
-  async function failure(app: WechatAppRef, session: SessionRecord, sessionKey: string, reason: string, message: string): Promise<never> {
-    const valid = await broker.withToken(app, (token) => wechat.checkSessionKey(token, session.openid, sessionKey)).catch(() => true);
+  async function failure(app: WechatAppRef, session: SessionRecord, sessionKey: string, reason: string, message: string, signal?: AbortSignal): Promise<never> {
+    const valid = await broker.withToken(app, (token) => wechat.checkSessionKey(token, session.openid, sessionKey, signal), signal).catch(() => true);
     if (!valid) {
       throw apiError(Code.FailedPrecondition, "SESSION_KEY_STALE", "WeChat has replaced this session's session_key: call wx.login, Login again, then retry");
     }
@@ -56,7 +56,7 @@ export function createWechatData({ wechat, broker, replays, now }: { wechat: Wec
 
   return {
     /** Decrypts data a mini-program got from WeChat with the session's session_key, checking signature and watermark. */
-    async decrypt(app: WechatAppRef, session: SessionRecord, input: EncryptedInput): Promise<Record<string, unknown>> {
+    async decrypt(app: WechatAppRef, session: SessionRecord, input: EncryptedInput, signal?: AbortSignal): Promise<Record<string, unknown>> {
       if (!input.encryptedData || input.encryptedData.length > MAX_ENCRYPTED_CHARS) throw fieldInvalid("encrypted_data", "the encryptedData WeChat gave is required");
       if (!input.iv || input.iv.length > MAX_IV_CHARS) throw fieldInvalid("iv", "the iv WeChat gave is required");
       if (Boolean(input.rawData) !== Boolean(input.signature)) throw fieldInvalid(input.rawData ? "signature" : "raw_data", "raw_data and signature go together");
@@ -66,7 +66,7 @@ export function createWechatData({ wechat, broker, replays, now }: { wechat: Wec
         throw apiError(Code.FailedPrecondition, "SESSION_KEY_STALE", "this session has no WeChat session_key: call wx.login, Login again, then retry");
       }
       if (input.rawData && !rawDataSignatureMatches(input.rawData, sessionKey, input.signature ?? "")) {
-        return failure(app, session, sessionKey, "SIGNATURE_INVALID", "signature does not match raw_data for this session");
+        return failure(app, session, sessionKey, "SIGNATURE_INVALID", "signature does not match raw_data for this session", signal);
       }
       try {
         return decryptOpenData(sessionKey, input.encryptedData, input.iv, app.appid);
@@ -74,7 +74,7 @@ export function createWechatData({ wechat, broker, replays, now }: { wechat: Wec
         if (!(e instanceof OpenDataError)) throw e;
         if (e.kind === "malformed") throw fieldInvalid("encrypted_data", "encryptedData and iv must be WeChat's base64 values");
         if (e.kind === "watermark_mismatch") throw apiError(Code.InvalidArgument, "DECRYPT_FAILED", "the data belongs to another app (watermark)");
-        return failure(app, session, sessionKey, "DECRYPT_FAILED", "the data could not be decrypted with this session's session_key");
+        return failure(app, session, sessionKey, "DECRYPT_FAILED", "the data could not be decrypted with this session's session_key", signal);
       }
     },
 
@@ -82,7 +82,7 @@ export function createWechatData({ wechat, broker, replays, now }: { wechat: Wec
      * A phone-number button code redeemed through WeChat. The answer is kept for the code's life,
      * for this session's user only, so a retry neither fails with 40029 nor pays for a second call.
      */
-    async phoneFromCode(app: WechatAppRef, session: SessionRecord, code: string): Promise<Phone> {
+    async phoneFromCode(app: WechatAppRef, session: SessionRecord, code: string, signal?: AbortSignal): Promise<Phone> {
       checkCode("code", code);
       const key = codeKey("phone", app.appid, code);
       const earlier = async () => {
@@ -93,7 +93,7 @@ export function createWechatData({ wechat, broker, replays, now }: { wechat: Wec
       if (kept) return kept;
       let info: Awaited<ReturnType<WechatClient["getPhoneNumber"]>>;
       try {
-        info = await broker.withToken(app, (token) => wechat.getPhoneNumber(token, code));
+        info = await broker.withToken(app, (token) => wechat.getPhoneNumber(token, code, signal), signal);
       } catch (e) {
         // A parallel request with the same code may have redeemed it a moment ago.
         if (e instanceof WechatError && e.kind === "code_invalid") {

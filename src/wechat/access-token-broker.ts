@@ -72,7 +72,8 @@ export function createAccessTokenBroker({ credentials, fetchToken, now = Date.no
     return token;
   }
 
-  async function token(app: WechatApp): Promise<string> {
+  /** The app's token; a caller whose `signal` aborts stops waiting, while the shared fetch goes on for the others. */
+  async function token(app: WechatApp, signal?: AbortSignal): Promise<string> {
     const cached = memory.get(app.appid);
     if (cached && usable(cached.expiresAt)) return cached.token;
     let flight = inFlight.get(app.appid);
@@ -80,25 +81,34 @@ export function createAccessTokenBroker({ credentials, fetchToken, now = Date.no
       flight = refresh(app).finally(() => inFlight.delete(app.appid));
       inFlight.set(app.appid, flight);
     }
-    return flight;
+    return signal ? untilAborted(flight, signal) : flight;
   }
 
   return {
     token,
 
     /** Runs a call with the app's token; a refused token is expired (if still current) and the call retried once. */
-    async withToken<T>(app: WechatApp, call: (accessToken: string) => Promise<T>): Promise<T> {
-      const first = await token(app);
+    async withToken<T>(app: WechatApp, call: (accessToken: string) => Promise<T>, signal?: AbortSignal): Promise<T> {
+      const first = await token(app, signal);
       try {
         return await call(first);
       } catch (e) {
         if (!(e instanceof WechatError && e.kind === "token_invalid")) throw e;
         if (memory.get(app.appid)?.token === first) memory.delete(app.appid);
         await credentials.expireToken(app.appid, first);
-        return call(await token(app));
+        return call(await token(app, signal));
       }
     },
   };
+}
+
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 export type AccessTokenBroker = ReturnType<typeof createAccessTokenBroker>;

@@ -236,8 +236,8 @@ export function createWechatClient(options: WechatClientOptions) {
   }
 
   return {
-    /** Closes the pooled connections (at shutdown). */
-    close: () => dispatcher.close(),
+    /** Drops the pooled connections at shutdown, with any request still out (a token refresh no caller waits for). */
+    close: () => dispatcher.destroy(),
 
     /** auth.code2Session: exchanges a wx.login code for openid, session_key and (maybe) unionid. */
     async code2Session(app: WechatApp, code: string, signal?: AbortSignal): Promise<Code2SessionResult> {
