@@ -352,7 +352,7 @@ interface HttpLoad {
   /** Reads a 2xx answer; false counts it as an error ("unexpected body"). */
   onAnswer?: (body: string) => boolean;
   /** Set by `next` when its pool ran dry: the run is cut there. */
-  exhausted?: { at: number } | null;
+  exhausted?: boolean;
 }
 
 /** autocannon, with every answer's latency recorded at full precision (its own histogram keeps whole ms). */
@@ -383,7 +383,6 @@ export function runHttp(load: HttpLoad): Promise<RunStats> {
   const meter = cpuMeter(load.pid);
   const started = performance.now();
   let cutAt: number | null = null;
-  let cutCount = 0;
   return new Promise((resolve, reject) => {
     const instance = autocannon(
       {
@@ -396,29 +395,26 @@ export function runHttp(load: HttpLoad): Promise<RunStats> {
       (error, result) => {
         if (error) return reject(error);
         const cpu = meter();
-        let seconds = result.duration;
-        if (cutAt !== null) seconds = (cutAt - started) / 1000;
-        for (const [status, { count: n }] of Object.entries(result.statusCodeStats)) {
-          if (!status.startsWith("2") && cutAt === null) errorKinds[`HTTP ${status}`] = n;
-        }
-        if (result.errors) count("socket error");
-        if (result.timeouts) count("timeout");
+        const seconds = cutAt === null ? result.duration : (cutAt - started) / 1000;
+        if (result.errors) errorKinds["socket error"] = result.errors;
+        if (result.timeouts) errorKinds.timeout = result.timeouts;
         if (unexpected) errorKinds["unexpected body"] = unexpected;
-        const non2xx = cutAt === null ? result.non2xx : Object.entries(errorKinds).reduce((a, [k, v]) => a + (k.startsWith("HTTP") ? v : 0), 0);
-        const errors = non2xx + result.errors + result.timeouts + unexpected;
-        const stats = summarize(cutAt === null ? latencies : latencies.slice(0, cutCount), seconds, errors, errorKinds, cpu);
-        if (cutAt !== null) stats.note = `pool ran dry after ${cutCount} answers: measured up to there`;
+        const errors = Object.values(errorKinds).reduce((sum, n) => sum + n, 0);
+        const stats = summarize(latencies, seconds, errors, errorKinds, cpu);
+        if (cutAt !== null) stats.note = `pool ran dry after ${latencies.length} answers: measured up to there`;
         resolve(stats);
       },
     );
+    // Only 2xx answers count as throughput and latency; the rest are errors. Answers after a cut are not counted.
     instance.on("response", (_client: unknown, status: number, _bytes: number, ms: number) => {
-      if (cutAt === null && load.exhausted) {
+      if (cutAt !== null) return;
+      if (load.exhausted) {
         cutAt = performance.now();
-        cutCount = latencies.length;
         instance.stop();
+        return;
       }
-      latencies.push(ms);
-      if (cutAt === null && (status < 200 || status >= 300)) count(`HTTP ${status}`);
+      if (status >= 200 && status < 300) latencies.push(ms);
+      else count(`HTTP ${status}`);
     });
   });
 }
@@ -487,6 +483,8 @@ async function runPaced(load: { url: string; path: string; pid: number; rate: nu
           finish();
         });
       });
+      // An answer that never comes must not hold the run: it counts as an error after 10 s.
+      req.setTimeout(10_000, () => req.destroy(new Error("timeout")));
       req.on("error", (e) => {
         errors++;
         errorKinds[e.message] = (errorKinds[e.message] ?? 0) + 1;
@@ -747,7 +745,7 @@ async function runPhase(opts: Options, configPath: string, name: string, scale: 
           ...http1,
           path: `${SERVICE}/Login`,
           next: () => {
-            if (i >= codes.length) load.exhausted ??= { at: performance.now() };
+            if (i >= codes.length) load.exhausted = true;
             return { body: JSON.stringify({ appId: "demo", code: codes[Math.min(i++, codes.length - 1)] }) };
           },
           onAnswer: (body) => body.includes(firstLogin ? '"firstLogin":true' : '"firstLogin":false'),
@@ -777,7 +775,7 @@ async function runPhase(opts: Options, configPath: string, name: string, scale: 
           ...http1,
           path: `${SERVICE}/Refresh`,
           next: () => {
-            if (head >= refreshPool.length) load.exhausted ??= { at: performance.now() };
+            if (head >= refreshPool.length) load.exhausted = true;
             return { body: JSON.stringify({ refreshToken: refreshPool[Math.min(head++, refreshPool.length - 1)] }) };
           },
           onAnswer: (body) => {

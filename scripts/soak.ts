@@ -188,8 +188,12 @@ async function soak(child: Child, signed: Signed[], rate: number, minutes: numbe
       list.push(sample);
       log(sample);
       if (list.length === 60 / SAMPLE_SECONDS) {
-        loginsAtWarmup = logins;
-        void collectGarbage(child).then((m) => (heapAfterWarmup = m.heapUsed));
+        void collectGarbage(child)
+          .then((m) => {
+            heapAfterWarmup = m.heapUsed;
+            loginsAtWarmup = logins;
+          })
+          .catch((e: unknown) => console.error(`heap after the first minute not measured: ${String(e)}; judged from the start`));
       }
     }, SAMPLE_SECONDS * 1000);
     // Answers that never come would hold the run: it ends half a minute after the last was due.
