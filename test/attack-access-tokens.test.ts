@@ -230,7 +230,7 @@ describe("malformed shapes", () => {
   it("answers huge Authorization headers with 431 or TOKEN_INVALID on HTTP/1.1, and keeps serving", async () => {
     for (const size of [8 * 1024, 15 * 1024, 17 * 1024, 64 * 1024, 1024 * 1024]) {
       const token = `${me.access}${"A".repeat(size)}`;
-      const res = await rpc(h.httpUrl, "CheckLogin", {}, token).catch((e: unknown) => ({ status: -1, json: undefined, text: String(e) }));
+      const res = await rpc(h.httpUrl, "CheckLogin", {}, token).catch((e: unknown) => ({ status: -1, json: undefined, text: String(e), headers: new Headers() }));
       if (size < 16 * 1024) expectJsonRefusal(res, 401, "TOKEN_INVALID");
       else expect([401, 431], `${size}: ${res.status} ${res.text.slice(0, 200)}`).toContain(res.status);
     }

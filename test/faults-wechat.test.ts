@@ -209,6 +209,7 @@ describe("WeChat call budget and circuit breaker", () => {
     expectUnavailable(open.res);
     expect(open.res.json.details[0].debug.metadata).toMatchObject({ api: "jscode2session" });
     expect(Number(open.res.json.details[0].debug.metadata.retryAfterSeconds)).toBeGreaterThan(0);
+    expect(open.res.headers.get("retry-after")).toBe(open.res.json.details[0].debug.metadata.retryAfterSeconds);
     expect(open.ms).toBeLessThan(1000);
     expect((await calls(h))[CODE_PATH]).toBe(3); // failed fast: WeChat never saw it
 

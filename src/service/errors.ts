@@ -12,7 +12,9 @@ import { WechatError, type WechatErrorKind } from "../wechat/wechat-client.js";
 export const ERROR_DOMAIN = "identity.v1";
 
 export function apiError(code: Code, reason: string, message: string, metadata: Record<string, string> = {}): ConnectError {
-  return new ConnectError(message, code, undefined, [{ desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { domain: ERROR_DOMAIN, reason, metadata }) }]);
+  // A retry hint also goes out as the standard header, for HTTP clients and the seed routes alike.
+  const header = metadata.retryAfterSeconds ? { "retry-after": metadata.retryAfterSeconds } : undefined;
+  return new ConnectError(message, code, header, [{ desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { domain: ERROR_DOMAIN, reason, metadata }) }]);
 }
 
 /** INVALID_ARGUMENT / FIELD_INVALID naming the field, with a BadRequest field violation. */

@@ -14,7 +14,7 @@ import { createAttemptLimiter, type AttemptLimit } from "./attempt-limiter.js";
 import { kClientAddress } from "./interceptors.js";
 import { createPlatformLogin, kAssertedSignIn, type App, type PlatformClients, type PlatformSignIn } from "./platform-login.js";
 import { apiError, fieldInvalid } from "./errors.js";
-import { planProfilePatch, updatePaths } from "./user-update.js";
+import { checkUsername, planProfilePatch, updatePaths } from "./user-update.js";
 import { userToWire } from "./user-view.js";
 import { codeKey, CODE_LIFETIME_MS, createWechatData, phoneFromOpenData, type Phone } from "./wechat-data.js";
 
@@ -62,7 +62,6 @@ const DEFAULT_PASSWORD_LIMITS: PasswordLimits = {
   perAccount: { max: 5, windowMs: 15 * 60_000 },
   perAddress: { max: 30, windowMs: 15 * 60_000 },
 };
-const USERNAME = /^[A-Za-z][A-Za-z0-9_.-]{2,31}$/;
 const PASSWORD_CHARS = { min: 8, max: 128 };
 
 const MAX_TOKEN_CHARS = 4096;
@@ -232,7 +231,7 @@ export function createIdentityService({
    */
   async function passwordLogin(app: App, credential: { username: string; password: string } | undefined, bindCode: string, inviterId: string | undefined, ctx: HandlerContext) {
     const { username = "", password = "" } = credential ?? {};
-    if (!USERNAME.test(username)) throw fieldInvalid("password.username", "must be 3-32 of A-Z, a-z, 0-9, _ . -, starting with a letter");
+    checkUsername("password.username", username);
     if (!password || password.length > PASSWORD_CHARS.max) throw fieldInvalid("password.password", `required, at most ${PASSWORD_CHARS.max} characters`);
     const limitKeys = [`account:${username.toLowerCase()}`, `address:${ctx.values.get(kClientAddress)}`];
     assertNotLimited(limitKeys);
@@ -331,7 +330,7 @@ export function createIdentityService({
       const username = user.username ?? req.username;
       if (!username) throw fieldInvalid("username", "required: this account has no username yet");
       if (req.username && req.username.toLowerCase() !== username.toLowerCase()) throw fieldInvalid("username", "this account has a username already; change it with UpdateUser");
-      if (!USERNAME.test(username)) throw fieldInvalid("username", "must be 3-32 of A-Z, a-z, 0-9, _ . -, starting with a letter");
+      checkUsername("username", username);
       checkNewPassword("new_password", req.newPassword, username);
       const passwordHash = await hashPassword(req.newPassword);
       return { user: userToWire(await accounts.update(userId, (u) => ({ ...u, username, passwordHash }))) };
@@ -448,9 +447,7 @@ export function createIdentityService({
 }
 
 function rateLimited(seconds: number, message: string) {
-  const error = apiError(Code.ResourceExhausted, "RATE_LIMITED", `${message}; retry in ${seconds} s`, { retryAfterSeconds: String(seconds) });
-  error.metadata.set("retry-after", String(seconds));
-  return error;
+  return apiError(Code.ResourceExhausted, "RATE_LIMITED", `${message}; retry in ${seconds} s`, { retryAfterSeconds: String(seconds) });
 }
 
 /** The same record when the phone is already the user's, so binding it again writes nothing. */

@@ -54,6 +54,11 @@ const READ_ONLY_FIELDS = new Set([
 ]);
 
 const USERNAME = /^[A-Za-z][A-Za-z0-9_.-]{2,31}$/;
+
+/** The one username rule, for Login, SetPassword and UpdateUser alike. */
+export function checkUsername(field: string, username: string): void {
+  if (!USERNAME.test(username)) throw fieldInvalid(field, "must be 3-32 of A-Z, a-z, 0-9, _ . -, starting with a letter");
+}
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 const CONTROL_CHARS = /\p{Cc}/u;
@@ -132,7 +137,7 @@ const validators: Record<ProfileField, (user: User, now: Date) => UserRecord[Pro
   },
   username({ username }) {
     if (!username) return undefined;
-    if (!USERNAME.test(username)) throw fieldInvalid("user.username", "must be 3-32 of A-Z, a-z, 0-9, _ . -, starting with a letter");
+    checkUsername("user.username", username);
     return username;
   },
   attributes({ attributes }) {

@@ -35,6 +35,7 @@ export interface RpcResult {
   status: number;
   json: any;
   text: string;
+  headers: Headers;
 }
 
 /** A Connect unary call as plain JSON over HTTP/1.1, the way wx.request makes it. */
@@ -56,7 +57,7 @@ export async function resultOf(res: Response): Promise<RpcResult> {
   } catch {
     json = undefined;
   }
-  return { status: res.status, json, text };
+  return { status: res.status, json, text, headers: res.headers };
 }
 
 /** The ErrorInfo reason as a plain JSON client reads it. */
