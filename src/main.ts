@@ -9,6 +9,7 @@ import { ALL_SEED_ROUTES, ConfigError, defaultConfigFile, loadConfig, WECHAT_PLA
 import { createAlipayClient } from "./platforms/alipay-client.js";
 import { createAppleVerifier } from "./platforms/apple-verifier.js";
 import { buildGrpcServer, buildHttpServer } from "./server/servers.js";
+import type { Readiness } from "./server/health.js";
 import { createIdentityService, type App } from "./service/identity-service.js";
 import { createWechatSimulator, type WechatSimulator } from "./simulator/simulator.js";
 import { createMetrics, instrumentStore } from "./metrics/metrics.js";
@@ -155,7 +156,7 @@ const READINESS_TIMEOUT_MS = 1000;
  * that does not exist. Callers arriving while a check runs share its answer, so probes and health
  * watches never pile up on a slow store.
  */
-function storeReadiness(store: Store & { ping?: () => Promise<void> }): () => Promise<boolean> {
+function storeReadiness(store: Store & { ping?: () => Promise<void> }): Readiness {
   const check = async () => {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {

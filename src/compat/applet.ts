@@ -39,11 +39,12 @@ export async function registerApplet(server: FastifyInstance, { invoke, apps }: 
   }
 
   await mountSeed(server, { badInput: (message) => fail(400, message), serverError: () => fail(500, messageOf("INTERNAL")) }, (scope, handle) => {
-    const post = (path: string, handler: (request: FastifyRequest, reply: FastifyReply, fields: Fields) => Promise<object>) =>
-      scope.post(`${PREFIX}${path}`, handle((request, reply) => handler(request, reply, fieldsOf(request))));
+    type Handler = (request: FastifyRequest, reply: FastifyReply, fields: Fields) => Promise<object>;
+    const route = (method: "POST" | ["GET", "POST"], path: string, handler: Handler) =>
+      scope.route({ method, url: `${PREFIX}${path}`, handler: handle((request, reply) => handler(request, reply, fieldsOf(request))) });
+    const post = (path: string, handler: Handler) => route("POST", path, handler);
     // The seed reads these with GET; POST is accepted too.
-    const read = (path: string, handler: (request: FastifyRequest, reply: FastifyReply, fields: Fields) => Promise<object>) =>
-      scope.route({ method: ["GET", "POST"], url: `${PREFIX}${path}`, handler: handle((request, reply) => handler(request, reply, fieldsOf(request))) });
+    const read = (path: string, handler: Handler) => route(["GET", "POST"], path, handler);
     const bearer = (request: FastifyRequest, fields: Fields) => accessPart(tokenOf(request, fields));
 
     post("/wxLogin", async (request, reply, fields) => {

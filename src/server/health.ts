@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus, HealthCheckResponseSchema } from "../../gen/health/v1/health_pb.js";
 import { apiError } from "../service/errors.js";
 
-/** True when the app can serve requests (its store answers); never left pending for long. */
+/** True when the app can serve requests (its store answers); never rejects, never left pending for long. */
 export type Readiness = () => Promise<boolean>;
 
 export interface HealthOptions {
@@ -25,7 +25,7 @@ export function createHealthService(options: HealthOptions): ServiceImpl<typeof 
   const known = new Set(["", ...options.services]);
   const pollMs = options.pollMs ?? POLL_MS;
   // A readiness function that throws says "not ready", never INTERNAL.
-  const ready = () => options.ready().catch(() => false);
+  const { ready } = options;
   const servingStatus = async () => ((await ready()) ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
 
   return {

@@ -90,7 +90,7 @@ export async function buildHttpServer(deps: ServerDeps): Promise<FastifyInstance
     return { status: "ok" };
   });
   app.get("/readyz", async (_req, reply) => {
-    const ready = await deps.ready().catch(() => false);
+    const ready = await deps.ready();
     reply.header("cache-control", "no-store").code(ready ? 200 : 503);
     return { status: ready ? "ready" : "not ready" };
   });

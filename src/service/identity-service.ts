@@ -161,8 +161,13 @@ export function createIdentityService({
     if (wait) throw rateLimited(wait, message);
   }
 
+  /** An identity as a user record holds it, bound now. */
+  function identityRecord({ platform, appid, openid, unionid }: Pick<IdentityRecord, "platform" | "appid" | "openid" | "unionid">): IdentityRecord {
+    return { platform, appid, openid, ...(unionid ? { unionid } : {}), createdAt: new Date(now()) };
+  }
+
   function identityOf(session: SessionRecord, unionid = session.unionid): IdentityRecord {
-    return { platform: session.platform, appid: session.appid, openid: session.openid, ...(unionid ? { unionid } : {}), createdAt: new Date(now()) };
+    return identityRecord({ ...session, unionid });
   }
 
   /** Answers a retried Login from the first one, or says the code is spent once the client has moved on. */
@@ -189,7 +194,7 @@ export function createIdentityService({
   }
 
   function identityFrom(app: App, platform: PlatformSignIn): IdentityRecord {
-    return { platform: app.platform, appid: app.appid, openid: platform.openid, ...(platform.unionid ? { unionid: platform.unionid } : {}), createdAt: new Date(now()) };
+    return identityRecord({ platform: app.platform, appid: app.appid, openid: platform.openid, unionid: platform.unionid });
   }
 
   function openSession(app: App, userId: string | null, identity: IdentityRecord, sessionKey: string | undefined, loginCode?: string) {
@@ -259,7 +264,7 @@ export function createIdentityService({
       created = found.created;
       user = found.created ? found.user : await addPassword(found.user, username, passwordHash);
     }
-    const { tokens } = await openSession(app, user.id, identity ?? { platform: "password", appid: app.appid, openid: user.id, createdAt: new Date(now()) }, platform?.sessionKey);
+    const { tokens } = await openSession(app, user.id, identity ?? identityRecord({ platform: "password", appid: app.appid, openid: user.id }), platform?.sessionKey);
     return { tokens: tokensToWire(tokens), registered: true, firstLogin: created, user: userToWire(user), openid: identity?.openid ?? "" };
   }
 

@@ -8,7 +8,7 @@ import { MemoryStore } from "../../src/store/memory-store.js";
 import { NotFoundError, VersionConflictError, type UserDraft } from "../../src/store/store.js";
 import { createAccessTokenBroker } from "../../src/wechat/access-token-broker.js";
 import { createWechatClient } from "../../src/wechat/wechat-client.js";
-import { simHttp } from "../support/sim-http.js";
+import { injectFault, mintCode } from "../support/harness.js";
 
 /** The value of the sample `name` whose labels include `labels`; undefined when there is none. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -100,9 +100,6 @@ describe("instrumentStore", () => {
 describe("upstream hooks", () => {
   const app = { appid: "wx0000000000000001", secret: "s3cret" };
   let sim: WechatSimulator;
-  const { control } = simHttp(() => sim.url);
-  const mintCode = async () => (await control("/sim/login-code", { appid: app.appid })) as { code: string };
-  const injectFault = (fault: { path: string; status?: number; delayMs?: number; drop?: boolean }) => control("/sim/faults", fault);
 
   beforeAll(async () => {
     sim = createWechatSimulator({ apps: { [app.appid]: app.secret } });
@@ -133,7 +130,7 @@ describe("upstream hooks", () => {
 
   it("reports ok and WeChat's errcode once per attempt", async () => {
     const { metrics, seen, client } = observed();
-    await client.code2Session(app, (await mintCode()).code);
+    await client.code2Session(app, (await mintCode(sim.url)).code);
     await expect(client.code2Session(app, "unknown")).rejects.toMatchObject({ kind: "code_invalid", errcode: 40029 });
     expect(seen).toEqual(["jscode2session:ok", "jscode2session:40029"]);
 
@@ -145,14 +142,14 @@ describe("upstream hooks", () => {
 
   it("names HTTP statuses, timeouts, dropped connections and the caller's abort", async () => {
     const { seen, client } = observed();
-    await injectFault({ path: "/sns/jscode2session", status: 503 });
-    await expect(client.code2Session(app, (await mintCode()).code)).rejects.toMatchObject({ kind: "unavailable" });
-    await injectFault({ path: "/sns/jscode2session", delayMs: 600 });
-    await expect(client.code2Session(app, (await mintCode()).code)).rejects.toMatchObject({ kind: "unavailable" });
-    await injectFault({ path: "/sns/jscode2session", drop: true });
-    await expect(client.code2Session(app, (await mintCode()).code)).rejects.toMatchObject({ kind: "unavailable" });
-    await injectFault({ path: "/sns/jscode2session", delayMs: 600 });
-    const code = (await mintCode()).code;
+    await injectFault(sim.url, { path: "/sns/jscode2session", status: 503 });
+    await expect(client.code2Session(app, (await mintCode(sim.url)).code)).rejects.toMatchObject({ kind: "unavailable" });
+    await injectFault(sim.url, { path: "/sns/jscode2session", delayMs: 600 });
+    await expect(client.code2Session(app, (await mintCode(sim.url)).code)).rejects.toMatchObject({ kind: "unavailable" });
+    await injectFault(sim.url, { path: "/sns/jscode2session", drop: true });
+    await expect(client.code2Session(app, (await mintCode(sim.url)).code)).rejects.toMatchObject({ kind: "unavailable" });
+    await injectFault(sim.url, { path: "/sns/jscode2session", delayMs: 600 });
+    const code = (await mintCode(sim.url)).code;
     await expect(client.code2Session(app, code, AbortSignal.timeout(20))).rejects.toMatchObject({ kind: "unavailable" });
     expect(seen).toEqual(["jscode2session:http_503", "jscode2session:timeout", "jscode2session:network", "jscode2session:aborted"]);
   });
