@@ -448,58 +448,77 @@ async function runLoop(call: (i: number) => Promise<unknown>, opts: { pid: numbe
   return summarize(latencies, seconds, errors, errorKinds, meter());
 }
 
+/** One paced request: where it goes, and what it carries. */
+export interface PacedRequest {
+  path: string;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+/** How one paced request ended: its HTTP status and body, or the network error; latency from when it was due. */
+export type PacedResult<R extends PacedRequest = PacedRequest> = { request: R; latencyMs: number } & ({ status: number; body: string } | { error: string });
+
 /**
  * Open-loop HTTP/1.1 load at a fixed rate (evenly spaced, whether or not answers are back), with
- * latency counted from when each request was due, so a stall is not hidden (no coordinated omission).
+ * latency counted from when each request was due, so a stall is not hidden (no coordinated
+ * omission). Resolves once every answer is in; one that never comes counts as an error after 10 s.
  */
-async function runPaced(load: { url: string; path: string; pid: number; rate: number; duration: number; connections: number; next: () => Record<string, string> }): Promise<RunStats> {
+export async function pace<R extends PacedRequest>(load: { url: string; rate: number; total: number; connections: number; next: () => R; onResult: (result: PacedResult<R>) => void }): Promise<void> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: load.connections });
-  const target = new URL(load.path, load.url);
-  const total = Math.max(1, Math.floor(load.rate * load.duration));
+  let sent = 0;
+  let done = 0;
+  const start = performance.now();
+  await new Promise<void>((resolve) => {
+    const finish = (result: PacedResult<R>) => {
+      load.onResult(result);
+      if (++done === load.total) resolve();
+    };
+    const fire = (due: number) => {
+      const request = load.next();
+      const body = request.body ?? "{}";
+      const headers = { ...JSON_HEADERS, "content-length": String(Buffer.byteLength(body)), ...request.headers };
+      const req = http.request(new URL(request.path, load.url), { method: "POST", agent, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("end", () => finish({ request, latencyMs: performance.now() - due, status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+      });
+      req.setTimeout(10_000, () => req.destroy(new Error("timeout")));
+      req.on("error", (e) => finish({ request, latencyMs: performance.now() - due, error: e.message }));
+      req.end(body);
+    };
+    const tick = () => {
+      const due = Math.min(load.total, Math.floor(((performance.now() - start) / 1000) * load.rate) + 1);
+      while (sent < due) fire(start + (sent++ * 1000) / load.rate);
+      if (sent < load.total) setTimeout(tick, 1);
+    };
+    tick();
+  });
+  agent.destroy();
+}
+
+/** `pace` on one path for `duration` seconds, summarized like the other runs. */
+async function runPaced(load: { url: string; path: string; pid: number; rate: number; duration: number; connections: number; next: () => Record<string, string> }): Promise<RunStats> {
   const latencies: number[] = [];
   const errorKinds: Record<string, number> = {};
   let errors = 0;
-  let sent = 0;
-  let done = 0;
   const meter = cpuMeter(load.pid);
   // This generator's own stalls would show up as latency: measure them too.
   const lag = monitorEventLoopDelay({ resolution: 5 });
   lag.enable();
   const start = performance.now();
-  await new Promise<void>((resolve) => {
-    const finish = () => {
-      done++;
-      if (done === total) resolve();
-    };
-    const fire = (due: number) => {
-      const req = http.request(target, { method: "POST", agent, headers: { ...JSON_HEADERS, "content-length": "2", ...load.next() } }, (res) => {
-        res.resume();
-        res.on("end", () => {
-          if (res.statusCode === 200) latencies.push(performance.now() - due);
-          else {
-            errors++;
-            errorKinds[`HTTP ${res.statusCode}`] = (errorKinds[`HTTP ${res.statusCode}`] ?? 0) + 1;
-          }
-          finish();
-        });
-      });
-      // An answer that never comes must not hold the run: it counts as an error after 10 s.
-      req.setTimeout(10_000, () => req.destroy(new Error("timeout")));
-      req.on("error", (e) => {
-        errors++;
-        errorKinds[e.message] = (errorKinds[e.message] ?? 0) + 1;
-        finish();
-      });
-      req.end("{}");
-    };
-    const tick = () => {
-      const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * load.rate) + 1);
-      while (sent < due) fire(start + (sent++ * 1000) / load.rate);
-      if (sent < total) setTimeout(tick, 1);
-    };
-    tick();
+  await pace({
+    url: load.url,
+    rate: load.rate,
+    total: Math.max(1, Math.floor(load.rate * load.duration)),
+    connections: load.connections,
+    next: () => ({ path: load.path, headers: load.next() }),
+    onResult: (result) => {
+      if ("status" in result && result.status === 200) return void latencies.push(result.latencyMs);
+      errors++;
+      const kind = "status" in result ? `HTTP ${result.status}` : result.error;
+      errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+    },
   });
-  agent.destroy();
   lag.disable();
   const stats = summarize(latencies, (performance.now() - start) / 1000, errors, errorKinds, meter());
   stats.note = `load generator's event-loop delay: p99 ${fmtMs(lag.percentile(99) / 1e6)} ms, max ${fmtMs(lag.max / 1e6)} ms`;

@@ -8,7 +8,6 @@
 //   60% CheckLogin, 20% GetUser (distinct tokens in rotation), 10% Refresh (each answer's token
 //   goes back in the pool), 10% Login of returning users (codes minted ahead at the simulator).
 // Options: --minutes M (10), --rate R (requests/s; default: half of a 5 s CheckLogin run), --out DIR.
-import http from "node:http";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join } from "node:path";
@@ -18,6 +17,7 @@ import {
   collectGarbage,
   loginAll,
   mintCodes,
+  pace,
   percentile,
   rssOf,
   runHttp,
@@ -25,6 +25,8 @@ import {
   stopChild,
   writeBenchConfig,
   type Child,
+  type PacedRequest,
+  type PacedResult,
   type Signed,
 } from "./bench.js";
 
@@ -89,7 +91,6 @@ async function main(): Promise<number> {
 }
 
 async function soak(child: Child, signed: Signed[], rate: number, minutes: number, log: (s: Sample) => void): Promise<{ list: Sample[]; heapAfterWarmup: number; sessionsAfterWarmup: number }> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   const refreshPool = signed.map((s) => s.refresh);
   const openids = signed.map((s) => s.openid);
   let codes: string[] = [];
@@ -111,98 +112,74 @@ async function soak(child: Child, signed: Signed[], rate: number, minutes: numbe
   let heapAfterWarmup = (await collectGarbage(child)).heapUsed;
   let logins = 0;
   let loginsAtWarmup = 0;
-  const total = Math.floor(rate * minutes * 60);
-  let sent = 0;
-  let done = 0;
   let tokenTurn = 0;
   const start = performance.now();
 
-  const requestOf = (kind: Kind): { body: object; headers: Record<string, string>; onAnswer?: (json: { tokens?: { refreshToken?: string } }) => void } => {
+  type SoakRequest = PacedRequest & { kind: Kind; onAnswer?: (json: { tokens?: { refreshToken?: string } }) => void };
+  const requestOf = (kind: Kind): SoakRequest => {
+    const path = `${SERVICE}/${kind}`;
     const bearer = { authorization: `Bearer ${signed[tokenTurn++ % signed.length]!.access}` };
-    if (kind === "CheckLogin" || kind === "GetUser") return { body: {}, headers: bearer };
+    if (kind === "CheckLogin" || kind === "GetUser") return { kind, path, headers: bearer };
     if (kind === "Refresh") {
       const token = refreshPool.shift();
       if (!token) return requestOf("CheckLogin");
-      return { body: { refreshToken: token }, headers: {}, onAnswer: (json) => void refreshPool.push(json.tokens?.refreshToken ?? token) };
+      return { kind, path, body: JSON.stringify({ refreshToken: token }), onAnswer: (json) => void refreshPool.push(json.tokens?.refreshToken ?? token) };
     }
     const code = codes.shift();
     if (!code) return requestOf("CheckLogin");
-    return { body: { appId: "demo", code }, headers: {}, onAnswer: () => void logins++ };
+    return { kind, path, body: JSON.stringify({ appId: "demo", code }), onAnswer: () => void logins++ };
   };
 
-  let sampler: NodeJS.Timeout | undefined;
-  let deadline: NodeJS.Timeout | undefined;
-  await new Promise<void>((resolve) => {
-    const finish = () => {
-      if (++done === total) resolve();
+  const sampler = setInterval(() => {
+    const sorted = Float64Array.from(window.latencies).sort();
+    const sample: Sample = {
+      atSeconds: Math.round((performance.now() - start) / 1000),
+      requests: sorted.length,
+      rps: sorted.length / SAMPLE_SECONDS,
+      p50: percentile(sorted, 0.5),
+      p99: percentile(sorted, 0.99),
+      status5xx: window.status5xx,
+      otherErrors: window.otherErrors,
+      errorKinds: window.errorKinds,
+      rss: rssOf(child.pid),
     };
-    const fire = (due: number) => {
-      const kind = MIX[sent % MIX.length]!;
-      const { body, headers, onAnswer } = requestOf(kind);
-      const payload = JSON.stringify(body);
-      const req = http.request(new URL(`${SERVICE}/${kind}`, child.httpUrl), { method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload), ...headers } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => {
-          const status = res.statusCode ?? 0;
-          if (status === 200) {
-            window.latencies.push(performance.now() - due);
-            if (onAnswer) onAnswer(JSON.parse(Buffer.concat(chunks).toString()));
-          } else {
-            if (status >= 500) window.status5xx++;
-            else window.otherErrors++;
-            const reason = /"reason":"([A-Z_]+)"/.exec(Buffer.concat(chunks).toString())?.[1] ?? "";
-            const key = `${kind} ${status} ${reason}`.trim();
-            window.errorKinds[key] = (window.errorKinds[key] ?? 0) + 1;
-          }
-          finish();
-        });
-      });
-      req.on("error", (e) => {
-        window.otherErrors++;
-        window.errorKinds[`${kind} ${e.message}`] = (window.errorKinds[`${kind} ${e.message}`] ?? 0) + 1;
-        finish();
-      });
-      req.end(payload);
-    };
-    const tick = () => {
-      const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate) + 1);
-      while (sent < due) fire(start + (sent++ * 1000) / rate);
+    window = emptyWindow();
+    list.push(sample);
+    log(sample);
+    if (list.length === 60 / SAMPLE_SECONDS) {
+      void collectGarbage(child)
+        .then((m) => {
+          heapAfterWarmup = m.heapUsed;
+          loginsAtWarmup = logins;
+        })
+        .catch((e: unknown) => console.error(`heap after the first minute not measured: ${String(e)}; judged from the start`));
+    }
+  }, SAMPLE_SECONDS * 1000);
+
+  let turn = 0;
+  await pace({
+    url: child.httpUrl,
+    rate,
+    total: Math.floor(rate * minutes * 60),
+    connections: 64,
+    next: () => {
       topUpCodes();
-      if (sent < total) setTimeout(tick, 1);
-    };
-    sampler = setInterval(() => {
-      const sorted = Float64Array.from(window.latencies).sort();
-      const sample: Sample = {
-        atSeconds: Math.round((performance.now() - start) / 1000),
-        requests: sorted.length,
-        rps: sorted.length / SAMPLE_SECONDS,
-        p50: percentile(sorted, 0.5),
-        p99: percentile(sorted, 0.99),
-        status5xx: window.status5xx,
-        otherErrors: window.otherErrors,
-        errorKinds: window.errorKinds,
-        rss: rssOf(child.pid),
-      };
-      window = emptyWindow();
-      list.push(sample);
-      log(sample);
-      if (list.length === 60 / SAMPLE_SECONDS) {
-        void collectGarbage(child)
-          .then((m) => {
-            heapAfterWarmup = m.heapUsed;
-            loginsAtWarmup = logins;
-          })
-          .catch((e: unknown) => console.error(`heap after the first minute not measured: ${String(e)}; judged from the start`));
+      return requestOf(MIX[turn++ % MIX.length]!);
+    },
+    onResult: (result: PacedResult<SoakRequest>) => {
+      const { kind, onAnswer } = result.request;
+      if ("status" in result && result.status === 200) {
+        window.latencies.push(result.latencyMs);
+        onAnswer?.(JSON.parse(result.body));
+        return;
       }
-    }, SAMPLE_SECONDS * 1000);
-    // Answers that never come would hold the run: it ends half a minute after the last was due.
-    deadline = setTimeout(resolve, minutes * 60_000 + 30_000);
-    tick();
+      if ("status" in result && result.status >= 500) window.status5xx++;
+      else window.otherErrors++;
+      const key = "status" in result ? `${kind} ${result.status} ${/"reason":"([A-Z_]+)"/.exec(result.body)?.[1] ?? ""}`.trim() : `${kind} ${result.error}`;
+      window.errorKinds[key] = (window.errorKinds[key] ?? 0) + 1;
+    },
   });
   clearInterval(sampler);
-  clearTimeout(deadline);
-  agent.destroy();
   return { list, heapAfterWarmup, sessionsAfterWarmup: logins - loginsAtWarmup };
 }
 
