@@ -162,13 +162,21 @@ export function createWechatClient(options: WechatClientOptions) {
   }
 
   async function send(api: string, url: string, init: HttpRequest, timeoutMs: number, signal?: AbortSignal): Promise<[outcome: string, result: Attempt]> {
-    const timeout = AbortSignal.timeout(timeoutMs);
+    const limit = attemptSignal(timeoutMs, signal);
+    try {
+      return await sendWithin(api, url, init, limit);
+    } finally {
+      limit.release();
+    }
+  }
+
+  async function sendWithin(api: string, url: string, init: HttpRequest, limit: AttemptSignal): Promise<[outcome: string, result: Attempt]> {
     const unavailable = (outcome: string, sent: boolean): [string, Attempt] => [outcome, { ok: false, error: new WechatError("unavailable", api), sent }];
     // A failure while waiting is our timeout or the caller's abort before it is anything else.
-    const cut = (otherwise: string) => (timeout.aborted ? "timeout" : signal?.aborted ? "aborted" : otherwise);
+    const cut = (otherwise: string) => (limit.timedOut() ? "timeout" : limit.signal.aborted ? "aborted" : otherwise);
     let response: Dispatcher.ResponseData;
     try {
-      response = await request(url, { ...init, dispatcher, signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
+      response = await request(url, { ...init, dispatcher, signal: limit.signal });
     } catch (e) {
       const { code, cause } = e as { code?: string; cause?: { code?: string } };
       const reason = cause?.code ?? code;
@@ -313,3 +321,35 @@ export function createWechatClient(options: WechatClientOptions) {
 export type WechatClient = ReturnType<typeof createWechatClient>;
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface AttemptSignal {
+  signal: AbortSignal;
+  timedOut(): boolean;
+  /** Clears the timer and the link to the caller's signal. */
+  release(): void;
+}
+
+/**
+ * Aborts after timeoutMs or when the caller's signal does. Released when the attempt ends, so a
+ * finished call leaves nothing behind: AbortSignal.timeout's timer and AbortSignal.any's links
+ * lived on until the timeout fired, one set per login, and were promoted to the old generation.
+ */
+function attemptSignal(timeoutMs: number, caller?: AbortSignal): AttemptSignal {
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort(new DOMException("the attempt timed out", "TimeoutError"));
+  }, timeoutMs);
+  const follow = () => controller.abort(caller!.reason);
+  if (caller?.aborted) follow();
+  else caller?.addEventListener("abort", follow, { once: true });
+  return {
+    signal: controller.signal,
+    timedOut: () => timedOut,
+    release() {
+      clearTimeout(timer);
+      caller?.removeEventListener("abort", follow);
+    },
+  };
+}
