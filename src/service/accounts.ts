@@ -28,6 +28,12 @@ export type PlatformProfile = Partial<
   Pick<UserRecord, "nickname" | "avatarUrl" | "gender" | "phoneNumber" | "purePhoneNumber" | "countryCode" | "username" | "passwordHash" | "inviterId">
 >;
 
+const hasIdentity = (user: UserRecord, identity: IdentityRecord) =>
+  user.identities.some((i) => i.platform === identity.platform && i.appid === identity.appid && i.openid === identity.openid);
+
+/** Whether the user still lacks the identity, or the unionid it brings. */
+const lacks = (user: UserRecord, identity: IdentityRecord) => !hasIdentity(user, identity) || (Boolean(identity.unionid) && !user.unionid);
+
 export function createAccountLibrary({ users, now }: { users: UserStore; now: () => number }) {
   async function activeUser(userId: string): Promise<UserRecord> {
     const user = await users.get(userId);
@@ -60,12 +66,16 @@ export function createAccountLibrary({ users, now }: { users: UserStore; now: ()
     if (identity.unionid && user.unionid && user.unionid !== identity.unionid) {
       throw apiError(Code.FailedPrecondition, "ACCOUNT_CONFLICT", "this sign-in matches a user of another open platform account; contact support");
     }
+    // A returning sign-in changes nothing: answer from the record just read instead of reading it again.
+    if (!lacks(user, identity)) {
+      if (user.status === "disabled") throw new AccountDisabledError();
+      return user;
+    }
     return update(user.id, (u) => {
-      const hasIdentity = u.identities.some((i) => i.platform === identity.platform && i.appid === identity.appid && i.openid === identity.openid);
-      if (hasIdentity && (!identity.unionid || u.unionid)) return u;
+      if (!lacks(u, identity)) return u;
       return {
         ...u,
-        identities: hasIdentity ? u.identities : [...u.identities, identity],
+        identities: hasIdentity(u, identity) ? u.identities : [...u.identities, identity],
         ...(identity.unionid ? { unionid: identity.unionid } : {}),
       };
     });
