@@ -129,6 +129,35 @@ describe("WeChat faults on single-use code calls", () => {
     expect((await calls(h))[CODE_PATH]).toBe(1);
   });
 
+  it("stops waiting on WeChat when the client goes away mid-Login", async () => {
+    const abortedAttempts = async () => {
+      const metrics = await (await fetch(`${h.httpUrl}/metrics`)).text();
+      return Number(/identity_upstream_requests_total\{api="jscode2session",outcome="aborted"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+    };
+    const before = await abortedAttempts();
+    await fault(h, { path: CODE_PATH, delayMs: 10_000 });
+    const { code } = await mintCode(h.sim);
+    const client = new AbortController();
+    const pending = fetch(`${h.httpUrl}/identity.v1.IdentityService/Login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ appId: "demo", code }),
+      signal: client.signal,
+    }).catch((e: unknown) => e);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    client.abort();
+    await pending;
+    // The attempt ends as "aborted" at once, long before its 800 ms timeout or WeChat's 10 s.
+    const left = performance.now();
+    let aborted = 0;
+    while (!aborted && performance.now() - left < 600) {
+      aborted = (await abortedAttempts()) - before;
+      if (!aborted) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(aborted).toBe(1);
+    expect((await calls(h))[CODE_PATH]).toBe(1);
+  });
+
   it("keeps a Connect deadline of 500 ms on GetPhone while WeChat's access_token fetch hangs", async () => {
     // A fresh instance: its broker has no token yet, so GetPhone must wait for stable_token.
     const fresh = await startHarness(configWith({ timeoutMs: 5000, retries: 0, budgetMs: 8000, breaker: { failures: 0 } }));
