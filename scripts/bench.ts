@@ -197,8 +197,9 @@ export async function startService(configPath: string, mongoDb: string | undefin
     ...(mongoDb ? { MONGODB_DB: mongoDb } : {}),
   };
   const profile = profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [];
+  const extra = process.env.BENCH_SERVICE_FLAGS?.split(" ").filter(Boolean) ?? [];
   try {
-    const { child, found, output } = await spawnChild([...profile, "--expose-gc", "--import", GC_HOOK, "src/main.ts"], env, {
+    const { child, found, output } = await spawnChild([...profile, ...extra, "--expose-gc", "--import", GC_HOOK, "src/main.ts"], env, {
       http: /JSON \/ Connect \(HTTP\/1\.1\)\s+(http:\S+)/,
       grpc: /gRPC \/ Connect \(h2c\)\s+(http:\S+)/,
     });
