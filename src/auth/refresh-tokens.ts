@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHmac, hash, randomBytes, timingSafeEqual } from "node:crypto";
 
 // A refresh token is "<sessionId>.<secret>". The session id lets one read find the session;
 // only sha256 of the whole token is stored.
@@ -19,8 +19,9 @@ export function sessionIdOf(token: string): string | null {
   return TOKEN_PATTERN.exec(token)?.[1] ?? null;
 }
 
+// crypto.hash (Node ≥ 20.12): one call instead of a Hash object, about twice as fast for a token.
 export function hashRefreshToken(token: string): string {
-  return createHash("sha256").update(token).digest("base64url");
+  return hash("sha256", token, "base64url");
 }
 
 /**

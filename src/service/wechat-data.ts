@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import type { JsonObject, ReplayStore, SessionRecord } from "../store/store.js";
 import type { AccessTokenBroker } from "../wechat/access-token-broker.js";
@@ -34,7 +34,7 @@ export interface EncryptedInput {
 
 /** Keys for one-time codes: hashed, so the store never holds a redeemable code. */
 export function codeKey(kind: string, appid: string, code: string): string {
-  return `${kind}:${appid}:${createHash("sha256").update(code).digest("base64url")}`;
+  return `${kind}:${appid}:${hash("sha256", code, "base64url")}`;
 }
 
 export function checkCode(field: string, code: string): void {
