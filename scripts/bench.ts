@@ -994,7 +994,7 @@ function svgOf(report: Report): string {
       parts.push(valueLabel(x(other.rps) + 6, y + 28, `${fmtInt(other.rps)}/s · p99 ${fmtMs(other.p99)} ms`, 10, "#555"));
     }
   });
-  parts.push(`<text x="16" y="${H - 12}" fill="#777" font-size="11">${esc(`${report.generatedAt.slice(0, 10)} · HTTP/1.1 rows: autocannon; gRPC rows: a ${s.grpcConcurrency}-call loop over one h2c connection; "half": paced open-loop`)}</text>`);
+  parts.push(`<text x="16" y="${H - 12}" fill="#777" font-size="11">${esc(`${report.generatedAt.slice(0, 10)} · HTTP/1.1 rows: autocannon; gRPC rows: a ${s.grpcConcurrency}-call loop over one h2c connection; paced rows: open-loop at half of CheckLogin JSON's rate in that phase`)}</text>`);
   parts.push("</svg>");
   return parts.join("\n") + "\n";
 }
