@@ -9,8 +9,6 @@ export interface BreakerOptions {
   now?: () => number;
 }
 
-export type BreakerState = "closed" | "open" | "half_open";
-
 export function createBreaker({ failures, coolDownMs, now = Date.now }: BreakerOptions) {
   let inARow = 0;
   let openUntil = 0;
@@ -18,11 +16,6 @@ export function createBreaker({ failures, coolDownMs, now = Date.now }: BreakerO
   const tripped = () => failures > 0 && inARow >= failures;
 
   return {
-    state(): BreakerState {
-      if (!tripped()) return "closed";
-      return now() < openUntil ? "open" : "half_open";
-    },
-
     /** Whether a call may go out now. When true, the caller must report it with one of the three below. */
     admit(): boolean {
       if (!tripped()) return true;
