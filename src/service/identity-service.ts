@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
@@ -150,7 +150,7 @@ export function createIdentityService({
     if (key === null) return null;
     // A lookup by the key's SHA-256, not a comparison of the key: timing can at most tell how a
     // guess's hash relates to a stored hash, which says nothing about the key (preimage resistance).
-    const name = key.length <= 256 ? callersByKeyHash.get(createHash("sha256").update(key).digest("hex")) : undefined;
+    const name = key.length <= 256 ? callersByKeyHash.get(hash("sha256", key, "hex")) : undefined;
     if (!name) throw apiError(Code.Unauthenticated, "API_KEY_INVALID", "this x-api-key is not a configured internal caller's");
     return name;
   }
