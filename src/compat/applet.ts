@@ -38,10 +38,10 @@ export async function registerApplet(server: FastifyInstance, { invoke, apps }: 
     return { id: user.id, name: user.nickname, openid: identity?.openid ?? "", phone: user.purePhoneNumber, avatar: user.avatarUrl, bmi: attribute("bmi"), fat: attribute("fat") };
   }
 
-  await mountSeed(server, { badInput: (message) => fail(400, message), serverError: () => fail(500, messageOf("INTERNAL")) }, (scope, handle) => {
+  await mountSeed(server, { badInput: (message) => fail(400, message), serverError: () => fail(500, messageOf("INTERNAL")) }, (scope) => {
     type Handler = (request: FastifyRequest, reply: FastifyReply, fields: Fields) => Promise<object>;
     const route = (method: "POST" | ["GET", "POST"], path: string, handler: Handler) =>
-      scope.route({ method, url: `${PREFIX}${path}`, handler: handle((request, reply) => handler(request, reply, fieldsOf(request))) });
+      scope.route({ method, url: `${PREFIX}${path}`, handler: (request, reply) => handler(request, reply, fieldsOf(request)) });
     const post = (path: string, handler: Handler) => route("POST", path, handler);
     // The seed reads these with GET; POST is accepted too.
     const read = (path: string, handler: Handler) => route(["GET", "POST"], path, handler);

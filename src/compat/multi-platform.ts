@@ -37,8 +37,8 @@ export async function registerMultiPlatform(server: FastifyInstance, { path, all
     return platform && defaultApp(apps, platform);
   }
 
-  await mountSeed(server, { badInput: fail, serverError: () => fail(messageOf("INTERNAL")) }, (scope, handle) => {
-    scope.post(path, handle(async (request, reply) => {
+  await mountSeed(server, { badInput: fail, serverError: () => fail(messageOf("INTERNAL")) }, (scope) => {
+    scope.post(path, async (request, reply) => {
       const fields = fieldsOf(request);
       const code = text(fields, "code");
       const idToken = text(fields, "id_token");
@@ -69,7 +69,7 @@ export async function registerMultiPlatform(server: FastifyInstance, { path, all
       // A new user takes the asserted nickname and avatar through UpdateUser, with its validation.
       if (asserted && firstLogin) user = (await profileFromClient(invoke, fields, tokens!.accessToken, request)) ?? user;
       return { status: 200, msg: firstLogin ? "注册成功" : "登录成功", data: { ...profileOf(user), token: tokens!.accessToken, session_key: "", first_login: firstLogin, set_password: user.hasPassword } };
-    }));
+    });
   });
 }
 

@@ -14,8 +14,8 @@ const answer = (code: number, msg: string, data: object | null = null) => ({ cod
 
 export async function registerOpenIdLogin(server: FastifyInstance, { invoke, apps }: SeedDeps): Promise<void> {
   const wechatApps = apps.filter((a) => (WECHAT_PLATFORMS as readonly string[]).includes(a.platform));
-  await mountSeed(server, { badInput: (msg) => answer(440007, `请求失败: ${msg}`), serverError: () => answer(440007, "请求失败") }, (scope, handle) => {
-    scope.post(PATH, handle(async (request, reply) => {
+  await mountSeed(server, { badInput: (msg) => answer(440007, `请求失败: ${msg}`), serverError: () => answer(440007, "请求失败") }, (scope) => {
+    scope.post(PATH, async (request, reply) => {
       const fields = fieldsOf(request);
       const code = text(fields, "code");
       if (!code) return answer(2004, "获取openid时code不能为空");
@@ -30,6 +30,6 @@ export async function registerOpenIdLogin(server: FastifyInstance, { invoke, app
       const { registered, openid, tokens } = res.message;
       if (!registered) return answer(2000, "微信openid未绑定用户", { openId: openid });
       return answer(0, "success", { openId: openid, expire: tokens!.expiresIn, token: tokens!.accessToken });
-    }));
+    });
   });
 }

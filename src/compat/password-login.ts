@@ -8,8 +8,8 @@ const fail = (msg: string) => ({ status: 1, msg });
 
 export async function registerPasswordLogin(server: FastifyInstance, { invoke, apps }: SeedDeps): Promise<void> {
   const appId = defaultApp(apps)?.id ?? "";
-  await mountSeed(server, { badInput: fail, serverError: () => fail(messageOf("INTERNAL")) }, (scope, handle) => {
-    scope.post("/login", handle(async (request, reply) => {
+  await mountSeed(server, { badInput: fail, serverError: () => fail(messageOf("INTERNAL")) }, (scope) => {
+    scope.post("/login", async (request, reply) => {
       const fields = fieldsOf(request);
       // phone and role_id are read (a wrong type is refused) but not stored: a phone number is bound
       // only through WeChat's phone button, and roles are the operator's to give.
@@ -29,6 +29,6 @@ export async function registerPasswordLogin(server: FastifyInstance, { invoke, a
         if (updated.ok) user = updated.message.user!;
       }
       return { status: 0, data: { _id: user.id, sessionId, __v: user.version } };
-    }));
+    });
   });
 }

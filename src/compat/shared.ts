@@ -114,30 +114,22 @@ export interface SeedEnvelope {
   serverError(): object;
 }
 
-type SeedHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<object>;
-
 /**
  * Mounts one profile in its own scope: form bodies parsed there only, and every failure (a body
  * that does not parse, one over the size limit, a wrong-typed field, a bug) answered in the
  * seed's envelope, never with a stack trace.
  */
-export async function mountSeed(app: FastifyInstance, envelope: SeedEnvelope, routes: (scope: FastifyInstance, handle: (handler: SeedHandler) => SeedHandler) => void): Promise<void> {
+export async function mountSeed(app: FastifyInstance, envelope: SeedEnvelope, routes: (scope: FastifyInstance) => void): Promise<void> {
   await app.register(async (scope) => {
     await scope.register(formbody);
     scope.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
+      // A field of the wrong type: the seeds answer that in their envelope, with HTTP 200.
+      if (error instanceof SeedInputError) return reply.code(200).send(envelope.badInput(`${messageOf("FIELD_INVALID")}: ${error.field}`));
       const status = error.statusCode ?? 500;
       if (status < 500) return reply.code(status).send(envelope.badInput(status === 413 ? messageOf("REQUEST_TOO_LARGE") : messageOf("REQUEST_INVALID")));
       request.log.error({ err: { type: error.name, message: error.message, stack: error.stack } }, "seed route failed unexpectedly");
       return reply.code(500).send(envelope.serverError());
     });
-    const handle = (handler: SeedHandler): SeedHandler => async (request, reply) => {
-      try {
-        return await handler(request, reply);
-      } catch (e) {
-        if (e instanceof SeedInputError) return envelope.badInput(`${messageOf("FIELD_INVALID")}: ${e.field}`);
-        throw e;
-      }
-    };
-    routes(scope, handle);
+    routes(scope);
   });
 }

@@ -38,8 +38,8 @@ export async function registerSmallapp(server: FastifyInstance, { invoke, apps }
   };
   const noApp = () => fail(404, messageOf("APP_NOT_FOUND"));
 
-  await mountSeed(server, { badInput: (msg) => fail(400, msg), serverError: () => fail(500, messageOf("INTERNAL")) }, (scope, handle) => {
-    scope.post("/api/smallapp/login", handle(async (request, reply) => {
+  await mountSeed(server, { badInput: (msg) => fail(400, msg), serverError: () => fail(500, messageOf("INTERNAL")) }, (scope) => {
+    scope.post("/api/smallapp/login", async (request, reply) => {
       const fields = fieldsOf(request);
       const app = appOf(fields);
       if (!app) return noApp();
@@ -47,9 +47,9 @@ export async function registerSmallapp(server: FastifyInstance, { invoke, apps }
       if (!res.ok) return answer(reply, res);
       const { tokens, registered, user } = res.message;
       return { code: 0, msg: "ok", token: tokens?.accessToken ?? "", oauthed: registered, ...(registered && user ? { user: profileOf(user) } : {}) };
-    }));
+    });
 
-    scope.post("/api/smallapp/oauth", handle(async (request, reply) => {
+    scope.post("/api/smallapp/oauth", async (request, reply) => {
       const fields = fieldsOf(request);
       if (!appOf(fields)) return noApp();
       const token = tokenOf(request, fields, ["_user_token", "token"]);
@@ -62,7 +62,7 @@ export async function registerSmallapp(server: FastifyInstance, { invoke, apps }
       const { user, tokens } = res.message;
       // A pending session that became a user's has a new token; the one the client holds has ended.
       return { code: 0, msg: "ok", ...profileOf(user!), ...(tokens ? { token: tokens.accessToken } : {}) };
-    }));
+    });
   });
 }
 
