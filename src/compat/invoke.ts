@@ -1,13 +1,13 @@
 // Calls the very ServiceImpl the Connect routes serve, in process, through the same outermost
 // interceptor: logging, metrics and error mapping are the Connect API's. Seed routes only translate.
 import { create, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
-import { ConnectError, createContextValues, createHandlerContext, type ContextValues, type ServiceImpl, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
+import { ConnectError, createHandlerContext, type ContextValues, type ServiceImpl, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
 import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type { FastifyRequest } from "fastify";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import type { RpcSample } from "../metrics/metrics.js";
-import { createOutermostInterceptor, kClientAddress, kRequestLog, type Logger } from "../service/interceptors.js";
+import { createOutermostInterceptor, requestContextValues, type Logger } from "../service/interceptors.js";
 
 /** A failed call as a seed needs it: the reason, the HTTP status Connect would have used, a retry hint. */
 export interface Failure {
@@ -48,7 +48,7 @@ export function createInvoke(service: ServiceImpl<typeof IdentityService>, fallb
 
   return async (method, input, request, accessToken, extend = (values) => values) => {
     const header = new Headers(accessToken ? { authorization: `Bearer ${accessToken}` } : {});
-    const contextValues = extend(createContextValues().set(kRequestLog, request.log as Logger).set(kClientAddress, request.ip));
+    const contextValues = extend(requestContextValues(request));
     try {
       const res = await call({
         stream: false,

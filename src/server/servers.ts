@@ -1,5 +1,5 @@
 import type { JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
-import { createContextValues, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
+import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 import { setMaxListeners } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import http2 from "node:http2";
@@ -14,7 +14,7 @@ import { createInvoke } from "../compat/invoke.js";
 import { registerSeedRoutes, type SeedApp } from "../compat/seed-routes.js";
 import type { SeedRoutesConfig } from "../config/config.js";
 import type { RpcSample } from "../metrics/metrics.js";
-import { createOutermostInterceptor, kClientAddress, kRequestLog, type Logger } from "../service/interceptors.js";
+import { createOutermostInterceptor, requestContextValues, type Logger } from "../service/interceptors.js";
 import { createHealthService, type Readiness } from "./health.js";
 import { createReflectionService } from "./reflection.js";
 import { registerConnectRoutes } from "./connect-adapter.js";
@@ -176,7 +176,7 @@ async function registerConnect(app: FastifyInstance, deps: ServerDeps, options: 
     jsonOptions: JSON_OPTIONS,
     readMaxBytes: deps.maxBodyBytes,
     shutdownSignal: shutdown.signal,
-    contextValues: (req) => createContextValues().set(kRequestLog, req.log as Logger).set(kClientAddress, req.ip),
+    contextValues: requestContextValues,
     onFailure: (e, handler) => app.log.error({ rpc: handler.method.name, err: e instanceof Error ? { type: e.name, message: e.message } : String(e) }, "rpc could not be answered"),
   }));
 }

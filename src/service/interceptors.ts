@@ -1,4 +1,4 @@
-import { Code, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { Code, createContextKey, createContextValues, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import type { RpcSample } from "../metrics/metrics.js";
 import { toConnectError } from "./errors.js";
@@ -47,3 +47,8 @@ function describeError(e: unknown): object {
 
 /** The client's address as the listener sees it (a proxy's X-Forwarded-For is not trusted). */
 export const kClientAddress = createContextKey<string>("", { description: "client address" });
+
+/** A request's context values, the same for Connect calls and the seed routes that invoke the service. */
+export function requestContextValues(request: { log: unknown; ip: string }): ContextValues {
+  return createContextValues().set(kRequestLog, request.log as Logger).set(kClientAddress, request.ip);
+}
