@@ -4,11 +4,12 @@
 // merely asserts, which anyone could forge. Refused unless the operator sets allowClientIdentity;
 // even then a unionid is never trusted (it would merge into another app's user). The code path always works.
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Gender, IdentityService, UserStatus, type User } from "../../gen/identity/v1/identity_pb.js";
 import type { SeedRoutesConfig } from "../config/config.js";
 import { kAssertedSignIn } from "../service/platform-login.js";
 import { defaultApp, fieldsOf, messageOf, mountSeed, SeedInputError, text, withRetryHint, type Fields, type SeedApp, type SeedDeps } from "./shared.js";
+import { shanghaiTimestamp } from "../platforms/shanghai-time.js";
 
 type Platform = SeedApp["platform"];
 
@@ -108,8 +109,8 @@ function profileOf(user: User) {
     // We never verify an email address.
     email_active: 0,
     status: user.status === UserStatus.DISABLED ? 0 : 1,
-    create_at: shanghaiTime(user.createTime && timestampDate(user.createTime)),
-    update_at: shanghaiTime(user.updateTime && timestampDate(user.updateTime)),
+    create_at: user.createTime ? shanghaiTimestamp(timestampMs(user.createTime)) : "",
+    update_at: user.updateTime ? shanghaiTimestamp(timestampMs(user.updateTime)) : "",
     // UpdateUser lets a user change its username.
     change_username: 1,
     integral: typeof attributes.integral === "number" ? attributes.integral : null,
@@ -120,10 +121,4 @@ function profileOf(user: User) {
     company_name: extra("company_name"),
     settled_in_status: typeof attributes.settled_in_status === "number" ? attributes.settled_in_status : 3,
   };
-}
-
-/** "2021-02-19 15:27:34", China time, as the seed writes dates. */
-function shanghaiTime(date: Date | undefined): string {
-  if (!date) return "";
-  return new Date(date.getTime() + 8 * 3600_000).toISOString().slice(0, 19).replace("T", " ");
 }

@@ -1,4 +1,5 @@
 import { createPrivateKey, createPublicKey, createSign, createVerify, type KeyObject } from "node:crypto";
+import { shanghaiTimestamp } from "./shanghai-time.js";
 
 // Talks to the Alipay open-platform gateway (or the simulator) for mini-program login:
 // alipay.system.oauth.token turns a my.getAuthCode authCode into the user's id (wechat-api.md §7b).
@@ -61,11 +62,6 @@ export function kindOfAlipayError(code: string | undefined, subCode: string | un
     return "misconfigured";
   }
   return "unexpected";
-}
-
-/** "yyyy-MM-dd HH:mm:ss" in Asia/Shanghai (UTC+8 all year, no daylight saving). */
-export function alipayTimestamp(epochMs: number): string {
-  return new Date(epochMs + 8 * 3600_000).toISOString().slice(0, 19).replace("T", " ");
 }
 
 /** The text RSA2 signs: non-empty params except `sign`, sorted by key (code-unit order = ASCII), `k=v` joined by `&`, values raw. */
@@ -195,7 +191,7 @@ export function createAlipayClient(options: AlipayClientOptions) {
         format: "JSON",
         charset: "utf-8",
         sign_type: "RSA2",
-        timestamp: alipayTimestamp(now()),
+        timestamp: shanghaiTimestamp(now()),
         version: "1.0",
         grant_type: "authorization_code",
         code: authCode,

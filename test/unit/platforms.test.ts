@@ -7,13 +7,13 @@ import { SignJWT, UnsecuredJWT } from "jose";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   AlipayError,
-  alipayTimestamp,
   createAlipayClient,
   kindOfAlipayError,
   rawMember,
   signingContent,
   type AlipayApp,
 } from "../../src/platforms/alipay-client.js";
+import { shanghaiTimestamp } from "../../src/platforms/shanghai-time.js";
 import { AppleTokenError, createAppleVerifier } from "../../src/platforms/apple-verifier.js";
 import { createWechatSimulator, type WechatSimulator } from "../../src/simulator/simulator.js";
 import { injectFault, simPost } from "../support/harness.js";
@@ -233,7 +233,7 @@ describe("Alipay client against a stub gateway", () => {
 
 describe("Alipay helpers", () => {
   it("formats timestamps in Shanghai time", () => {
-    expect(alipayTimestamp(Date.UTC(2025, 11, 31, 16, 0, 0))).toBe("2026-01-01 00:00:00");
+    expect(shanghaiTimestamp(Date.UTC(2025, 11, 31, 16, 0, 0))).toBe("2026-01-01 00:00:00");
   });
 
   it("signs non-empty parameters but sign, sorted by key", () => {
