@@ -72,6 +72,9 @@ describe("seed 002 /applet/login", () => {
     expect(res.json).toMatchObject({ success: true, message: "刷新成功", code: 200, result: expect.any(String) });
     expect((await get(h.httpUrl, `${BASE}/checkLogin`, { token: res.json.result })).json.success).toBe(true);
     expect((await postForm(h.httpUrl, `${BASE}/refreshToken`, { token: "eyJ.x.y" })).json).toMatchObject({ success: false, code: 401 });
+    // Well-formed, so it reaches the service's Refresh, which knows no such session.
+    const forged = `eyJ.x.y~0123456789abcdef01234567.${"A".repeat(43)}`;
+    expect((await postForm(h.httpUrl, `${BASE}/refreshToken`, { token: forged })).json).toMatchObject({ success: false, code: 401 });
   });
 
   it("logout ends the session: checkLogin then answers 401", async () => {

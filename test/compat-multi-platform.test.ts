@@ -1,6 +1,6 @@
 // Seed 003 (the multi-platform login) replayed against the real HTTP listener.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mintCode, simPost, startHarness, type Harness } from "./support/harness.js";
+import { mintCode, rpc, simPost, startHarness, type Harness } from "./support/harness.js";
 import { expectNoStack, expectShape, postForm, postJson } from "./support/seed-http.js";
 
 const DEV_PATH = "/module/iot/codeGetInfo";
@@ -50,8 +50,10 @@ describe("seed 003 multi-platform login", () => {
     const inviter = await postJson(h.httpUrl, DEV_PATH, { login_method: "WeChat", login_type: "wx_small", code: (await mintCode(h.sim)).code });
     const invited = await postForm(h.httpUrl, DEV_PATH, { login_method: "WeChat", login_type: "wx_small", pid: inviter.json.data.uid, code: (await mintCode(h.sim)).code });
     expect(invited.json.status).toBe(200);
+    expect((await rpc(h.httpUrl, "GetUser", {}, invited.json.data.token)).json.user.inviterId).toBe(inviter.json.data.uid);
     const numeric = await postJson(h.httpUrl, DEV_PATH, { login_method: "WeChat", login_type: "wx_small", pid: 5, code: (await mintCode(h.sim)).code });
     expect(numeric.json.status).toBe(200);
+    expect((await rpc(h.httpUrl, "GetUser", {}, numeric.json.data.token)).json.user.inviterId).toBe("");
   });
 
   it("maps login_method QQ to the configured QQ mini-program, on the configured path", async () => {
@@ -65,6 +67,8 @@ describe("seed 003 multi-platform login", () => {
     for (const [login_method, login_type] of [["Alipay", "wx_small"], ["WeChat", "wx_public"], ["Weibo", "x"]]) {
       const res = await postJson(multi.httpUrl, PATH, { login_method, login_type, code: "abc" });
       expect([res.status, res.json.status, typeof res.json.msg]).toEqual([200, 0, "string"]);
+      // Refused for the mapping, before the (invalid) code is ever tried.
+      expect(res.json.msg).toMatch(/^不支持的登录方式/);
     }
   });
 
