@@ -27,9 +27,29 @@ async function resetTraffic(h: Harness): Promise<void> {
   await fetch(`${h.sim}/sim/calls`, { method: "DELETE" });
 }
 
+/** How many jscode2session attempts ended with this outcome (the service's metrics). */
+async function codeAttempts(h: Harness, outcome: string): Promise<number> {
+  const metrics = await (await fetch(`${h.httpUrl}/metrics`)).text();
+  return Number(new RegExp(`identity_upstream_requests_total\\{api="jscode2session",outcome="${outcome}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
+}
+
+/** Polls until `check` is true or `ms` pass; the last answer. */
+async function eventually(check: () => Promise<boolean>, ms = 5000): Promise<boolean> {
+  const started = performance.now();
+  while (!(await check())) {
+    if (performance.now() - started > ms) return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return true;
+}
+
+/** Every code a test here sent to Login, for the log check. */
+const sentCodes: string[] = [];
+
 /** A Login with a fresh code, timed. */
 async function timedLogin(h: Harness, headers: Record<string, string> = {}): Promise<{ res: RpcResult; ms: number; code: string }> {
   const { code } = await mintCode(h.sim);
+  sentCodes.push(code);
   const started = performance.now();
   const res = await rpc(h.httpUrl, "Login", { appId: "demo", code }, undefined, headers);
   return { res, ms: performance.now() - started, code };
@@ -122,21 +142,22 @@ describe("WeChat faults on single-use code calls", () => {
 
   it("keeps a Connect deadline of 500 ms against a hanging WeChat", async () => {
     await fault(h, { path: CODE_PATH, delayMs: 10_000, times: 3 });
+    const [abortedBefore, timedOutBefore] = [await codeAttempts(h, "aborted"), await codeAttempts(h, "timeout")];
     const { res, ms } = await timedLogin(h, { "connect-timeout-ms": "500" });
     expect(["deadline_exceeded", "unavailable"]).toContain(res.json.code);
     // 500 ms plus generous room for a busy machine, well short of an attempt's 800 ms and its retry.
     expect(ms).toBeLessThan(1500);
     expect((await calls(h))[CODE_PATH]).toBe(1);
+    // The deadline cut the attempt ("aborted"); an ignored deadline would have ended it by its own 800 ms timeout.
+    expect(await eventually(async () => (await codeAttempts(h, "aborted")) - abortedBefore === 1)).toBe(true);
+    expect(await codeAttempts(h, "timeout")).toBe(timedOutBefore);
   });
 
   it("stops waiting on WeChat when the client goes away mid-Login", async () => {
-    const abortedAttempts = async () => {
-      const metrics = await (await fetch(`${h.httpUrl}/metrics`)).text();
-      return Number(/identity_upstream_requests_total\{api="jscode2session",outcome="aborted"\} (\d+)/.exec(metrics)?.[1] ?? 0);
-    };
-    const before = await abortedAttempts();
+    const before = await codeAttempts(h, "aborted");
     await fault(h, { path: CODE_PATH, delayMs: 10_000 });
     const { code } = await mintCode(h.sim);
+    sentCodes.push(code);
     const client = new AbortController();
     const pending = fetch(`${h.httpUrl}/identity.v1.IdentityService/Login`, {
       method: "POST",
@@ -144,17 +165,12 @@ describe("WeChat faults on single-use code calls", () => {
       body: JSON.stringify({ appId: "demo", code }),
       signal: client.signal,
     }).catch((e: unknown) => e);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Leave once the code is at WeChat, whatever the machine's speed.
+    expect(await eventually(async () => (await calls(h))[CODE_PATH] === 1)).toBe(true);
     client.abort();
     await pending;
-    // The attempt ends as "aborted" at once, long before its 800 ms timeout or WeChat's 10 s.
-    const left = performance.now();
-    let aborted = 0;
-    while (!aborted && performance.now() - left < 600) {
-      aborted = (await abortedAttempts()) - before;
-      if (!aborted) await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    expect(aborted).toBe(1);
+    // The attempt ends as "aborted", long before WeChat's 10 s; its own 800 ms timeout would say "timeout".
+    expect(await eventually(async () => (await codeAttempts(h, "aborted")) - before === 1)).toBe(true);
     expect((await calls(h))[CODE_PATH]).toBe(1);
   });
 
@@ -204,6 +220,8 @@ describe("WeChat faults on single-use code calls", () => {
     expect(log).toContain("UPSTREAM_UNAVAILABLE");
     expect(log).not.toContain(SECRET);
     expect(log).not.toMatch(/js_code=(?!redacted)/);
+    expect(sentCodes.length).toBeGreaterThan(5);
+    for (const code of sentCodes) expect(log).not.toContain(code);
   });
 });
 
