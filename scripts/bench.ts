@@ -57,7 +57,7 @@ interface Options {
   profileDir?: string;
 }
 
-const SCENARIO_IDS = ["bare", "health-json", "health-grpc", "checklogin-json", "checklogin-grpc", "getuser-json", "login-returning", "login-new", "refresh-json", "checklogin-json-half", "health-json-half"];
+const SCENARIO_IDS = ["bare", "health-json", "health-grpc", "checklogin-json", "checklogin-grpc", "getuser-json", "login-returning", "login-new", "refresh-json", "checklogin-json-half", "health-json-half", "bare-half"];
 
 function onlyOf(list: string): string[] {
   const ids = list.split(",").map((s) => s.trim()).filter(Boolean);
@@ -221,9 +221,15 @@ async function serveSimulator(): Promise<void> {
   process.on("SIGTERM", () => void simulator.close().then(() => process.exit(0)));
 }
 
-async function startBare(): Promise<Child> {
+/** Starts bare fastify in its own process, measures one scenario on it, and stops it. */
+async function measureBare(meta: ScenarioMeta, run: (bare: Child, warm: boolean) => Promise<RunStats>, log: (s: string) => void): Promise<Scenario> {
   const { child, found, output } = await spawnChild(["scripts/bench.ts", "--serve-bare"], process.env, { http: /bare fastify listening on (http:\S+)/ });
-  return { proc: child, pid: child.pid!, httpUrl: found.http!, output };
+  const bare: Child = { proc: child, pid: child.pid!, httpUrl: found.http!, output };
+  try {
+    return await measure(bare, meta, (warm) => run(bare, warm), log);
+  } finally {
+    await stopChild(bare);
+  }
 }
 
 /** `bench.ts --serve-bare`: fastify with one JSON POST route and nothing else. */
@@ -663,9 +669,12 @@ const timingOf = (opts: Options) => (warm: boolean) =>
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** What a scenario is, before it is measured. */
+type ScenarioMeta = Omit<Scenario, keyof RunStats | "rssBefore" | "rssAfter" | "serverLoopDelayP99" | "serverLoopDelayMax">;
+
 async function measure(
   child: Child,
-  meta: Omit<Scenario, keyof RunStats | "rssBefore" | "rssAfter" | "serverLoopDelayP99" | "serverLoopDelayMax">,
+  meta: ScenarioMeta,
   run: (warm: boolean) => Promise<RunStats>,
   log: (s: string) => void,
 ): Promise<Scenario> {
@@ -730,7 +739,7 @@ async function runPhase(opts: Options, configPath: string, name: string, scale: 
     const http1 = { url: child.httpUrl, pid: child.pid, connections: opts.connections };
      const scenarios = phase.scenarios;
     const timing = timingOf(opts);
-    const add = async (meta: Parameters<typeof measure>[1], run: (warm: boolean) => Promise<RunStats>) => {
+    const add = async (meta: ScenarioMeta, run: (warm: boolean) => Promise<RunStats>) => {
       if (!opts.only || opts.only.includes(meta.id)) scenarios.push(await measure(child, meta, run, log));
     };
     if (bare) scenarios.push(bare);
@@ -822,20 +831,14 @@ async function runPhase(opts: Options, configPath: string, name: string, scale: 
       { id: "health-json-half", label: `Health/Check JSON at ${fmtInt(half)}/s`, transport: "HTTP/1.1 Connect JSON", generator: "paced", trivialId: "health-json" },
       (warm) => runPaced({ ...http1, path: HEALTH_CHECK, rate: half, duration: warm ? 1 : opts.duration, next: () => ({}) }),
     );
-    if (checkMax && (!opts.only || opts.only.includes("checklogin-json-half"))) {
-      const bareChild = await startBare();
-      try {
-        scenarios.push(
-          await measure(
-            bareChild,
-            { id: "bare-half", label: `bare fastify at ${fmtInt(half)}/s (floor)`, transport: "HTTP/1.1 JSON", generator: "paced", trivialId: "bare-half" },
-            (warm) => runPaced({ url: bareChild.httpUrl, path: "/bare", pid: bareChild.pid, connections: opts.connections, rate: half, duration: warm ? 1 : opts.duration, next: () => ({}) }),
-            log,
-          ),
-        );
-      } finally {
-        await stopChild(bareChild);
-      }
+    if (checkMax && (!opts.only || opts.only.includes("bare-half"))) {
+      scenarios.push(
+        await measureBare(
+          { id: "bare-half", label: `bare fastify at ${fmtInt(half)}/s (floor)`, transport: "HTTP/1.1 JSON", generator: "paced", trivialId: "bare-half" },
+          (bare, warm) => runPaced({ url: bare.httpUrl, path: "/bare", pid: bare.pid, connections: opts.connections, rate: half, duration: warm ? 1 : opts.duration, next: () => ({}) }),
+          log,
+        ),
+      );
     }
     phase.rssEnd = rssOf(child.pid);
     return phase;
@@ -1021,17 +1024,11 @@ async function main(): Promise<number> {
     let bare: Scenario | undefined;
     if (!opts.only || opts.only.includes("bare")) {
       log("bare fastify (the ceiling)");
-      const bareChild = await startBare();
-      try {
-        bare = await measure(
-          bareChild,
-          { id: "bare", label: "bare fastify JSON POST", transport: "HTTP/1.1 JSON", generator: "autocannon", trivialId: "bare" },
-          (warm) => runHttp({ url: bareChild.httpUrl, path: "/bare", pid: bareChild.pid, connections: opts.connections, ...timingOf(opts)(warm) }),
-          log,
-        );
-      } finally {
-        await stopChild(bareChild);
-      }
+      bare = await measureBare(
+        { id: "bare", label: "bare fastify JSON POST", transport: "HTTP/1.1 JSON", generator: "autocannon", trivialId: "bare" },
+        (child, warm) => runHttp({ url: child.httpUrl, path: "/bare", pid: child.pid, connections: opts.connections, ...timingOf(opts)(warm) }),
+        log,
+      );
     }
 
     const phases: Phase[] = [];
