@@ -2,7 +2,7 @@
 // never spend a single-use code twice, keep its deadline, stop hammering a failing API, and keep
 // signed-in users signed in while WeChat is down.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { DEMO_APPID, login, mintCode, reasonOf, rpc, simPost, startHarness, type Harness, type RpcResult } from "./support/harness.js";
+import { DEMO_APPID, injectFault, login, mintCode, reasonOf, rpc, simPost, startHarness, type Harness, type RpcResult } from "./support/harness.js";
 
 const SECRET = "faults-secret-0123456789abcdef";
 const CODE_PATH = "/sns/jscode2session";
@@ -10,12 +10,6 @@ const PHONE_PATH = "/wxa/business/getuserphonenumber";
 
 function configWith(wechat: object) {
   return { apps: [{ id: "demo", platform: "wechat-miniprogram", appid: DEMO_APPID, secret: SECRET }], wechat };
-}
-
-type Fault = { path: string; times?: number; delayMs?: number; errcode?: number; status?: number; drop?: boolean; reset?: boolean; body?: "truncated" | "garbage" };
-
-async function fault(h: Harness, f: Fault): Promise<void> {
-  await simPost(h.sim, "/sim/faults", { times: 1, ...f });
 }
 
 async function calls(h: Harness): Promise<Record<string, number>> {
@@ -73,7 +67,7 @@ describe("WeChat faults on single-use code calls", () => {
   beforeEach(() => resetTraffic(h));
 
   it("gives up on a hanging code2Session after one attempt's timeout and does not send the code again", async () => {
-    await fault(h, { path: CODE_PATH, delayMs: 4000 });
+    await injectFault(h.sim, { path: CODE_PATH, delayMs: 4000 });
     const { res, ms } = await timedLogin(h);
     expectUnavailable(res);
     expect(ms).toBeGreaterThanOrEqual(700);
@@ -82,7 +76,7 @@ describe("WeChat faults on single-use code calls", () => {
   });
 
   it("does not resend a code after a connection reset, and the unspent code still works", async () => {
-    await fault(h, { path: CODE_PATH, reset: true });
+    await injectFault(h.sim, { path: CODE_PATH, reset: true });
     const { res, code } = await timedLogin(h);
     expectUnavailable(res);
     expect((await calls(h))[CODE_PATH]).toBe(1);
@@ -97,7 +91,7 @@ describe("WeChat faults on single-use code calls", () => {
     ["HTTP 502", { status: 502 }],
     ["the code consumed, then the connection dropped", { drop: true }],
   ])("answers UNAVAILABLE to %s without sending the code twice", async (_what, f) => {
-    await fault(h, { path: CODE_PATH, ...f });
+    await injectFault(h.sim, { path: CODE_PATH, ...f });
     const { res, code } = await timedLogin(h);
     expectUnavailable(res);
     expect((await calls(h))[CODE_PATH]).toBe(1);
@@ -109,14 +103,14 @@ describe("WeChat faults on single-use code calls", () => {
   });
 
   it("retries WeChat's busy (-1), which spent nothing, and signs in", async () => {
-    await fault(h, { path: CODE_PATH, errcode: -1 });
+    await injectFault(h.sim, { path: CODE_PATH, errcode: -1 });
     const { res } = await timedLogin(h);
     expect(res.status).toBe(200);
     expect((await calls(h))[CODE_PATH]).toBe(2);
   });
 
   it("stops retrying -1 after wechat.retries and answers UNAVAILABLE", async () => {
-    await fault(h, { path: CODE_PATH, errcode: -1, times: 5 });
+    await injectFault(h.sim, { path: CODE_PATH, errcode: -1, times: 5 });
     const { res } = await timedLogin(h);
     expectUnavailable(res);
     expect(res.json.details[0].debug.metadata.errcode).toBe("-1");
@@ -124,7 +118,7 @@ describe("WeChat faults on single-use code calls", () => {
   });
 
   it("passes WeChat's rate limit (45011) on as RESOURCE_EXHAUSTED without retrying", async () => {
-    await fault(h, { path: CODE_PATH, errcode: 45011 });
+    await injectFault(h.sim, { path: CODE_PATH, errcode: 45011 });
     const { res } = await timedLogin(h);
     expect(res.status).toBe(429);
     expect(reasonOf(res)).toBe("RATE_LIMITED");
@@ -134,14 +128,14 @@ describe("WeChat faults on single-use code calls", () => {
   it("does not resend a phone code whose answer was lost", async () => {
     const { access } = await login(h);
     const { code } = await simPost(h.sim, "/sim/phone-code", { appid: DEMO_APPID, phoneNumber: "13800138000" });
-    await fault(h, { path: PHONE_PATH, drop: true });
+    await injectFault(h.sim, { path: PHONE_PATH, drop: true });
     const res = await rpc(h.httpUrl, "GetPhone", { code }, access);
     expectUnavailable(res);
     expect((await calls(h))[PHONE_PATH]).toBe(1);
   });
 
   it("keeps a Connect deadline of 500 ms against a hanging WeChat", async () => {
-    await fault(h, { path: CODE_PATH, delayMs: 10_000, times: 3 });
+    await injectFault(h.sim, { path: CODE_PATH, delayMs: 10_000, times: 3 });
     const [abortedBefore, timedOutBefore] = [await codeAttempts(h, "aborted"), await codeAttempts(h, "timeout")];
     const { res, ms } = await timedLogin(h, { "connect-timeout-ms": "500" });
     expect(["deadline_exceeded", "unavailable"]).toContain(res.json.code);
@@ -155,7 +149,7 @@ describe("WeChat faults on single-use code calls", () => {
 
   it("stops waiting on WeChat when the client goes away mid-Login", async () => {
     const before = await codeAttempts(h, "aborted");
-    await fault(h, { path: CODE_PATH, delayMs: 10_000 });
+    await injectFault(h.sim, { path: CODE_PATH, delayMs: 10_000 });
     const { code } = await mintCode(h.sim);
     sentCodes.push(code);
     const client = new AbortController();
@@ -179,7 +173,7 @@ describe("WeChat faults on single-use code calls", () => {
     const fresh = await startHarness(configWith({ timeoutMs: 5000, retries: 0, budgetMs: 8000, breaker: { failures: 0 } }));
     try {
       const { access } = await login(fresh);
-      await fault(fresh, { path: "/cgi-bin/stable_token", delayMs: 10_000 });
+      await injectFault(fresh.sim, { path: "/cgi-bin/stable_token", delayMs: 10_000 });
       const { code } = await simPost(fresh.sim, "/sim/phone-code", { appid: DEMO_APPID, phoneNumber: "13800138000" });
       const started = performance.now();
       const res = await rpc(fresh.httpUrl, "GetPhone", { code }, access, { "connect-timeout-ms": "500" });
@@ -196,7 +190,7 @@ describe("WeChat faults on single-use code calls", () => {
     await resetTraffic(h);
     const paths = Object.keys(await calls(h));
     expect(paths).toContain(CODE_PATH);
-    for (const path of paths) await fault(h, { path, delayMs: 10_000, times: 100 });
+    for (const path of paths) await injectFault(h.sim, { path, delayMs: 10_000, times: 100 });
 
     const refreshed = await rpc(h.httpUrl, "Refresh", { refreshToken: user.refresh });
     expect(refreshed.status).toBe(200);
@@ -238,7 +232,7 @@ describe("WeChat call budget and circuit breaker", () => {
 
   it("stops retrying when the call's budget is spent", async () => {
     // Each busy answer takes 700 ms: four attempts would take about 3 s, the budget allows about two.
-    await fault(h, { path: CODE_PATH, errcode: -1, delayMs: 700, times: 10 });
+    await injectFault(h.sim, { path: CODE_PATH, errcode: -1, delayMs: 700, times: 10 });
     const { res, ms } = await timedLogin(h);
     expectUnavailable(res);
     expect((await calls(h))[CODE_PATH]).toBeLessThanOrEqual(3);
@@ -248,7 +242,7 @@ describe("WeChat call budget and circuit breaker", () => {
   it("fails fast after repeated failures of one API, leaves the others alone, and probes after the cool-down", async () => {
     const user = await login(h); // a success resets the count of failures in a row
     await resetTraffic(h);
-    await fault(h, { path: CODE_PATH, status: 503, times: 3 });
+    await injectFault(h.sim, { path: CODE_PATH, status: 503, times: 3 });
     for (let i = 0; i < 3; i++) expectUnavailable((await timedLogin(h)).res);
     expect((await calls(h))[CODE_PATH]).toBe(3);
 
@@ -266,7 +260,7 @@ describe("WeChat call budget and circuit breaker", () => {
 
     // After the cool-down one probe goes out; it fails, so the breaker opens again.
     await new Promise((r) => setTimeout(r, coolDownMs + 200));
-    await fault(h, { path: CODE_PATH, status: 503 });
+    await injectFault(h.sim, { path: CODE_PATH, status: 503 });
     expectUnavailable((await timedLogin(h)).res);
     expect((await calls(h))[CODE_PATH]).toBe(4);
     expectUnavailable((await timedLogin(h)).res);

@@ -7,7 +7,7 @@ import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import { reasonOf, rpc, type Harness, type RpcResult } from "./harness.js";
 
 /** A stack frame as Node prints one: never in an answer. */
-const STACK_FRAME = /\bat .*\.[cm]?[jt]s:\d+/;
+export const STACK_FRAME = /\bat .*\.[cm]?[jt]s:\d+/;
 
 export const b64url = (value: unknown) => Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
 

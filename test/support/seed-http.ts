@@ -1,6 +1,7 @@
 // Plain HTTP as a seed's mini-program speaks it: JSON or form bodies, GET with a query.
 import { expect } from "vitest";
 import { resultOf, type RpcResult } from "./harness.js";
+import { STACK_FRAME } from "./attack.js";
 
 export type SeedResult = RpcResult;
 
@@ -34,5 +35,5 @@ export function expectShape(value: Record<string, unknown>, shape: Record<string
 
 /** No answer may carry anything that looks like a stack trace. */
 export function expectNoStack(res: SeedResult): void {
-  expect(res.text).not.toMatch(/\bat .+\.(ts|js):\d+/);
+  expect(res.text).not.toMatch(STACK_FRAME);
 }
