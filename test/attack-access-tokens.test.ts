@@ -233,6 +233,7 @@ describe("malformed shapes", () => {
       const res = await rpc(h.httpUrl, "CheckLogin", {}, token).catch((e: unknown) => ({ status: -1, json: undefined, text: String(e), headers: new Headers() }));
       if (size < 16 * 1024) expectJsonRefusal(res, 401, "TOKEN_INVALID");
       else expect([401, 431], `${size}: ${res.status} ${res.text.slice(0, 200)}`).toContain(res.status);
+      if (res.status === 401) expect(reasonOf(res)).toBe("TOKEN_INVALID");
     }
     expect((await rpc(h.httpUrl, "CheckLogin", {}, me.access)).status).toBe(200);
   });
