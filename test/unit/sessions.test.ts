@@ -3,7 +3,7 @@ import { SignJWT, base64url, decodeJwt, decodeProtectedHeader } from "jose";
 import { beforeEach, describe, expect, it } from "vitest";
 import { createAccessTokens, generateSigningKey } from "../../src/auth/access-tokens.js";
 import { TokenError } from "../../src/auth/errors.js";
-import { hashRefreshToken } from "../../src/auth/refresh-tokens.js";
+import { hashRefreshToken, newChainKey, newRefreshToken, sessionIdOf } from "../../src/auth/refresh-tokens.js";
 import { createSessionLibrary, type SessionLibrary } from "../../src/auth/sessions.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
 
@@ -135,5 +135,22 @@ describe("refresh tokens", () => {
     expect(tokens.refreshToken).toBe("");
     expect(session.expiresAt.getTime() - clock).toBe(7200 * 1000);
     expect((await sessions.authenticate(tokens.accessToken)).session.userId).toBeNull();
+  });
+});
+
+describe("fresh secrets", () => {
+  it("are 32 random bytes each, never repeated across refills of the pool", () => {
+    const sessionId = "0123456789abcdef01234567";
+    // 300 tokens and 300 chain keys: several refills of the 128-secret pool.
+    const secrets = Array.from({ length: 300 }, () => [newRefreshToken(sessionId).split(".")[1]!, newChainKey()]).flat();
+    expect(new Set(secrets).size).toBe(secrets.length);
+    for (const secret of secrets) {
+      expect(secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      const bytes = Buffer.from(secret, "base64url");
+      expect(bytes).toHaveLength(32);
+      // A zeroed stretch of the pool handed out twice would show as all-zero bytes.
+      expect(bytes.some((b) => b !== 0)).toBe(true);
+    }
+    expect(sessionIdOf(newRefreshToken(sessionId))).toBe(sessionId);
   });
 });
