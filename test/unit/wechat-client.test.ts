@@ -1,4 +1,5 @@
 // The WeChat client against the simulator over HTTP: errcode mapping, timeouts, and which failures it retries.
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -97,6 +98,23 @@ describe("code2Session", () => {
     const dead = createWechatClient({ baseUrl: `http://127.0.0.1:${port}`, timeoutMs: 300, retries: 1, retryDelayMs: 1, observe: (_api, outcome) => attempts.push(outcome) });
     expect(await kindOf(dead.code2Session(app, "x"))).toBe("unavailable");
     expect(attempts).toEqual(["network", "network"]);
+  });
+
+  it("refuses an answer past a megabyte as a bad response, without retrying a code it may have spent", async () => {
+    // Valid JSON with a real-looking openid, padded past the cap: the client must not buffer it whole or use it.
+    const huge = JSON.stringify({ openid: "o6_bmjrPTlm6_2sgVt7hMZOPfL2M", session_key: "tiihtNczf5v6AKRyjwEUhQ==", pad: "x".repeat(2 << 20) });
+    const server = createHttpServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(huge));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const attempts: string[] = [];
+    const padded = createWechatClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, timeoutMs: 2000, retries: 1, retryDelayMs: 1, observe: (_api, outcome) => attempts.push(outcome) });
+    try {
+      expect(await kindOf(padded.code2Session(app, "x"))).toBe("unavailable");
+      expect(attempts).toEqual(["bad_response"]);
+    } finally {
+      await padded.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it("stops when the caller's deadline passes", async () => {
