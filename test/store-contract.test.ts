@@ -482,6 +482,38 @@ function describeStoreContract(name: string, makeStore: () => Promise<StoreFixtu
         expect(await store.sessions.revokeAllForUser(newObjectId(), "logout_all")).toBe(0);
       });
 
+      it("revokeOldest keeps the user's newest live sessions, whatever revoked and expired ones it has", async () => {
+        const userId = newObjectId();
+        const created = (second: number) => at(`2024-05-06T07:08:${String(second).padStart(2, "0")}.000Z`);
+        const revoked = [];
+        for (const second of [1, 2, 3]) {
+          const session = await store.sessions.insert(sessionDraft({ userId, createdAt: created(second) }));
+          await store.sessions.revoke(session.id, "refresh_token_reused");
+          revoked.push(await store.sessions.get(session.id));
+        }
+        const expired = await store.sessions.insert(sessionDraft({ userId, createdAt: created(4), expiresAt: new Date(Date.now() - 1000) }));
+        const live = [];
+        for (const second of [5, 6, 7, 8]) live.push(await store.sessions.insert(sessionDraft({ userId, createdAt: created(second) })));
+        const other = await store.sessions.insert(sessionDraft({ createdAt: created(0) }));
+
+        expect(await store.sessions.revokeOldest(userId, 2, new Date(), "session_limit")).toBe(2);
+        for (const { id } of live.slice(0, 2)) expect(await store.sessions.get(id)).toMatchObject({ revokedAt: expect.any(Date), revokeReason: "session_limit" });
+        for (const { id } of live.slice(2)) expect((await store.sessions.get(id))?.revokedAt).toBeNull();
+        for (const session of revoked) expect(await store.sessions.get(session!.id)).toEqual(session);
+        expect(await store.sessions.get(expired.id)).toEqual(expired);
+        expect(await store.sessions.get(other.id)).toEqual(other);
+
+        expect(await store.sessions.revokeOldest(userId, 2, new Date(), "session_limit")).toBe(0);
+        const newest = await store.sessions.insert(sessionDraft({ userId, createdAt: created(9) }));
+        expect(await store.sessions.revokeOldest(userId, 2, new Date(), "session_limit")).toBe(1);
+        expect((await store.sessions.get(live[2]!.id))?.revokeReason).toBe("session_limit");
+        expect((await store.sessions.get(live[3]!.id))?.revokedAt).toBeNull();
+        expect((await store.sessions.get(newest.id))?.revokedAt).toBeNull();
+        // Logout-all after the cap reaches the two that are left and the expired one, never revoked.
+        expect(await store.sessions.revokeAllForUser(userId, "logout_all")).toBe(3);
+        expect((await store.sessions.get(newest.id))?.revokeReason).toBe("logout_all");
+      });
+
       it("hands out copies: mutating a returned session does not change the store", async () => {
         const draft = sessionDraft({ refreshHash: "h1", spentRefreshHashes: ["h0"] });
         const inserted = await store.sessions.insert(draft);

@@ -128,8 +128,13 @@ export class MemoryUserStore implements UserStore {
 export class MemorySessionStore implements SessionStore {
   private readonly sessions = new Map<string, SessionRecord>();
   private readonly sweep = new ExpirySweep(this.sessions, (session) => session.expiresAt);
-  /** User id → its session ids: the twin of MongoDB's index on userId (swept ids drop out when next read). */
-  private readonly byUser = new Map<string, Set<string>>();
+  /**
+   * User id → the ids of its sessions not revoked, for the per-user cap and logout-all (MongoDB
+   * uses its index on userId). Revoked sessions stay stored until they expire, for reuse
+   * detection, but leave this index, so a login looks at the few live ones, not at every login
+   * of the last 30 days. Swept ids drop out when next read.
+   */
+  private readonly liveByUser = new Map<string, Set<string>>();
 
   async insert(draft: SessionDraft): Promise<SessionRecord> {
     // Parsed like the MongoDB store does, so a malformed caller-chosen id fails the same way.
@@ -172,25 +177,21 @@ export class MemorySessionStore implements SessionStore {
   async revoke(id: string, reason: string): Promise<void> {
     const session = this.find(id);
     // The first revocation stands: its reason (e.g. token reuse) is the one worth keeping.
-    if (session && session.revokedAt === null) markRevoked(session, reason, Date.now());
+    if (session && session.revokedAt === null) this.end(session, reason, Date.now());
   }
 
   async revokeAllForUser(userId: string, reason: string): Promise<number> {
     const at = Date.now();
-    let count = 0;
-    for (const session of this.sessionsOf(userId)) {
-      if (session.revokedAt !== null) continue;
-      markRevoked(session, reason, at);
-      count++;
-    }
-    return count;
+    const live = this.liveSessionsOf(userId);
+    for (const session of live) this.end(session, reason, at);
+    return live.length;
   }
 
   async revokeOldest(userId: string, keep: number, now: Date, reason: string): Promise<number> {
-    const live = this.sessionsOf(userId).filter((s) => s.revokedAt === null && s.expiresAt > now);
+    const live = this.liveSessionsOf(userId).filter((s) => s.expiresAt > now);
     // Ties (one millisecond) go by id, which grows within a process.
     const excess = live.sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || b.id.localeCompare(a.id)).slice(keep);
-    for (const session of excess) markRevoked(session, reason, Date.now());
+    for (const session of excess) this.end(session, reason, Date.now());
     return excess.length;
   }
 
@@ -200,13 +201,21 @@ export class MemorySessionStore implements SessionStore {
   }
 
   private index(userId: string, id: string): void {
-    const ids = this.byUser.get(userId) ?? new Set<string>();
+    const ids = this.liveByUser.get(userId) ?? new Set<string>();
     ids.add(id);
-    this.byUser.set(userId, ids);
+    this.liveByUser.set(userId, ids);
   }
 
-  private sessionsOf(userId: string): SessionRecord[] {
-    const ids = this.byUser.get(userId);
+  private end(session: SessionRecord, reason: string, at: number): void {
+    session.revokedAt = new Date(at);
+    session.revokeReason = reason;
+    const ids = session.userId === null ? undefined : this.liveByUser.get(session.userId);
+    ids?.delete(session.id);
+    if (ids?.size === 0) this.liveByUser.delete(session.userId!);
+  }
+
+  private liveSessionsOf(userId: string): SessionRecord[] {
+    const ids = this.liveByUser.get(userId);
     if (!ids) return [];
     const found: SessionRecord[] = [];
     for (const id of ids) {
@@ -214,14 +223,9 @@ export class MemorySessionStore implements SessionStore {
       if (session) found.push(session);
       else ids.delete(id);
     }
-    if (!ids.size) this.byUser.delete(userId);
+    if (!ids.size) this.liveByUser.delete(userId);
     return found;
   }
-}
-
-function markRevoked(session: SessionRecord, reason: string, at: number): void {
-  session.revokedAt = new Date(at);
-  session.revokeReason = reason;
 }
 
 interface ReplayEntry {

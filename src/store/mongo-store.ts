@@ -106,7 +106,9 @@ export class MongoStore implements Store {
   async init(): Promise<void> {
     await guard(async () => {
       await this.userDocs.createIndex({ keys: 1 }, { unique: true });
-      await this.sessionDocs.createIndex({ userId: 1 });
+      // The per-user cap runs on every login: this index finds a user's unrevoked sessions
+      // newest first without reading the revoked ones kept (until they expire) for reuse detection.
+      await this.sessionDocs.createIndex({ userId: 1, revokedAt: 1, createdAt: -1, _id: -1 });
       await createTtlIndex(this.sessionDocs);
       await createTtlIndex(this.replayDocs);
     });
