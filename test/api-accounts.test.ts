@@ -167,5 +167,6 @@ describe("limits per client address", () => {
     } finally {
       await own.close();
     }
-  });
+    // 31 password checks at the production scrypt cost, about 150 ms each here and more in a loaded CI.
+  }, 30_000);
 });
