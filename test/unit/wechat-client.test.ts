@@ -117,6 +117,20 @@ describe("code2Session", () => {
     }
   });
 
+  it("sends nothing for a caller that gave up before the call", async () => {
+    const attempts: string[] = [];
+    const watched = createWechatClient({ baseUrl: sim.url, timeoutMs: 300, retries: 1, retryDelayMs: 1, observe: (_api, outcome) => attempts.push(outcome) });
+    try {
+      const gone = new AbortController();
+      gone.abort(new Error("the client went away"));
+      expect(await kindOf(watched.code2Session(app, (await mintCode(sim.url)).code, gone.signal))).toBe("unavailable");
+      expect(attempts).toEqual(["aborted"]);
+      expect(await calls()).toBe(0);
+    } finally {
+      await watched.close();
+    }
+  });
+
   it("stops when the caller's deadline passes", async () => {
     await injectFault(sim.url, { path: "/sns/jscode2session", delayMs: 250 });
     const slow = createWechatClient({ baseUrl: sim.url, timeoutMs: 5000, retries: 1 });
