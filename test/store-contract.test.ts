@@ -700,6 +700,25 @@ describe("MemoryStore expiry", () => {
     expect(await store.sessions.get(expiring.id)).toBeNull();
     expect(await store.sessions.get(lasting.id)).toEqual(lasting);
   });
+
+  it("spreads a sweep over the writes that follow, a thousand entries each, and still drops them all", async () => {
+    vi.useFakeTimers({ toFake: ["Date"], now: new Date("2025-03-01T00:00:00Z") });
+    const store = new MemoryStore();
+    const soon = new Date("2025-03-01T00:00:10Z");
+    const expiring = [];
+    for (let i = 0; i < 2_500; i++) expiring.push(await store.sessions.insert(sessionDraft({ expiresAt: soon })));
+    const lasting = await store.sessions.insert(sessionDraft({ expiresAt: new Date("2025-03-02T00:00:00Z") }));
+
+    vi.setSystemTime(new Date("2025-03-01T00:01:01Z"));
+    await store.sessions.insert(sessionDraft());
+    // The first write past the interval looked at the first thousand (insertion order) only.
+    expect(await store.sessions.get(expiring[999]!.id)).toBeNull();
+    expect(await store.sessions.get(expiring[1_000]!.id)).not.toBeNull();
+    await store.sessions.insert(sessionDraft());
+    await store.sessions.insert(sessionDraft());
+    for (const { id } of expiring) expect(await store.sessions.get(id)).toBeNull();
+    expect(await store.sessions.get(lasting.id)).toEqual(lasting);
+  });
 });
 
 const uri = process.env.MONGODB_URI;
