@@ -704,10 +704,11 @@ describe("MemoryStore expiry", () => {
   it("spreads a sweep over the writes that follow, a thousand entries each, and still drops them all", async () => {
     vi.useFakeTimers({ toFake: ["Date"], now: new Date("2025-03-01T00:00:00Z") });
     const store = new MemoryStore();
+    const userId = newObjectId();
     const soon = new Date("2025-03-01T00:00:10Z");
     const expiring = [];
-    for (let i = 0; i < 2_500; i++) expiring.push(await store.sessions.insert(sessionDraft({ expiresAt: soon })));
-    const lasting = await store.sessions.insert(sessionDraft({ expiresAt: new Date("2025-03-02T00:00:00Z") }));
+    for (let i = 0; i < 2_500; i++) expiring.push(await store.sessions.insert(sessionDraft({ userId, expiresAt: soon })));
+    const lasting = await store.sessions.insert(sessionDraft({ userId, expiresAt: new Date("2025-03-02T00:00:00Z") }));
 
     vi.setSystemTime(new Date("2025-03-01T00:01:01Z"));
     await store.sessions.insert(sessionDraft());
@@ -718,6 +719,8 @@ describe("MemoryStore expiry", () => {
     await store.sessions.insert(sessionDraft());
     for (const { id } of expiring) expect(await store.sessions.get(id)).toBeNull();
     expect(await store.sessions.get(lasting.id)).toEqual(lasting);
+    // The swept sessions left the user's index with the map: logout-all finds the one left.
+    expect(await store.sessions.revokeAllForUser(userId, "logout_all")).toBe(1);
   });
 });
 

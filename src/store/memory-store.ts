@@ -63,6 +63,8 @@ class ExpirySweep<V> {
   constructor(
     private readonly entries: Map<string, V>,
     private readonly expiresAt: (entry: V) => Date,
+    /** Told of each entry dropped, so indexes over the map stay exact. */
+    private readonly onDrop: (entry: V) => void = () => {},
   ) {}
 
   /** Cheap to call on every write: does a slice of work only while a sweep is due. */
@@ -80,7 +82,9 @@ class ExpirySweep<V> {
         return;
       }
       const [key, entry] = next.value;
-      if (this.expiresAt(entry).getTime() <= now) this.entries.delete(key);
+      if (this.expiresAt(entry).getTime() > now) continue;
+      this.entries.delete(key);
+      this.onDrop(entry);
     }
   }
 }
@@ -145,14 +149,14 @@ export class MemoryUserStore implements UserStore {
 
 export class MemorySessionStore implements SessionStore {
   private readonly sessions = new Map<string, SessionRecord>();
-  private readonly sweep = new ExpirySweep(this.sessions, (session) => session.expiresAt);
   /**
-   * User id → the ids of its sessions not revoked, for the per-user cap and logout-all (MongoDB
-   * uses its index on userId). Revoked sessions stay stored until they expire, for reuse
+   * User id → the ids of its stored sessions not revoked, for the per-user cap and logout-all
+   * (MongoDB uses its index on userId). Revoked sessions stay stored until they expire, for reuse
    * detection, but leave this index, so a login looks at the few live ones, not at every login
-   * of the last 30 days. Swept ids drop out when next read.
+   * of the last 30 days.
    */
   private readonly liveByUser = new Map<string, Set<string>>();
+  private readonly sweep = new ExpirySweep(this.sessions, (session) => session.expiresAt, (session) => this.unindex(session));
 
   async insert(draft: SessionDraft): Promise<SessionRecord> {
     // Parsed like the MongoDB store does, so a malformed caller-chosen id fails the same way.
@@ -224,25 +228,22 @@ export class MemorySessionStore implements SessionStore {
     this.liveByUser.set(userId, ids);
   }
 
+  private unindex(session: SessionRecord): void {
+    if (session.userId === null) return;
+    const ids = this.liveByUser.get(session.userId);
+    ids?.delete(session.id);
+    if (ids?.size === 0) this.liveByUser.delete(session.userId);
+  }
+
   private end(session: SessionRecord, reason: string, at: number): void {
     session.revokedAt = new Date(at);
     session.revokeReason = reason;
-    const ids = session.userId === null ? undefined : this.liveByUser.get(session.userId);
-    ids?.delete(session.id);
-    if (ids?.size === 0) this.liveByUser.delete(session.userId!);
+    this.unindex(session);
   }
 
+  /** Every id in the index is of a stored session: revoking and sweeping both take it out. */
   private liveSessionsOf(userId: string): SessionRecord[] {
-    const ids = this.liveByUser.get(userId);
-    if (!ids) return [];
-    const found: SessionRecord[] = [];
-    for (const id of ids) {
-      const session = this.sessions.get(id);
-      if (session) found.push(session);
-      else ids.delete(id);
-    }
-    if (!ids.size) this.liveByUser.delete(userId);
-    return found;
+    return Array.from(this.liveByUser.get(userId) ?? [], (id) => this.sessions.get(id)!);
   }
 }
 
