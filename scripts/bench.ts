@@ -470,11 +470,8 @@ export type PacedResult<R extends PacedRequest = PacedRequest> = { request: R; l
  * latency counted from when each request was due, so a stall is not hidden (no coordinated
  * omission). Resolves once every answer is in; one that never comes counts as an error after 10 s.
  */
-export async function pace<R extends PacedRequest>(
-  load: { url: string; rate: number; total: number; next: () => R; onResult: (result: PacedResult<R>) => void } & ({ connections: number } | { agent: http.Agent }),
-): Promise<void> {
-  // A caller's agent outlives this run (its connections stay warm); otherwise the run has its own.
-  const agent = "agent" in load ? load.agent : new http.Agent({ keepAlive: true, maxSockets: load.connections });
+export async function pace<R extends PacedRequest>(load: { url: string; agent: http.Agent; rate: number; total: number; next: () => R; onResult: (result: PacedResult<R>) => void }): Promise<void> {
+  const { agent } = load;
   let sent = 0;
   let done = 0;
   const start = performance.now();
@@ -503,7 +500,6 @@ export async function pace<R extends PacedRequest>(
     };
     tick();
   });
-  if (!("agent" in load)) agent.destroy();
 }
 
 /** All CPUs' time in clock ticks, and the part stolen by the hypervisor (Linux /proc/stat). */

@@ -9,6 +9,7 @@
 //   goes back in the pool), 10% Login of returning users (codes minted ahead at the simulator).
 // Options: --minutes M (10), --rate R (requests/s; default: half of a 5 s CheckLogin run), --out DIR.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
 import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -169,11 +170,12 @@ async function soak(child: Child, signed: Signed[], rate: number, minutes: numbe
   }, SAMPLE_SECONDS * 1000);
 
   let turn = 0;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   await pace({
     url: child.httpUrl,
+    agent,
     rate,
     total: Math.floor(rate * minutes * 60),
-    connections: 64,
     next: () => {
       topUpCodes();
       return requestOf(MIX[turn++ % MIX.length]!);
@@ -192,6 +194,7 @@ async function soak(child: Child, signed: Signed[], rate: number, minutes: numbe
       window.errorKinds[key] = (window.errorKinds[key] ?? 0) + 1;
     },
   });
+  agent.destroy();
   clearInterval(sampler);
   // The answers since the last tick count too.
   if (window.latencies.length || window.status5xx || window.lost || window.otherErrors) takeSample();

@@ -101,4 +101,3 @@ function nodeHeaders(headers: Headers | undefined): Record<string, string> {
   });
   return node;
 }
-

@@ -1,7 +1,7 @@
 /**
  * An abort signal that is not an AbortSignal, for consumers that only read `aborted` and `reason`
- * and add and remove abort listeners: Connect links each call's context to the request signal,
- * and undici's request() accepts any EventTarget-like signal.
+ * and add and remove abort listeners: Connect, which links each call's context to the request
+ * signal, and the WeChat client's exchange().
  *
  * Why not an AbortSignal: Node 20 makes one by swapping an EventTarget's prototype and then adding
  * fields, and V8 gives every such object a hidden class of its own (`%HaveSameMap` is false for any

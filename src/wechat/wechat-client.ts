@@ -394,7 +394,7 @@ interface AttemptSignal {
  * Aborts after timeoutMs or when the caller's signal does. Released when the attempt ends, so a
  * finished call leaves nothing behind: AbortSignal.timeout's timer and AbortSignal.any's links
  * lived on until the timeout fired, one set per login, and were promoted to the old generation.
- * A plain signal, not an AbortController's (see PlainAbortSignal): undici only listens to it.
+ * A plain signal, not an AbortController's (see PlainAbortSignal): exchange() only listens to it.
  */
 function attemptSignal(timeoutMs: number, caller?: AbortSignal): AttemptSignal {
   const signal = new PlainAbortSignal();
