@@ -16,6 +16,7 @@ import { createMetrics, instrumentStore } from "./metrics/metrics.js";
 import { MemoryStore } from "./store/memory-store.js";
 import { MongoStore } from "./store/mongo-store.js";
 import type { Store } from "./store/store.js";
+import { describeError, describeRequest } from "./util/log-safety.js";
 import { createAccessTokenBroker } from "./wechat/access-token-broker.js";
 import { createWechatClient } from "./wechat/wechat-client.js";
 
@@ -35,7 +36,7 @@ export const DEMO_APP = {
 } as const satisfies App;
 
 // Secrets that must never reach a log line, wherever they appear.
-const REDACT = ["req.headers.authorization", "req.headers.cookie", "*.accessToken", "*.refreshToken", "*.sessionKey", "*.secret", "*.password"];
+const REDACT = ["headers", "*.headers", "req.headers.authorization", "req.headers.cookie", "*.accessToken", "*.refreshToken", "*.sessionKey", "*.secret", "*.password"];
 
 export interface AppOptions {
   /** Where log lines go (tests capture them); stdout by default. */
@@ -72,7 +73,9 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     ? await Promise.all(file.signingKeys.map((jwk) => importSigningKey(jwk)))
     : [(await generateSigningKey()).key];
 
-  const logger = { level: env.logLevel, redact: { paths: REDACT, censor: "[redacted]" }, ...(options.logStream ? { stream: options.logStream } : {}) };
+  // Serializers replace fastify's: its `req` carries the URL with the query (a seed's ?token=).
+  const serializers = { err: describeError, req: describeRequest };
+  const logger = { level: env.logLevel, redact: { paths: REDACT, censor: "[redacted]" }, serializers, ...(options.logStream ? { stream: options.logStream } : {}) };
   const closers: Array<() => Promise<unknown>> = [];
   const close = async () => {
     for (const closeOne of closers.reverse()) await closeOne().catch(() => undefined);

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config/config.js";
 import { DEMO_APPID, mintCode, startHarness, type Harness } from "./support/harness.js";
+import { expectCleanLogs } from "./support/attack.js";
 import { expectNoStack, postForm, postJson } from "./support/seed-http.js";
 
 const APP = { id: "demo", platform: "wechat-miniprogram", appid: DEMO_APPID, secret: "demo-secret", legacyId: 1 };
@@ -38,6 +39,20 @@ describe("seed profiles", () => {
     const plain = await fetch(`${limited.httpUrl}/api/smallapp/login`, { method: "POST", headers: { "content-type": "text/plain" }, body: "app_id=1" });
     expect([plain.status, ((await plain.json()) as { code: number }).code]).toEqual([200, 400]);
     expectNoStack(big);
+  });
+
+  it("answer a token with a NUL or a character above U+00FF as TOKEN_INVALID in the seed's envelope, and never log it", async () => {
+    for (const token of ["token-marker-nul\u0000x", "token-marker-wide\u0100x", `${"eyJ".padEnd(40, "a")}.b.c\u0000`]) {
+      const query = await fetch(`${limited.httpUrl}/applet/login/getUserInfo?${new URLSearchParams({ token })}`);
+      expect([query.status, await query.json()]).toEqual([200, { success: false, message: "token无效", code: 401, result: null }]);
+      for (const path of ["/applet/login/checkLogin", "/applet/login/logout", "/applet/login/refreshToken"]) {
+        expect((await postForm(limited.httpUrl, path, { token })).json, path).toMatchObject({ success: false, code: 401 });
+      }
+      const oauth = await postForm(limited.httpUrl, "/api/smallapp/oauth", { app_id: "1", _user_token: token, encryptedData: "a", iv: "b" });
+      expect(oauth.json).toMatchObject({ code: 8527 });
+      // The log is JSON, which escapes the NUL: look for the visible part.
+      expectCleanLogs(limited, [token.slice(0, -2)]);
+    }
   });
 });
 

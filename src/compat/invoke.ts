@@ -1,12 +1,14 @@
 // Calls the very ServiceImpl the Connect routes serve, in process, through the same outermost
 // interceptor: logging, metrics and error mapping are the Connect API's. Seed routes only translate.
 import { create, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
-import { ConnectError, createHandlerContext, type ContextValues, type ServiceImpl, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
+import { createHandlerContext, type ContextValues, type ServiceImpl, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
 import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type { FastifyRequest } from "fastify";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import type { RpcSample } from "../metrics/metrics.js";
+import { TokenError } from "../auth/errors.js";
+import { toConnectError } from "../service/errors.js";
 import { createOutermostInterceptor, requestContextValues, type Logger } from "../service/interceptors.js";
 
 /** A failed call as a seed needs it: the reason, the HTTP status Connect would have used, a retry hint. */
@@ -47,9 +49,9 @@ export function createInvoke(service: ServiceImpl<typeof IdentityService>, fallb
   });
 
   return async (method, input, request, accessToken, extend = (values) => values) => {
-    const header = new Headers(accessToken ? { authorization: `Bearer ${accessToken}` } : {});
     const contextValues = extend(requestContextValues(request));
     try {
+      const header = bearerHeader(accessToken);
       const res = await call({
         stream: false,
         service: IdentityService,
@@ -63,8 +65,8 @@ export function createInvoke(service: ServiceImpl<typeof IdentityService>, fallb
       });
       return { ok: true, message: res.message as MessageShape<typeof method.output> };
     } catch (e) {
-      // The interceptor has already turned every failure into a ConnectError with a reason.
-      const error = ConnectError.from(e);
+      // The interceptor has already turned the service's failures into ConnectErrors; bearerHeader's is mapped here.
+      const { error } = toConnectError(e);
       const retryAfter = error.metadata.get("retry-after");
       return {
         ok: false,
@@ -74,4 +76,14 @@ export function createInvoke(service: ServiceImpl<typeof IdentityService>, fallb
       };
     }
   };
+}
+
+// Our tokens (and the seeds' joined ones) are visible ASCII; anything else could not even be a
+// header value, and Headers would throw with the token in its message.
+const TOKEN_CHARS = /^[\x21-\x7e]+$/;
+
+function bearerHeader(accessToken: string | undefined): Headers {
+  if (!accessToken) return new Headers();
+  if (!TOKEN_CHARS.test(accessToken)) throw new TokenError("invalid");
+  return new Headers({ authorization: `Bearer ${accessToken}` });
 }

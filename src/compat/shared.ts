@@ -2,6 +2,7 @@
 import formbody from "@fastify/formbody";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { AppConfig } from "../config/config.js";
+import { describeError } from "../util/log-safety.js";
 import type { Failure, Invoke } from "./invoke.js";
 
 export type SeedApp = Pick<AppConfig, "id" | "platform" | "appid" | "legacyId" | "default">;
@@ -127,7 +128,7 @@ export async function mountSeed(app: FastifyInstance, envelope: SeedEnvelope, ro
       if (error instanceof SeedInputError) return reply.code(200).send(envelope.badInput(`${messageOf("FIELD_INVALID")}: ${error.field}`));
       const status = error.statusCode ?? 500;
       if (status < 500) return reply.code(status).send(envelope.badInput(status === 413 ? messageOf("REQUEST_TOO_LARGE") : messageOf("REQUEST_INVALID")));
-      request.log.error({ err: { type: error.name, message: error.message, stack: error.stack } }, "seed route failed unexpectedly");
+      request.log.error({ err: describeError(error) }, "seed route failed unexpectedly");
       return reply.code(500).send(envelope.serverError());
     });
     routes(scope);

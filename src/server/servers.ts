@@ -19,6 +19,7 @@ import { createHealthService, type Readiness } from "./health.js";
 import { createReflectionService } from "./reflection.js";
 import { registerConnectRoutes } from "./connect-adapter.js";
 import { guardRouter } from "./request-guard.js";
+import { describeError } from "../util/log-safety.js";
 
 export interface ServerDeps {
   service: ServiceImpl<typeof IdentityService>;
@@ -177,6 +178,6 @@ async function registerConnect(app: FastifyInstance, deps: ServerDeps, options: 
     readMaxBytes: deps.maxBodyBytes,
     shutdownSignal: shutdown.signal,
     contextValues: requestContextValues,
-    onFailure: (e, handler) => app.log.error({ rpc: handler.method.name, err: e instanceof Error ? { type: e.name, message: e.message } : String(e) }, "rpc could not be answered"),
+    onFailure: (e, handler) => app.log.error({ rpc: handler.method.name, err: describeError(e) }, "rpc could not be answered"),
   }));
 }

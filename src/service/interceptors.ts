@@ -1,6 +1,7 @@
 import { Code, createContextKey, createContextValues, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import type { RpcSample } from "../metrics/metrics.js";
+import { describeError } from "../util/log-safety.js";
 import { toConnectError } from "./errors.js";
 
 /** The small part of pino the service uses. */
@@ -37,12 +38,6 @@ export function createOutermostInterceptor(fallbackLog: Logger, onRpc: (sample: 
       throw error;
     }
   };
-}
-
-
-function describeError(e: unknown): object {
-  if (!(e instanceof Error)) return { value: String(e) };
-  return { type: e.name, message: e.message, stack: e.stack, ...(e.cause instanceof Error ? { cause: `${e.cause.name}: ${e.cause.message}` } : {}) };
 }
 
 /** The client's address as the listener sees it (a proxy's X-Forwarded-For is not trusted). */
