@@ -84,6 +84,21 @@ describe("seed 002 /applet/login", () => {
     expect(after.json).toMatchObject({ success: false, code: 401, result: null });
   });
 
+  it("logout ends the session once the access half has expired: the refresh half then fails too", async () => {
+    let clock = Date.now();
+    const timed = await startHarness(undefined, {}, undefined, () => clock);
+    try {
+      const minted = await mintCode(timed.sim);
+      const { token } = (await postForm(timed.httpUrl, `${BASE}/wxLogin`, { code: minted.code })).json.result;
+      clock += 2 * 3600_000 + 1000;
+      expect((await get(timed.httpUrl, `${BASE}/checkLogin`, { token })).json).toMatchObject({ success: false, code: 401, message: "token已过期" });
+      expect((await postForm(timed.httpUrl, `${BASE}/logout`, { token })).json).toMatchObject({ success: true, code: 200 });
+      expect((await postForm(timed.httpUrl, `${BASE}/refreshToken`, { token })).json).toMatchObject({ success: false, code: 401, result: null });
+    } finally {
+      await timed.close();
+    }
+  });
+
   it("answers the documented errors: 401 token无效, 400 微信登录失败: code无效, 400 for wrong types, never a 500", async () => {
     expect((await get(h.httpUrl, `${BASE}/checkLogin`, { token: "user_token_here" })).json).toEqual({ success: false, message: "token无效", code: 401, result: null });
     expect((await postForm(h.httpUrl, `${BASE}/wxLogin`, { code: "wx_login_code_here" })).json).toEqual({ success: false, message: "微信登录失败: code无效", code: 400, result: null });

@@ -91,15 +91,16 @@ export function createAccessTokens(keys: SigningKey[], options: AccessTokenOptio
       return { token: `${signingInput}.${signature.toString("base64url")}`, expiresAt: new Date(exp * 1000) };
     },
 
-    /** The token's claims, or TokenError "invalid" / "expired". Says nothing about revocation. */
-    async verify(token: string): Promise<AccessClaims> {
+    /**
+     * The token's claims, or TokenError "invalid" / "expired". Says nothing about revocation.
+     * `expiredGraceSeconds` accepts a genuine token that long past its expiry (Logout's).
+     */
+    async verify(token: string, { expiredGraceSeconds = 0 } = {}): Promise<AccessClaims> {
       const known = verified.get(token);
       if (known) {
-        if (known.exp * 1000 <= now()) {
-          verified.delete(token);
-          throw new TokenError("expired");
-        }
-        return known;
+        if (known.exp * 1000 > now()) return known;
+        verified.delete(token);
+        if (!expiredGraceSeconds) throw new TokenError("expired");
       }
       // jose decodes leniently ('=' padding, stray low bits in the last character), so many strings
       // would carry one signature; only the one encoding we produce is accepted.
@@ -110,6 +111,7 @@ export function createAccessTokens(keys: SigningKey[], options: AccessTokenOptio
           algorithms,
           typ: ACCESS_TOKEN_TYPE,
           currentDate: new Date(now()),
+          clockTolerance: expiredGraceSeconds,
           requiredClaims: ["sid", "exp", "aud"],
         });
         const { sid, sub, aud, exp, iat } = payload;
@@ -117,7 +119,7 @@ export function createAccessTokens(keys: SigningKey[], options: AccessTokenOptio
         // jose checks iat only against a maximum age, which we do not set.
         if (iat !== undefined && iat > now() / 1000 + MAX_CLOCK_SKEW_SECONDS) throw new TokenError("invalid");
         const claims: AccessClaims = Object.freeze({ sid, aud, exp, ...(typeof sub === "string" ? { sub } : {}) });
-        verified.set(token, claims);
+        if (exp * 1000 > now()) verified.set(token, claims);
         return claims;
       } catch (e) {
         if (e instanceof errors.JWTExpired) throw new TokenError("expired");

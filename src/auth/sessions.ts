@@ -166,14 +166,18 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
       return rotateOrReplay(session, refreshToken, presentedHash);
     },
 
-    /** Verifies an access token and that its session is still live. */
-    async authenticate(accessToken: string): Promise<Authenticated> {
+    /**
+     * Verifies an access token and that its session is still live. With `ending`, for Logout, an
+     * expired access token still names its session: the refresh token beside it lives on, so the
+     * session must end. A token older than any session's life names nothing left to end.
+     */
+    async authenticate(accessToken: string, { ending = false } = {}): Promise<Authenticated> {
       if (!accessToken) throw new TokenError("missing");
-      const claims = await accessTokens.verify(accessToken);
+      const claims = await accessTokens.verify(accessToken, ending ? { expiredGraceSeconds: policy.sessionMaxAgeSeconds ?? policy.refreshTtlSeconds } : {});
       const session = await sessions.get(claims.sid);
       if (!session || session.revokedAt) throw new TokenError("revoked");
       if ((session.userId ?? undefined) !== claims.sub || session.appId !== claims.aud) throw new TokenError("invalid");
-      if (session.expiresAt.getTime() <= now()) throw new TokenError("expired");
+      if (!ending && session.expiresAt.getTime() <= now()) throw new TokenError("expired");
       return { session, claims };
     },
 

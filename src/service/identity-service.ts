@@ -132,10 +132,10 @@ export function createIdentityService({
    */
   async function authenticate(
     ctx: HandlerContext,
-    { allowPending = false, token = bearerOf(ctx), limited = true } = {},
+    { allowPending = false, token = bearerOf(ctx), limited = true, ending = false } = {},
   ): Promise<Authenticated & { userId: string; user: UserRecord | null }> {
     if (token.length > MAX_TOKEN_CHARS) throw new TokenError("invalid");
-    const auth = await sessions.authenticate(token);
+    const auth = await sessions.authenticate(token, { ending });
     const { userId } = auth.session;
     if (!userId && !allowPending) {
       throw apiError(Code.FailedPrecondition, "NOT_REGISTERED", "this session has no user yet: call Oauth or BindPhone first");
@@ -373,7 +373,8 @@ export function createIdentityService({
     },
 
     async bindPhone(req, ctx) {
-      const { session, userId } = await authenticate(ctx, { allowPending: true });
+      // An expired access token still ends its session (sessions.authenticate).
+      const { session, userId } = await authenticate(ctx, { allowPending: true, ending: true });
       limit(rates.phone, session.openid, "too many phone number requests");
       const app = wechatAppOf(session);
       const phone = await phoneOf(app, session, req, ctx.signal);
@@ -391,7 +392,8 @@ export function createIdentityService({
     },
 
     async logout(req, ctx) {
-      const { session, userId } = await authenticate(ctx, { allowPending: true });
+      // An expired access token still ends its session (sessions.authenticate).
+      const { session, userId } = await authenticate(ctx, { allowPending: true, ending: true });
       if (req.allSessions && userId) await sessions.revokeAllOfUser(userId);
       else await sessions.revoke(session.id);
       return {};

@@ -63,6 +63,18 @@ describe("access tokens", () => {
     expect(await reasonOf(sessions.authenticate(tokens.accessToken))).toBe("expired");
   });
 
+  it("name their session for Logout once expired, up to a session's life, and only when genuine", async () => {
+    const { tokens, session } = await open();
+    await sessions.authenticate(tokens.accessToken);
+    clock += 7200 * 1000 + 1000;
+    expect(await reasonOf(sessions.authenticate(tokens.accessToken))).toBe("expired");
+    expect((await sessions.authenticate(tokens.accessToken, { ending: true })).session.id).toBe(session.id);
+    const [header, payload] = tokens.accessToken.split(".");
+    expect(await reasonOf(sessions.authenticate(`${header}.${payload}.${"A".repeat(86)}`, { ending: true }))).toBe("invalid");
+    clock += policy.refreshTtlSeconds * 1000;
+    expect(await reasonOf(sessions.authenticate(tokens.accessToken, { ending: true }))).toBe("expired");
+  });
+
   it("stay checked once remembered: expiry still applies, and an altered copy is still refused", async () => {
     const { tokens } = await open();
     await sessions.authenticate(tokens.accessToken);
