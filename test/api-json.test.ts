@@ -256,6 +256,10 @@ describe("GetUser and UpdateUser", () => {
     const cases: Array<[object, string, string]> = [
       [{ user: { nickname: "x".repeat(65) }, updateMask: "nickname" }, "FIELD_INVALID", "user.nickname"],
       [{ user: { nickname: "a\u0007b" }, updateMask: "nickname" }, "FIELD_INVALID", "user.nickname"],
+      // Nothing visible: zero-width space, Hangul filler, blank Braille, ideographic space, a lone combining mark.
+      ...["\u200b\u200b", "\u3164", "\u2800\u2800", "\u3000", "\u0301", "\u200b \u3164\u2800"].map((nickname): [object, string, string] => [{ user: { nickname }, updateMask: "nickname" }, "FIELD_INVALID", "user.nickname"]),
+      // Line breaks and a right-to-left override that would reorder what follows the name.
+      ...["a\nb", "a\u2028b", "a\u202eb"].map((nickname): [object, string, string] => [{ user: { nickname }, updateMask: "nickname" }, "FIELD_INVALID", "user.nickname"]),
       [{ user: { avatarUrl: "javascript:alert(1)" }, updateMask: "avatarUrl" }, "FIELD_INVALID", "user.avatarUrl"],
       [{ user: { gender: 7 }, updateMask: "gender" }, "FIELD_INVALID", "user.gender"],
       [{ user: { birthday: "2023-02-30" }, updateMask: "birthday" }, "FIELD_INVALID", "user.birthday"],

@@ -46,6 +46,16 @@ describe("Oauth", () => {
     expect(again.json.user.nickname).toBe("Mine");
   });
 
+  it("keeps a decrypted nickName by the one nickname rule: control characters stripped, an invisible one dropped", async () => {
+    const cases: Array<[string, string]> = [["\u001b[31mRed\r\n\u0000", "[31mRed"], ["\u200b\u3164\u2800", ""], ["  ", ""]];
+    for (const [nickName, stored] of cases) {
+      const me = await login(h);
+      const res = await rpc(h.httpUrl, "Oauth", await encrypt(h.sim, DEMO_APPID, me.openid, { openId: me.openid, nickName }), me.access);
+      expect(res.status).toBe(200);
+      expect(res.json.user.nickname).toBe(stored);
+    }
+  });
+
   it("verifies rawData against its signature", async () => {
     const sessionKey = key("oauth-sig");
     const me = await login(h, { sessionKey });

@@ -61,7 +61,29 @@ export function checkUsername(field: string, username: string): void {
 }
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
-const CONTROL_CHARS = /\p{Cc}/u;
+// The nickname rule (README "Nicknames"): no control characters (C0/C1, line and paragraph
+// separators, bidi overrides that reorder the text around them), and at least one visible
+// character: spaces, zero-width and other ignorable characters, lone combining marks, Hangul
+// fillers (U+3164, U+FFA0) and the blank Braille pattern (U+2800) alone are no name.
+const NICKNAME_CONTROL = /[\p{Cc}\p{Zl}\p{Zp}\u202a-\u202e\u2066-\u2069]/u;
+const INVISIBLE_ONLY = /^[\p{White_Space}\p{Cf}\p{M}\p{Default_Ignorable_Code_Point}\u2800\u3164\uffa0\u115f\u1160]*$/u;
+
+/**
+ * The one nickname rule, for every path that writes a profile. `sanitize` (a platform's profile,
+ * which the user cannot fix) strips control characters, cuts to the limit and answers "" for a name
+ * with nothing visible; otherwise a nickname that breaks the rule is FIELD_INVALID on `field`.
+ */
+export function checkNickname(field: string, nickname: string, { sanitize = false } = {}): string {
+  if (sanitize) {
+    const clean = [...nickname].filter((c) => !NICKNAME_CONTROL.test(c)).slice(0, LIMITS.nicknameChars).join("");
+    return INVISIBLE_ONLY.test(clean) ? "" : clean;
+  }
+  if ([...nickname].length > LIMITS.nicknameChars) throw fieldInvalid(field, `at most ${LIMITS.nicknameChars} characters`);
+  if (NICKNAME_CONTROL.test(nickname) || INVISIBLE_ONLY.test(nickname)) {
+    throw fieldInvalid(field, "must be visible text without control characters");
+  }
+  return nickname;
+}
 const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
 
 /** The mask's paths, or when the mask is empty, every field the request sets. */
@@ -106,9 +128,7 @@ export function planProfilePatch(user: User, paths: string[], now: Date, { inter
 const validators: Record<ProfileField, (user: User, now: Date) => UserRecord[ProfileField] | undefined> = {
   nickname({ nickname }) {
     if (!nickname) return undefined;
-    if ([...nickname].length > LIMITS.nicknameChars) throw fieldInvalid("user.nickname", `at most ${LIMITS.nicknameChars} characters`);
-    if (CONTROL_CHARS.test(nickname) || !nickname.trim()) throw fieldInvalid("user.nickname", "must be visible text without control characters");
-    return nickname;
+    return checkNickname("user.nickname", nickname);
   },
   avatarUrl({ avatarUrl }) {
     if (!avatarUrl) return undefined;
