@@ -183,6 +183,16 @@ describe("GetPhone and BindPhone", () => {
     expect((await calls(h.sim, "/cgi-bin/stable_token")) - fetches).toBe(1);
   });
 
+  it("treats WeChat's invalid access_token (40014) like 40001: fetch a new one, retry once", async () => {
+    const me = await login(h);
+    await rpc(h.httpUrl, "GetPhone", { code: await phoneCode(h.sim, "13800007777") }, me.access);
+    const fetches = await calls(h.sim, "/cgi-bin/stable_token");
+    await injectFault(h.sim, { path: "/wxa/business/getuserphonenumber", errcode: 40014 });
+    const res = await rpc(h.httpUrl, "GetPhone", { code: await phoneCode(h.sim, "13800008888") }, me.access);
+    expect(res.json.phoneNumber).toBe("13800008888");
+    expect((await calls(h.sim, "/cgi-bin/stable_token")) - fetches).toBe(1);
+  });
+
   it("keeps each app's access token and phone codes apart", async () => {
     const users = [await login(gated, { appid: OTHER }, "other"), await login(gated, { appid: OTHER }, "other")];
     const pendings = [await login(gated, { appid: GATED }, "gated"), await login(gated, { appid: GATED }, "gated")];

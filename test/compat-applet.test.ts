@@ -94,6 +94,10 @@ describe("seed 002 /applet/login", () => {
       expect((await get(timed.httpUrl, `${BASE}/checkLogin`, { token })).json).toMatchObject({ success: false, code: 401, message: "token已过期" });
       expect((await postForm(timed.httpUrl, `${BASE}/logout`, { token })).json).toMatchObject({ success: true, code: 200 });
       expect((await postForm(timed.httpUrl, `${BASE}/refreshToken`, { token })).json).toMatchObject({ success: false, code: 401, result: null });
+      // A session past tokens.sessionMaxAgeSeconds (90 days) is the user's to log in again, not an internal error.
+      const old = (await postForm(timed.httpUrl, `${BASE}/wxLogin`, { code: (await mintCode(timed.sim)).code })).json.result.token;
+      clock += 91 * 86_400_000;
+      expect((await postForm(timed.httpUrl, `${BASE}/refreshToken`, { token: old })).json).toEqual({ success: false, code: 401, message: "登录已过期,请重新登录", result: null });
     } finally {
       await timed.close();
     }

@@ -117,6 +117,13 @@ describe("WeChat faults on single-use code calls", () => {
     expect((await calls(h))[CODE_PATH]).toBe(2);
   });
 
+  it("answers WeChat's code expired (42003) as CODE_INVALID, never a logged UPSTREAM_ERROR", async () => {
+    await injectFault(h.sim, { path: CODE_PATH, errcode: 42003 });
+    const { res } = await timedLogin(h);
+    expect([res.status, reasonOf(res)]).toEqual([400, "CODE_INVALID"]);
+    expect(h.logs.filter((line) => JSON.parse(line).level >= 50)).toEqual([]);
+  });
+
   it("passes WeChat's rate limit (45011) on as RESOURCE_EXHAUSTED without retrying", async () => {
     await injectFault(h.sim, { path: CODE_PATH, errcode: 45011 });
     const { res } = await timedLogin(h);

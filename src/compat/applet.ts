@@ -3,6 +3,7 @@
 // access token and a refresh token, so the seed's token carries both as "<access>~<refresh>".
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { IdentityService, type Tokens, type User } from "../../gen/identity/v1/identity_pb.js";
+import type { Reason } from "../service/errors.js";
 import type { JsonObject } from "../store/store.js";
 import type { Failure } from "./invoke.js";
 import { defaultApp, fieldsOf, messageOf, mountSeed, SeedInputError, text, tokenOf, withRetryHint, type Fields, type SeedDeps } from "./shared.js";
@@ -24,7 +25,7 @@ export async function registerApplet(server: FastifyInstance, { invoke, apps }: 
   const app = defaultApp(apps);
   const appId = app?.id ?? "";
 
-  function answer(reply: FastifyReply, failure: Failure, messages: Record<string, string> = {}) {
+  function answer(reply: FastifyReply, failure: Failure, messages: Partial<Record<Reason, string>> = {}) {
     withRetryHint(reply, failure);
     // The seed's codes are 400, 401, 403, 404 and 500 (429 added for our rate limits).
     const code = failure.status === 409 ? 400 : failure.status >= 500 ? 500 : failure.status;

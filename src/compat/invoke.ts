@@ -1,19 +1,19 @@
 // Calls the very ServiceImpl the Connect routes serve, in process, through the same outermost
 // interceptor: logging, metrics and error mapping are the Connect API's. Seed routes only translate.
 import { create, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
-import { createHandlerContext, type ContextValues, type ServiceImpl, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
+import { ConnectError, createHandlerContext, type ContextValues, type ServiceImpl, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
 import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type { FastifyRequest } from "fastify";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import type { RpcSample } from "../metrics/metrics.js";
 import { TokenError } from "../auth/errors.js";
-import { toConnectError } from "../service/errors.js";
+import { isReason, toConnectError, type Reason } from "../service/errors.js";
 import { createOutermostInterceptor, requestContextValues, type Logger } from "../service/interceptors.js";
 
 /** A failed call as a seed needs it: the reason, the HTTP status Connect would have used, a retry hint. */
 export interface Failure {
-  reason: string;
+  reason: Reason;
   status: number;
   retryAfterSeconds?: string;
 }
@@ -70,7 +70,7 @@ export function createInvoke(service: ServiceImpl<typeof IdentityService>, fallb
       const retryAfter = error.metadata.get("retry-after");
       return {
         ok: false,
-        reason: error.findDetails(ErrorInfoSchema)[0]?.reason ?? "INTERNAL",
+        reason: reasonOf(error),
         status: codeToHttpStatus(error.code),
         ...(retryAfter ? { retryAfterSeconds: retryAfter } : {}),
       };
@@ -86,4 +86,9 @@ function bearerHeader(accessToken: string | undefined): Headers {
   if (!accessToken) return new Headers();
   if (!TOKEN_CHARS.test(accessToken)) throw new TokenError("invalid");
   return new Headers({ authorization: `Bearer ${accessToken}` });
+}
+
+function reasonOf(error: ConnectError): Reason {
+  const reason = error.findDetails(ErrorInfoSchema)[0]?.reason ?? "";
+  return isReason(reason) ? reason : "INTERNAL";
 }

@@ -4,11 +4,12 @@
 import type { FastifyInstance } from "fastify";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import { WECHAT_PLATFORMS } from "../config/config.js";
+import type { Reason } from "../service/errors.js";
 import { fieldsOf, messageOf, mountSeed, text, withRetryHint, type SeedDeps } from "./shared.js";
 
 const PATH = "/app/app/weChatApplet/getWeChatAppletOpenId";
 // The seed's "获取微信openid失败": WeChat would not say who this is.
-const OPENID_FAILURES = new Set(["CODE_INVALID", "CODE_USED", "USER_BLOCKED_BY_PLATFORM", "UPSTREAM_UNAVAILABLE", "RATE_LIMITED"]);
+const OPENID_FAILURES = new Set<Reason>(["CODE_INVALID", "CODE_USED", "USER_BLOCKED_BY_PLATFORM", "UPSTREAM_UNAVAILABLE", "RATE_LIMITED"]);
 
 const answer = (code: number, msg: string, data: object | null = null) => ({ code, msg, data });
 

@@ -2,6 +2,7 @@
 import formbody from "@fastify/formbody";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { AppConfig } from "../config/config.js";
+import type { Reason } from "../service/errors.js";
 import { describeError } from "../util/log-safety.js";
 import type { Failure, Invoke } from "./invoke.js";
 
@@ -63,44 +64,52 @@ export function defaultApp(apps: SeedApp[], platform?: SeedApp["platform"]): See
 }
 
 // Chinese, as the seeds speak to their users; a seed overrides where its document words it.
-const MESSAGES: Record<string, string> = {
+// Every reason has its message: one added to REASONS without one here does not compile.
+const MESSAGES: Record<Reason, string> = {
   FIELD_INVALID: "请求参数错误",
   REQUEST_INVALID: "请求参数错误",
   REQUEST_TOO_LARGE: "请求体过大",
+  FIELD_NOT_ALLOWED: "禁止访问",
+  PERMISSION_DENIED: "禁止访问",
   APP_NOT_FOUND: "应用不存在",
-  CODE_INVALID: "code无效",
-  CODE_USED: "code已被使用",
-  USER_BLOCKED_BY_PLATFORM: "该用户被平台限制登录",
+  USER_NOT_FOUND: "用户不存在",
+  NOT_FOUND: "数据不存在",
+  SERVICE_UNKNOWN: "服务不存在",
+  PLATFORM_UNSUPPORTED: "该应用不支持此操作",
+  RATE_LIMITED: "请求过于频繁,请稍后再试",
   TOKEN_MISSING: "token无效",
   TOKEN_INVALID: "token无效",
   TOKEN_EXPIRED: "token已过期",
   TOKEN_REVOKED: "token已失效",
   REFRESH_TOKEN_REUSED: "token已失效",
-  NOT_REGISTERED: "用户未注册",
+  SESSION_EXPIRED: "登录已过期,请重新登录",
+  ID_TOKEN_INVALID: "身份凭证无效",
+  ID_TOKEN_EXPIRED: "身份凭证已过期",
+  API_KEY_INVALID: "禁止访问",
   BAD_CREDENTIALS: "用户名或密码不正确!",
   ACCOUNT_DISABLED: "账号已禁用",
-  RATE_LIMITED: "请求过于频繁,请稍后再试",
-  UPSTREAM_UNAVAILABLE: "微信服务繁忙,请稍后再试",
-  STORE_UNAVAILABLE: "服务繁忙,请稍后再试",
-  PHONE_TAKEN: "该手机号已被其他用户绑定",
-  USERNAME_TAKEN: "用户名已被占用",
-  IDENTITY_TAKEN: "该微信已绑定其他用户",
-  ACCOUNT_CONFLICT: "账号冲突,请联系客服",
+  NOT_REGISTERED: "用户未注册",
+  CODE_INVALID: "code无效",
+  CODE_USED: "code已被使用",
+  USER_BLOCKED_BY_PLATFORM: "该用户被平台限制登录",
   DECRYPT_FAILED: "授权数据解密失败",
   SIGNATURE_INVALID: "授权数据签名不正确",
   SESSION_KEY_STALE: "登录已过期,请重新登录",
   SESSION_MISMATCH: "用户SESSION数据不一致,请重新登录",
-  PLATFORM_UNSUPPORTED: "该应用不支持此操作",
-  ID_TOKEN_INVALID: "身份凭证无效",
-  ID_TOKEN_EXPIRED: "身份凭证已过期",
+  PHONE_TAKEN: "该手机号已被其他用户绑定",
+  USERNAME_TAKEN: "用户名已被占用",
+  IDENTITY_TAKEN: "该微信已绑定其他用户",
+  ACCOUNT_CONFLICT: "账号冲突,请联系客服",
   VERSION_CONFLICT: "数据已被修改,请重试",
-  PERMISSION_DENIED: "禁止访问",
-  FIELD_NOT_ALLOWED: "禁止访问",
-  USER_NOT_FOUND: "用户不存在",
+  UPSTREAM_UNAVAILABLE: "微信服务繁忙,请稍后再试",
+  STORE_UNAVAILABLE: "服务繁忙,请稍后再试",
+  APP_MISCONFIGURED: "服务器内部错误",
+  UPSTREAM_ERROR: "服务器内部错误",
+  INTERNAL: "服务器内部错误",
 };
 
-export function messageOf(reason: string): string {
-  return MESSAGES[reason] ?? "服务器内部错误";
+export function messageOf(reason: Reason): string {
+  return MESSAGES[reason];
 }
 
 /** Passes WeChat's and our rate-limit hint on, whatever the seed's envelope. */

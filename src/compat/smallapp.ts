@@ -4,10 +4,11 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { decodeJwt } from "jose";
 import { IdentityService, type User } from "../../gen/identity/v1/identity_pb.js";
+import type { Reason } from "../service/errors.js";
 import type { Failure } from "./invoke.js";
 import { fieldsOf, integer, messageOf, mountSeed, SeedInputError, text, tokenOf, withRetryHint, type Fields, type SeedDeps } from "./shared.js";
 
-const OAUTH_CODES: Record<string, number> = {
+const OAUTH_CODES: Partial<Record<Reason, number>> = {
   // The client's session and ours disagree (or ours is gone): the seed's answer is "log in again".
   SESSION_MISMATCH: 8527,
   TOKEN_MISSING: 8527,
@@ -21,7 +22,7 @@ const OAUTH_CODES: Record<string, number> = {
   SESSION_KEY_STALE: 8524,
 };
 // Failures while saving the user: 8526 when registering (a pending session), 8525 when updating one.
-const SAVE_FAILURES = new Set(["ACCOUNT_CONFLICT", "IDENTITY_TAKEN", "PHONE_TAKEN", "USERNAME_TAKEN", "STORE_UNAVAILABLE", "VERSION_CONFLICT", "INTERNAL"]);
+const SAVE_FAILURES = new Set<Reason>(["ACCOUNT_CONFLICT", "IDENTITY_TAKEN", "PHONE_TAKEN", "USERNAME_TAKEN", "STORE_UNAVAILABLE", "VERSION_CONFLICT", "INTERNAL"]);
 
 const fail = (code: number, msg: string) => ({ code, msg });
 

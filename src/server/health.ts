@@ -1,7 +1,7 @@
 // grpc.health.v1.Health (the standard gRPC health protocol) over the readiness the composition
 // root passes in. Check answers once; Watch polls and sends a message whenever the status changes.
 import { create } from "@bufbuild/protobuf";
-import { Code, type ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus, HealthCheckResponseSchema } from "../../gen/health/v1/health_pb.js";
 import { apiError } from "../service/errors.js";
@@ -31,7 +31,7 @@ export function createHealthService(options: HealthOptions): ServiceImpl<typeof 
   return {
     async check(req) {
       // As grpc-go: an unknown service name is NOT_FOUND.
-      if (!known.has(req.service)) throw apiError(Code.NotFound, "SERVICE_UNKNOWN", `unknown service ${req.service}`, { service: req.service });
+      if (!known.has(req.service)) throw apiError("SERVICE_UNKNOWN", `unknown service ${req.service}`, { service: req.service });
       return { status: await servingStatus() };
     },
 

@@ -84,7 +84,7 @@ export function createReflectionService(services: DescService[], extraFiles: Des
       case "listServices":
         return respond({ case: "listServicesResponse", value: { service: listed.map((s) => ({ name: s.typeName })) } });
       default:
-        throw apiError(Code.InvalidArgument, "REQUEST_INVALID", "the reflection request names no message_request");
+        throw apiError("REQUEST_INVALID", "the reflection request names no message_request");
     }
   };
 

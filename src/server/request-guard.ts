@@ -1,5 +1,5 @@
 import { fromBinary, fromJson, type DescMessage, type JsonReadOptions, type JsonValue } from "@bufbuild/protobuf";
-import { Code, type ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { apiError } from "../service/errors.js";
 
@@ -95,7 +95,7 @@ function checkBinary(bytes: Uint8Array, schema: DescMessage): void {
   try {
     fromBinary(schema, bytes);
   } catch {
-    throw apiError(Code.InvalidArgument, "REQUEST_INVALID", `the request body is not a valid binary ${schema.typeName}`);
+    throw apiError("REQUEST_INVALID", `the request body is not a valid binary ${schema.typeName}`);
   }
 }
 
@@ -110,17 +110,17 @@ function refuseShape(json: JsonValue, topField: (key: string) => string) {
   for (let item = stack.pop(); item; item = stack.pop()) {
     const { value, depth, field } = item;
     if (typeof value === "number" && !Number.isFinite(value)) {
-      return apiError(Code.InvalidArgument, "FIELD_INVALID", `${field}: a number out of range`, { field: field ?? "" });
+      return apiError("FIELD_INVALID", `${field}: a number out of range`, { field: field ?? "" });
     }
     if (value === null || typeof value !== "object") continue;
-    if (depth >= MAX_JSON_DEPTH) return apiError(Code.InvalidArgument, "REQUEST_INVALID", `the request body is nested deeper than ${MAX_JSON_DEPTH} levels`);
+    if (depth >= MAX_JSON_DEPTH) return apiError("REQUEST_INVALID", `the request body is nested deeper than ${MAX_JSON_DEPTH} levels`);
     if (Array.isArray(value)) {
       for (const child of value) stack.push({ value: child, depth: depth + 1, field });
       continue;
     }
     for (const key of Object.keys(value)) {
       const name = field ?? topField(key);
-      if (PROTOTYPE_KEYS.has(key)) return apiError(Code.InvalidArgument, "FIELD_INVALID", `${name}: the key "${key}" is not allowed`, { field: name });
+      if (PROTOTYPE_KEYS.has(key)) return apiError("FIELD_INVALID", `${name}: the key "${key}" is not allowed`, { field: name });
       stack.push({ value: value[key] ?? null, depth: depth + 1, field: name });
     }
   }
@@ -132,10 +132,10 @@ function checkJsonBody(bytes: Uint8Array, schema: DescMessage, jsonOptions: Part
   try {
     json = JSON.parse(Buffer.from(bytes).toString("utf8")) as JsonValue;
   } catch {
-    throw apiError(Code.InvalidArgument, "REQUEST_INVALID", "the request body is not valid JSON");
+    throw apiError("REQUEST_INVALID", "the request body is not valid JSON");
   }
   if (json === null || typeof json !== "object" || Array.isArray(json)) {
-    throw apiError(Code.InvalidArgument, "REQUEST_INVALID", "the request body must be a JSON object");
+    throw apiError("REQUEST_INVALID", "the request body must be a JSON object");
   }
   const protoName = (key: string) => schema.fields.find((f) => f.jsonName === key || f.name === key)?.name ?? key;
   const refused = refuseShape(json, protoName);
@@ -147,8 +147,8 @@ function checkJsonBody(bytes: Uint8Array, schema: DescMessage, jsonOptions: Part
     const key = Object.keys(json).find((k) => !decodes(schema, { [k]: json[k] ?? null }, jsonOptions));
     const field = key === undefined ? undefined : protoName(key);
     const error = field
-      ? apiError(Code.InvalidArgument, "FIELD_INVALID", `${field}: wrong type or value for ${schema.typeName}`, { field })
-      : apiError(Code.InvalidArgument, "REQUEST_INVALID", `the request body is not a valid ${schema.typeName}`);
+      ? apiError("FIELD_INVALID", `${field}: wrong type or value for ${schema.typeName}`, { field })
+      : apiError("REQUEST_INVALID", `the request body is not a valid ${schema.typeName}`);
     throw error;
   }
 }
@@ -163,7 +163,7 @@ function decodes(schema: DescMessage, json: JsonValue, jsonOptions: Partial<Json
 }
 
 function tooLarge(maxBodyBytes: number) {
-  return apiError(Code.InvalidArgument, "REQUEST_TOO_LARGE", `the request body is larger than ${maxBodyBytes} bytes`, { limit: String(maxBodyBytes) });
+  return apiError("REQUEST_TOO_LARGE", `the request body is larger than ${maxBodyBytes} bytes`, { limit: String(maxBodyBytes) });
 }
 
 function isByteStream(body: UniversalServerRequest["body"]): body is AsyncIterable<Uint8Array> {

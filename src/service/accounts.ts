@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { Code } from "@connectrpc/connect";
 import { AccountDisabledError, TokenError } from "../auth/errors.js";
 import {
   DuplicateKeyError,
@@ -49,7 +48,7 @@ export function createAccountLibrary({ users, now }: { users: UserStore; now: ()
   async function update(userId: string, change: (user: UserRecord) => UserRecord, expectedVersion?: number, { anyStatus = false } = {}): Promise<UserRecord> {
     for (let attempt = 1; ; attempt++) {
       const current = anyStatus ? await users.get(userId) : await activeUser(userId);
-      if (!current) throw apiError(Code.NotFound, "USER_NOT_FOUND", "no user has this id");
+      if (!current) throw apiError("USER_NOT_FOUND", "no user has this id");
       if (expectedVersion !== undefined && current.version !== expectedVersion) throw new VersionConflictError();
       const next = change(current);
       if (next === current) return current;
@@ -64,7 +63,7 @@ export function createAccountLibrary({ users, now }: { users: UserStore; now: ()
   /** Adds the identity (and its unionid) to the user if it lacks them. */
   async function bindIdentity(user: UserRecord, identity: IdentityRecord): Promise<UserRecord> {
     if (identity.unionid && user.unionid && user.unionid !== identity.unionid) {
-      throw apiError(Code.FailedPrecondition, "ACCOUNT_CONFLICT", "this sign-in matches a user of another open platform account; contact support");
+      throw apiError("ACCOUNT_CONFLICT", "this sign-in matches a user of another open platform account; contact support");
     }
     // A returning sign-in changes nothing: answer from the record just read instead of reading it again.
     if (!lacks(user, identity)) {
@@ -102,7 +101,7 @@ export function createAccountLibrary({ users, now }: { users: UserStore; now: ()
       for (let round = 0; round < CREATE_ATTEMPTS; round++) {
         const found = await users.findByKeys(keys);
         if (found.length > 1) {
-          throw apiError(Code.FailedPrecondition, "ACCOUNT_CONFLICT", "this sign-in matches two different users; contact support");
+          throw apiError("ACCOUNT_CONFLICT", "this sign-in matches two different users; contact support");
         }
         const [existing] = found;
         if (existing) return { user: await bindIdentity(existing, identity), created: false };
@@ -127,7 +126,7 @@ export function createAccountLibrary({ users, now }: { users: UserStore; now: ()
           if (!retry) throw e;
         }
       }
-      throw apiError(Code.Unavailable, "STORE_UNAVAILABLE", "could not settle a parallel sign-in; retry");
+      throw apiError("STORE_UNAVAILABLE", "could not settle a parallel sign-in; retry");
     },
   };
 }

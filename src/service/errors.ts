@@ -11,20 +11,79 @@ import { WechatError, type WechatErrorKind } from "../wechat/wechat-client.js";
 
 export const ERROR_DOMAIN = "identity.v1";
 
-export function apiError(code: Code, reason: string, message: string, metadata: Record<string, string> = {}): ConnectError {
+/**
+ * Every reason the service answers, each naming its Connect code once (the HTTP status follows
+ * from the code). Maps from reasons, such as the seed routes' messages, are `Record<Reason, …>`,
+ * so a reason added here without its mapping does not compile.
+ */
+export const REASONS = {
+  // The request itself
+  FIELD_INVALID: { code: Code.InvalidArgument },
+  REQUEST_INVALID: { code: Code.InvalidArgument },
+  REQUEST_TOO_LARGE: { code: Code.InvalidArgument },
+  FIELD_NOT_ALLOWED: { code: Code.PermissionDenied },
+  PERMISSION_DENIED: { code: Code.PermissionDenied },
+  APP_NOT_FOUND: { code: Code.NotFound },
+  USER_NOT_FOUND: { code: Code.NotFound },
+  NOT_FOUND: { code: Code.NotFound },
+  SERVICE_UNKNOWN: { code: Code.NotFound },
+  PLATFORM_UNSUPPORTED: { code: Code.FailedPrecondition },
+  RATE_LIMITED: { code: Code.ResourceExhausted },
+  // Credentials and sessions
+  TOKEN_MISSING: { code: Code.Unauthenticated },
+  TOKEN_INVALID: { code: Code.Unauthenticated },
+  TOKEN_EXPIRED: { code: Code.Unauthenticated },
+  TOKEN_REVOKED: { code: Code.Unauthenticated },
+  REFRESH_TOKEN_REUSED: { code: Code.Unauthenticated },
+  SESSION_EXPIRED: { code: Code.Unauthenticated },
+  ID_TOKEN_INVALID: { code: Code.Unauthenticated },
+  ID_TOKEN_EXPIRED: { code: Code.Unauthenticated },
+  API_KEY_INVALID: { code: Code.Unauthenticated },
+  BAD_CREDENTIALS: { code: Code.Unauthenticated },
+  ACCOUNT_DISABLED: { code: Code.PermissionDenied },
+  NOT_REGISTERED: { code: Code.FailedPrecondition },
+  // The platform's codes and data
+  CODE_INVALID: { code: Code.InvalidArgument },
+  CODE_USED: { code: Code.InvalidArgument },
+  USER_BLOCKED_BY_PLATFORM: { code: Code.PermissionDenied },
+  DECRYPT_FAILED: { code: Code.InvalidArgument },
+  SIGNATURE_INVALID: { code: Code.InvalidArgument },
+  SESSION_KEY_STALE: { code: Code.FailedPrecondition },
+  SESSION_MISMATCH: { code: Code.FailedPrecondition },
+  // Users
+  PHONE_TAKEN: { code: Code.AlreadyExists },
+  USERNAME_TAKEN: { code: Code.AlreadyExists },
+  IDENTITY_TAKEN: { code: Code.AlreadyExists },
+  ACCOUNT_CONFLICT: { code: Code.FailedPrecondition },
+  VERSION_CONFLICT: { code: Code.Aborted },
+  // Our dependencies, and us
+  UPSTREAM_UNAVAILABLE: { code: Code.Unavailable },
+  STORE_UNAVAILABLE: { code: Code.Unavailable },
+  APP_MISCONFIGURED: { code: Code.Internal },
+  UPSTREAM_ERROR: { code: Code.Internal },
+  INTERNAL: { code: Code.Internal },
+} as const satisfies Record<string, { code: Code }>;
+
+export type Reason = keyof typeof REASONS;
+
+export function isReason(value: string): value is Reason {
+  return Object.hasOwn(REASONS, value);
+}
+
+export function apiError(reason: Reason, message: string, metadata: Record<string, string> = {}): ConnectError {
   // A retry hint also goes out as the standard header, for HTTP clients and the seed routes alike.
   const header = metadata.retryAfterSeconds ? { "retry-after": metadata.retryAfterSeconds } : undefined;
-  return new ConnectError(message, code, header, [{ desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { domain: ERROR_DOMAIN, reason, metadata }) }]);
+  return new ConnectError(message, REASONS[reason].code, header, [{ desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { domain: ERROR_DOMAIN, reason, metadata }) }]);
 }
 
 /** INVALID_ARGUMENT / FIELD_INVALID naming the field, with a BadRequest field violation. */
 export function fieldInvalid(field: string, description: string): ConnectError {
-  const error = apiError(Code.InvalidArgument, "FIELD_INVALID", `${field}: ${description}`, { field });
+  const error = apiError("FIELD_INVALID", `${field}: ${description}`, { field });
   error.details.push({ desc: BadRequestSchema, value: create(BadRequestSchema, { fieldViolations: [{ field, description }] }) });
   return error;
 }
 
-const TOKEN_REASONS: Record<TokenErrorKind, [string, string]> = {
+const TOKEN_REASONS: Record<TokenErrorKind, [Reason, string]> = {
   missing: ["TOKEN_MISSING", "no access token: send authorization: Bearer <accessToken>"],
   invalid: ["TOKEN_INVALID", "the token is not valid"],
   expired: ["TOKEN_EXPIRED", "the token has expired; call Refresh, or Login again"],
@@ -33,24 +92,34 @@ const TOKEN_REASONS: Record<TokenErrorKind, [string, string]> = {
   session_expired: ["SESSION_EXPIRED", "the session has reached its maximum age (tokens.sessionMaxAgeSeconds); Login again"],
 };
 
-const WECHAT_ERRORS: Record<WechatErrorKind, [Code, string, string]> = {
-  code_invalid: [Code.InvalidArgument, "CODE_INVALID", "WeChat says the code is invalid or expired; call wx.login again"],
-  code_used: [Code.InvalidArgument, "CODE_USED", "WeChat says the code was already used; call wx.login again"],
-  user_blocked: [Code.PermissionDenied, "USER_BLOCKED_BY_PLATFORM", "WeChat blocked this user's login as high-risk"],
-  rate_limited: [Code.ResourceExhausted, "RATE_LIMITED", "WeChat rate limit reached; retry in a minute"],
-  unavailable: [Code.Unavailable, "UPSTREAM_UNAVAILABLE", "WeChat did not answer in time; retry"],
-  token_invalid: [Code.Unavailable, "UPSTREAM_UNAVAILABLE", "WeChat refused our access token; retry"],
-  circuit_open: [Code.Unavailable, "UPSTREAM_UNAVAILABLE", "this WeChat API has been failing; calls to it are paused for a few seconds, retry later"],
-  misconfigured: [Code.Internal, "APP_MISCONFIGURED", "WeChat refused this app's credentials; the operator must check the app's appid and secret"],
-  unexpected: [Code.Internal, "UPSTREAM_ERROR", "WeChat gave an unexpected answer"],
+const WECHAT_ERRORS: Record<WechatErrorKind, [Reason, string]> = {
+  code_invalid: ["CODE_INVALID", "WeChat says the code is invalid or expired; call wx.login again"],
+  code_used: ["CODE_USED", "WeChat says the code was already used; call wx.login again"],
+  user_blocked: ["USER_BLOCKED_BY_PLATFORM", "WeChat blocked this user's login as high-risk"],
+  rate_limited: ["RATE_LIMITED", "WeChat rate limit reached; retry in a minute"],
+  unavailable: ["UPSTREAM_UNAVAILABLE", "WeChat did not answer in time; retry"],
+  token_invalid: ["UPSTREAM_UNAVAILABLE", "WeChat refused our access token; retry"],
+  circuit_open: ["UPSTREAM_UNAVAILABLE", "this WeChat API has been failing; calls to it are paused for a few seconds, retry later"],
+  misconfigured: ["APP_MISCONFIGURED", "WeChat refused this app's credentials; the operator must check the app's appid and secret"],
+  unexpected: ["UPSTREAM_ERROR", "WeChat gave an unexpected answer"],
 };
 
-const ALIPAY_ERRORS: Record<AlipayErrorKind, [Code, string, string]> = {
-  code_invalid: [Code.InvalidArgument, "CODE_INVALID", "Alipay says the auth code is invalid or used; call my.getAuthCode again"],
-  misconfigured: [Code.Internal, "APP_MISCONFIGURED", "Alipay refused this app's credentials; the operator must check its app id and keys"],
-  bad_response: [Code.Unavailable, "UPSTREAM_UNAVAILABLE", "Alipay's answer could not be verified; retry"],
-  unavailable: [Code.Unavailable, "UPSTREAM_UNAVAILABLE", "Alipay did not answer in time; retry"],
-  unexpected: [Code.Internal, "UPSTREAM_ERROR", "Alipay gave an unexpected answer"],
+const ALIPAY_ERRORS: Record<AlipayErrorKind, [Reason, string]> = {
+  code_invalid: ["CODE_INVALID", "Alipay says the auth code is invalid or used; call my.getAuthCode again"],
+  misconfigured: ["APP_MISCONFIGURED", "Alipay refused this app's credentials; the operator must check its app id and keys"],
+  bad_response: ["UPSTREAM_UNAVAILABLE", "Alipay's answer could not be verified; retry"],
+  unavailable: ["UPSTREAM_UNAVAILABLE", "Alipay did not answer in time; retry"],
+  unexpected: ["UPSTREAM_ERROR", "Alipay gave an unexpected answer"],
+};
+
+// A unionid or invite code taken twice is no field the caller chose: two accounts collided.
+const DUPLICATE_REASONS: Record<DuplicateKeyError["kind"], Reason> = {
+  phone: "PHONE_TAKEN",
+  username: "USERNAME_TAKEN",
+  identity: "IDENTITY_TAKEN",
+  unionid: "ACCOUNT_CONFLICT",
+  invite: "ACCOUNT_CONFLICT",
+  unknown: "ACCOUNT_CONFLICT",
 };
 
 /** Maps any thrown value to the ConnectError the client sees. `known` is false for bugs, which are logged. */
@@ -58,41 +127,40 @@ export function toConnectError(error: unknown): { error: ConnectError; known: bo
   if (error instanceof ConnectError) return { error, known: error.code !== Code.Internal || error.findDetails(ErrorInfoSchema).length > 0 };
   if (error instanceof TokenError) {
     const [reason, message] = TOKEN_REASONS[error.kind];
-    return { error: apiError(Code.Unauthenticated, reason, message), known: true };
+    return { error: apiError(reason, message), known: true };
   }
   if (error instanceof AccountDisabledError) {
-    return { error: apiError(Code.PermissionDenied, "ACCOUNT_DISABLED", "this account is disabled"), known: true };
+    return { error: apiError("ACCOUNT_DISABLED", "this account is disabled"), known: true };
   }
   if (error instanceof WechatError) {
-    const [code, reason, message] = WECHAT_ERRORS[error.kind];
+    const [reason, message] = WECHAT_ERRORS[error.kind];
     const metadata: Record<string, string> = { api: error.api };
     if (error.errcode !== undefined) metadata.errcode = String(error.errcode);
     if (error.retryAfterMs !== undefined) metadata.retryAfterSeconds = String(Math.ceil(error.retryAfterMs / 1000));
     // Misconfiguration is the operator's bug, not the caller's: known to the client, but logged.
-    return { error: apiError(code, reason, message, metadata), known: code !== Code.Internal };
+    return { error: apiError(reason, message, metadata), known: REASONS[reason].code !== Code.Internal };
   }
   if (error instanceof AlipayError) {
-    const [code, reason, message] = ALIPAY_ERRORS[error.kind];
-    return { error: apiError(code, reason, message, error.subCode ? { subCode: error.subCode } : {}), known: code !== Code.Internal };
+    const [reason, message] = ALIPAY_ERRORS[error.kind];
+    return { error: apiError(reason, message, error.subCode ? { subCode: error.subCode } : {}), known: REASONS[reason].code !== Code.Internal };
   }
   if (error instanceof AppleTokenError) {
-    if (error.kind === "unavailable") return { error: apiError(Code.Unavailable, "UPSTREAM_UNAVAILABLE", "Apple's keys could not be fetched; retry"), known: true };
+    if (error.kind === "unavailable") return { error: apiError("UPSTREAM_UNAVAILABLE", "Apple's keys could not be fetched; retry"), known: true };
     const expired = error.kind === "expired";
     return {
-      error: apiError(Code.Unauthenticated, expired ? "ID_TOKEN_EXPIRED" : "ID_TOKEN_INVALID", expired ? "the identity token has expired; sign in with Apple again" : "the identity token is not valid for this app"),
+      error: apiError(expired ? "ID_TOKEN_EXPIRED" : "ID_TOKEN_INVALID", expired ? "the identity token has expired; sign in with Apple again" : "the identity token is not valid for this app"),
       known: true,
     };
   }
   if (error instanceof DuplicateKeyError) {
-    const reason = { phone: "PHONE_TAKEN", username: "USERNAME_TAKEN", identity: "IDENTITY_TAKEN" }[error.kind as string] ?? "ACCOUNT_CONFLICT";
-    return { error: apiError(Code.AlreadyExists, reason, `this ${error.kind} belongs to another user`), known: true };
+    return { error: apiError(DUPLICATE_REASONS[error.kind], `this ${error.kind} belongs to another user`), known: true };
   }
   if (error instanceof VersionConflictError) {
-    return { error: apiError(Code.Aborted, "VERSION_CONFLICT", "the user was changed since that version; read it again and retry"), known: true };
+    return { error: apiError("VERSION_CONFLICT", "the user was changed since that version; read it again and retry"), known: true };
   }
-  if (error instanceof NotFoundError) return { error: apiError(Code.NotFound, "NOT_FOUND", error.message), known: true };
+  if (error instanceof NotFoundError) return { error: apiError("NOT_FOUND", error.message), known: true };
   if (error instanceof StoreUnavailableError) {
-    return { error: apiError(Code.Unavailable, "STORE_UNAVAILABLE", "storage is unavailable; retry"), known: false };
+    return { error: apiError("STORE_UNAVAILABLE", "storage is unavailable; retry"), known: false };
   }
-  return { error: apiError(Code.Internal, "INTERNAL", "internal error"), known: false };
+  return { error: apiError("INTERNAL", "internal error"), known: false };
 }

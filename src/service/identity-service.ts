@@ -1,7 +1,7 @@
 import { hash } from "node:crypto";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { IdentityService, TokensSchema, type LoginResponseSchema, type Tokens } from "../../gen/identity/v1/identity_pb.js";
 import { AccountDisabledError, TokenError } from "../auth/errors.js";
 import { hashPassword, verifyPassword } from "../auth/passwords.js";
@@ -111,7 +111,7 @@ export function createIdentityService({
       throw fieldInvalid("app_id", "required when more than one app is configured");
     }
     const app = appsByName.get(appId);
-    if (!app) throw apiError(Code.NotFound, "APP_NOT_FOUND", `no app "${appId.slice(0, 64)}" is configured`, { appId: appId.slice(0, 64) });
+    if (!app) throw apiError("APP_NOT_FOUND", `no app "${appId.slice(0, 64)}" is configured`, { appId: appId.slice(0, 64) });
     return app;
   }
 
@@ -121,7 +121,7 @@ export function createIdentityService({
     // A session of an app no longer configured is over.
     if (!app) throw new TokenError("revoked");
     if (app.platform !== "wechat-miniprogram" || !app.secret) {
-      throw apiError(Code.FailedPrecondition, "PLATFORM_UNSUPPORTED", `this needs a WeChat mini-program session; "${app.id}" is ${app.platform}`);
+      throw apiError("PLATFORM_UNSUPPORTED", `this needs a WeChat mini-program session; "${app.id}" is ${app.platform}`);
     }
     return { ...app, secret: app.secret };
   }
@@ -138,7 +138,7 @@ export function createIdentityService({
     const auth = await sessions.authenticate(token, { ending });
     const { userId } = auth.session;
     if (!userId && !allowPending) {
-      throw apiError(Code.FailedPrecondition, "NOT_REGISTERED", "this session has no user yet: call Oauth or BindPhone first");
+      throw apiError("NOT_REGISTERED", "this session has no user yet: call Oauth or BindPhone first");
     }
     if (limited) limit(rates.user, `session:${userId ?? auth.session.id}`, "too many requests for this user");
     return { ...auth, userId: userId ?? "", user: userId ? await accounts.activeUser(userId) : null };
@@ -151,7 +151,7 @@ export function createIdentityService({
     // A lookup by the key's SHA-256, not a comparison of the key: timing can at most tell how a
     // guess's hash relates to a stored hash, which says nothing about the key (preimage resistance).
     const name = key.length <= 256 ? callersByKeyHash.get(hash("sha256", key, "hex")) : undefined;
-    if (!name) throw apiError(Code.Unauthenticated, "API_KEY_INVALID", "this x-api-key is not a configured internal caller's");
+    if (!name) throw apiError("API_KEY_INVALID", "this x-api-key is not a configured internal caller's");
     return name;
   }
 
@@ -187,7 +187,7 @@ export function createIdentityService({
   /** A pending session's user, found or created from what the platform told us, and its first full tokens. */
   async function register(app: App, session: SessionRecord, identity: IdentityRecord, profile: PlatformProfile, extraKeys: string[] = []) {
     const found = await accounts.findOrCreate(identity, { create: true, defaultRoles: app.defaultRoles, profile, extraKeys });
-    if (!found) throw apiError(Code.Internal, "INTERNAL", "internal error");
+    if (!found) throw apiError("INTERNAL", "internal error");
     if (found.user.status === "disabled") throw new AccountDisabledError();
     const { tokens } = await sessions.promote(session, found.user.id);
     return { ...found, tokens: tokensToWire(tokens) };
@@ -245,7 +245,7 @@ export function createIdentityService({
     if (!matches && !(account === undefined && bindCode && app.registration === "auto")) {
       accountFailures.fail(limitKeys[0]!);
       addressFailures.fail(limitKeys[1]!);
-      throw apiError(Code.Unauthenticated, "BAD_CREDENTIALS", "the username or password is not right");
+      throw apiError("BAD_CREDENTIALS", "the username or password is not right");
     }
     accountFailures.succeed(limitKeys[0]!);
     if (account?.status === "disabled") throw new AccountDisabledError();
@@ -260,7 +260,7 @@ export function createIdentityService({
       checkNewPassword("password.password", password, username);
       const passwordHash = await hashPassword(password);
       const found = await accounts.findOrCreate(identity!, { create: true, defaultRoles: app.defaultRoles, profile: { username, passwordHash, ...(inviterId ? { inviterId } : {}) } });
-      if (!found) throw apiError(Code.Internal, "INTERNAL", "internal error");
+      if (!found) throw apiError("INTERNAL", "internal error");
       created = found.created;
       user = found.created ? found.user : await addPassword(found.user, username, passwordHash);
     }
@@ -271,13 +271,13 @@ export function createIdentityService({
   /** Binds a platform identity to a password account, unless it is another user's. */
   async function linkIdentity(account: UserRecord, identity: IdentityRecord): Promise<UserRecord> {
     const [holder] = await users.findByKeys([identityKey(identity.platform, identity.appid, identity.openid)]);
-    if (holder && holder.id !== account.id) throw apiError(Code.AlreadyExists, "IDENTITY_TAKEN", "this WeChat account is bound to another user");
+    if (holder && holder.id !== account.id) throw apiError("IDENTITY_TAKEN", "this WeChat account is bound to another user");
     return accounts.bindIdentity(account, identity);
   }
 
   /** Gives an existing platform user the username and password it registers with. */
   async function addPassword(user: UserRecord, username: string, passwordHash: string): Promise<UserRecord> {
-    if (user.username) throw apiError(Code.FailedPrecondition, "ACCOUNT_CONFLICT", "this WeChat account already has a username; sign in with it");
+    if (user.username) throw apiError("ACCOUNT_CONFLICT", "this WeChat account already has a username; sign in with it");
     return accounts.update(user.id, (u) => ({ ...u, username, passwordHash }));
   }
 
@@ -329,7 +329,7 @@ export function createIdentityService({
         assertNotLimited([accountKey]);
         if (!(await verifyPassword(req.currentPassword, user.passwordHash))) {
           accountFailures.fail(accountKey);
-          throw apiError(Code.Unauthenticated, "BAD_CREDENTIALS", "the current password is not right");
+          throw apiError("BAD_CREDENTIALS", "the current password is not right");
         }
       }
       const username = user.username ?? req.username;
@@ -348,7 +348,7 @@ export function createIdentityService({
       if (data.openId !== session.openid) {
         // Someone else's data on this session: end it, as seed 000's 8527 does.
         await sessions.revoke(session.id);
-        throw apiError(Code.FailedPrecondition, "SESSION_MISMATCH", "the data belongs to another WeChat user; this session has been ended, Login again");
+        throw apiError("SESSION_MISMATCH", "the data belongs to another WeChat user; this session has been ended, Login again");
       }
       const unionid = typeof data.unionId === "string" && data.unionId ? data.unionId : session.unionid;
       const identity = identityOf(session, unionid);
@@ -411,12 +411,12 @@ export function createIdentityService({
       if (internalCallerOf(ctx)) {
         if (!req.userId) throw fieldInvalid("user_id", "required for an internal caller");
         const user = await users.get(req.userId);
-        if (!user) throw apiError(Code.NotFound, "USER_NOT_FOUND", "no user has this id");
+        if (!user) throw apiError("USER_NOT_FOUND", "no user has this id");
         return { user: userToWire(user) };
       }
       const { userId, user } = await authenticate(ctx);
       if (req.userId && req.userId !== userId) {
-        throw apiError(Code.PermissionDenied, "PERMISSION_DENIED", "an end user may read only itself");
+        throw apiError("PERMISSION_DENIED", "an end user may read only itself");
       }
       return { user: userToWire(user!) };
     },
@@ -431,7 +431,7 @@ export function createIdentityService({
         userId = wanted.id;
       } else {
         ({ userId } = await authenticate(ctx));
-        if (wanted.id && wanted.id !== userId) throw apiError(Code.PermissionDenied, "PERMISSION_DENIED", "an end user may update only itself");
+        if (wanted.id && wanted.id !== userId) throw apiError("PERMISSION_DENIED", "an end user may update only itself");
       }
       if (req.expectedVersion !== undefined && req.expectedVersion < 0) throw fieldInvalid("expected_version", "must not be negative");
       const patch = planProfilePatch(wanted, updatePaths(wanted, req.updateMask?.paths ?? []), new Date(now()), { internal });
@@ -454,7 +454,7 @@ export function createIdentityService({
 }
 
 function rateLimited(seconds: number, message: string) {
-  return apiError(Code.ResourceExhausted, "RATE_LIMITED", `${message}; retry in ${seconds} s`, { retryAfterSeconds: String(seconds) });
+  return apiError("RATE_LIMITED", `${message}; retry in ${seconds} s`, { retryAfterSeconds: String(seconds) });
 }
 
 /** The same record when the phone is already the user's, so binding it again writes nothing. */

@@ -1,4 +1,3 @@
-import { Code } from "@connectrpc/connect";
 import { Gender, UserStatus, type User } from "../../gen/identity/v1/identity_pb.js";
 import type { JsonObject, JsonValue, UserRecord } from "../store/store.js";
 import { apiError, fieldInvalid } from "./errors.js";
@@ -110,7 +109,7 @@ export function planProfilePatch(user: User, paths: string[], now: Date, { inter
     // Own keys only: a mask path like "constructor" must not reach Object.prototype.
     const setPrivileged = Object.hasOwn(privileged, path) ? privileged[path] : undefined;
     if (setPrivileged) {
-      if (!internal) throw apiError(Code.PermissionDenied, "FIELD_NOT_ALLOWED", `user.${path} can be changed only by internal services`, { field: `user.${path}` });
+      if (!internal) throw apiError("FIELD_NOT_ALLOWED", `user.${path} can be changed only by internal services`, { field: `user.${path}` });
       Object.assign(patch.set, setPrivileged(user));
       continue;
     }

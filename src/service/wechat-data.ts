@@ -1,10 +1,9 @@
 import { hash } from "node:crypto";
-import { Code } from "@connectrpc/connect";
 import type { JsonObject, ReplayStore, SessionRecord } from "../store/store.js";
 import type { AccessTokenBroker } from "../wechat/access-token-broker.js";
 import { decryptOpenData, OpenDataError, rawDataSignatureMatches } from "../wechat/open-data.js";
 import { WechatError, type WechatClient } from "../wechat/wechat-client.js";
-import { apiError, fieldInvalid } from "./errors.js";
+import { apiError, fieldInvalid, type Reason } from "./errors.js";
 
 /** How long WeChat's one-time codes live: a retry inside it gets the first answer again. */
 export const CODE_LIFETIME_MS = 5 * 60_000;
@@ -46,12 +45,12 @@ export function createWechatData({ wechat, broker, replays, now }: { wechat: Wec
    * Why decryption failed, as the client can act on it: a session_key WeChat has since rotated
    * (wx.login again) is told apart from data that is simply bad, when WeChat can be asked.
    */
-  async function failure(app: WechatAppRef, session: SessionRecord, sessionKey: string, reason: string, message: string, signal?: AbortSignal): Promise<never> {
+  async function failure(app: WechatAppRef, session: SessionRecord, sessionKey: string, reason: Reason, message: string, signal?: AbortSignal): Promise<never> {
     const valid = await broker.withToken(app, (token) => wechat.checkSessionKey(token, session.openid, sessionKey, signal), signal).catch(() => true);
     if (!valid) {
-      throw apiError(Code.FailedPrecondition, "SESSION_KEY_STALE", "WeChat has replaced this session's session_key: call wx.login, Login again, then retry");
+      throw apiError("SESSION_KEY_STALE", "WeChat has replaced this session's session_key: call wx.login, Login again, then retry");
     }
-    throw apiError(Code.InvalidArgument, reason, message);
+    throw apiError(reason, message);
   }
 
   return {
@@ -63,7 +62,7 @@ export function createWechatData({ wechat, broker, replays, now }: { wechat: Wec
       if (input.rawData && input.rawData.length > MAX_RAW_DATA_CHARS) throw fieldInvalid("raw_data", "too long");
       const { sessionKey } = session;
       if (!sessionKey) {
-        throw apiError(Code.FailedPrecondition, "SESSION_KEY_STALE", "this session has no WeChat session_key: call wx.login, Login again, then retry");
+        throw apiError("SESSION_KEY_STALE", "this session has no WeChat session_key: call wx.login, Login again, then retry");
       }
       if (input.rawData && !rawDataSignatureMatches(input.rawData, sessionKey, input.signature ?? "")) {
         return failure(app, session, sessionKey, "SIGNATURE_INVALID", "signature does not match raw_data for this session", signal);
@@ -73,7 +72,7 @@ export function createWechatData({ wechat, broker, replays, now }: { wechat: Wec
       } catch (e) {
         if (!(e instanceof OpenDataError)) throw e;
         if (e.kind === "malformed") throw fieldInvalid("encrypted_data", "encryptedData and iv must be WeChat's base64 values");
-        if (e.kind === "watermark_mismatch") throw apiError(Code.InvalidArgument, "DECRYPT_FAILED", "the data belongs to another app (watermark)");
+        if (e.kind === "watermark_mismatch") throw apiError("DECRYPT_FAILED", "the data belongs to another app (watermark)");
         return failure(app, session, sessionKey, "DECRYPT_FAILED", "the data could not be decrypted with this session's session_key", signal);
       }
     },
@@ -102,7 +101,7 @@ export function createWechatData({ wechat, broker, replays, now }: { wechat: Wec
         }
         throw e;
       }
-      if (info.watermarkAppid && info.watermarkAppid !== app.appid) throw apiError(Code.InvalidArgument, "CODE_INVALID", "the phone code belongs to another app");
+      if (info.watermarkAppid && info.watermarkAppid !== app.appid) throw apiError("CODE_INVALID", "the phone code belongs to another app");
       const phone: Phone = { phoneNumber: info.phoneNumber, purePhoneNumber: info.purePhoneNumber, countryCode: info.countryCode };
       await replays.remember(key, { openid: session.openid, phone: phone as unknown as JsonObject }, new Date(now() + CODE_LIFETIME_MS));
       return phone;
@@ -115,7 +114,7 @@ export type WechatData = ReturnType<typeof createWechatData>;
 /** The phone fields of decrypted legacy getPhoneNumber data. */
 export function phoneFromOpenData(data: Record<string, unknown>): Phone {
   const { phoneNumber, purePhoneNumber, countryCode } = data;
-  if (typeof phoneNumber !== "string" || !phoneNumber) throw apiError(Code.InvalidArgument, "DECRYPT_FAILED", "the decrypted data has no phone number");
+  if (typeof phoneNumber !== "string" || !phoneNumber) throw apiError("DECRYPT_FAILED", "the decrypted data has no phone number");
   return {
     phoneNumber,
     purePhoneNumber: typeof purePhoneNumber === "string" && purePhoneNumber ? purePhoneNumber : phoneNumber,

@@ -33,12 +33,16 @@ export class WechatError extends Error {
 const ERRCODE_KINDS: Record<number, WechatErrorKind> = {
   [-1]: "unavailable",
   40029: "code_invalid",
+  // sns/oauth2/access_token's "code expired": a code the client must get again, like 40029.
+  42003: "code_invalid",
   40163: "code_used",
   40226: "user_blocked",
   45009: "rate_limited",
   45011: "rate_limited",
   40001: "token_invalid",
   42001: "token_invalid",
+  // "invalid access_token": ours was refused, so it is expired and fetched again, like 40001.
+  40014: "token_invalid",
   // Our configuration is wrong: bad appid/secret, grant type, IP whitelist, frozen secret, permission.
   40002: "misconfigured",
   40013: "misconfigured",

@@ -43,9 +43,9 @@ async function kindOf(promise: Promise<unknown>): Promise<string> {
 
 describe("errcode mapping", () => {
   it("maps the documented errcodes and treats the rest as unexpected", () => {
-    expect([40029, 40163, 40226, 45011, 45009, -1, 40001, 42001, 40125, 40013, 12345].map(kindOfErrcode)).toEqual([
-      "code_invalid", "code_used", "user_blocked", "rate_limited", "rate_limited", "unavailable", "token_invalid", "token_invalid",
-      "misconfigured", "misconfigured", "unexpected",
+    expect([40029, 42003, 40163, 40226, 45011, 45009, -1, 40001, 42001, 40014, 40125, 40013, 12345].map(kindOfErrcode)).toEqual([
+      "code_invalid", "code_invalid", "code_used", "user_blocked", "rate_limited", "rate_limited", "unavailable", "token_invalid", "token_invalid",
+      "token_invalid", "misconfigured", "misconfigured", "unexpected",
     ]);
   });
 });
