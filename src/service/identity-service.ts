@@ -277,8 +277,11 @@ export function createIdentityService({
 
   /** Gives an existing platform user the username and password it registers with. */
   async function addPassword(user: UserRecord, username: string, passwordHash: string): Promise<UserRecord> {
-    if (user.username) throw apiError(Code.FailedPrecondition, "ACCOUNT_CONFLICT", "this WeChat account already has a username; sign in with it");
-    return accounts.update(user.id, (u) => ({ ...u, username, passwordHash }));
+    // Checked on the record being written, so a parallel registration cannot rename the account.
+    return accounts.update(user.id, (u) => {
+      if (u.username) throw apiError(Code.FailedPrecondition, "ACCOUNT_CONFLICT", "this WeChat account already has a username; sign in with it");
+      return { ...u, username, passwordHash };
+    });
   }
 
   return {
@@ -338,7 +341,7 @@ export function createIdentityService({
       checkUsername("username", username);
       checkNewPassword("new_password", req.newPassword, username);
       const passwordHash = await hashPassword(req.newPassword);
-      return { user: userToWire(await accounts.update(userId, (u) => ({ ...u, username, passwordHash }))) };
+      return { user: userToWire(await accounts.setPassword(user, username, passwordHash)) };
     },
 
     async oauth(req, ctx) {
