@@ -83,6 +83,20 @@ describe("password accounts", () => {
     expect([taken.status, reasonOf(taken)]).toEqual([409, "USERNAME_TAKEN"]);
   });
 
+  it("of parallel first SetPassword calls exactly one wins; the others neither rename the account nor replace its password", async () => {
+    const me = await login(h);
+    const names = Array.from({ length: 12 }, () => username());
+    const results = await Promise.all(names.map((name, i) => rpc(h.httpUrl, "SetPassword", { username: name, newPassword: `password number ${i}` }, me.access)));
+    const won = results.flatMap((r, i) => (r.status === 200 ? [i] : []));
+    expect(won).toHaveLength(1);
+    // A loser that read the account before the winner wrote sees a conflict; one that read it after
+    // is asked for the current password, as a later call would be.
+    for (const r of results) if (r.status !== 200) expect([[409, "VERSION_CONFLICT"], [401, "BAD_CREDENTIALS"]]).toContainEqual([r.status, reasonOf(r)]);
+    const winner = won[0]!;
+    expect((await rpc(h.httpUrl, "GetUser", {}, me.access)).json.user).toMatchObject({ username: names[winner], version: 1 });
+    expect((await passwordLogin(names[winner]!, `password number ${winner}`)).status).toBe(200);
+  });
+
   it("limits failures per account, and then refuses even the right password for a while", async () => {
     const name = username();
     await passwordLogin(name, "correct horse battery", { bindCode: (await mintCode(h.sim)).code });

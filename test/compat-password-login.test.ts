@@ -31,6 +31,15 @@ describe("seed 001 /login", () => {
     expect(again.json).toMatchObject({ status: 0, data: { _id: first.json.data._id } });
   });
 
+  it("answers a junk code alike for a known and an unknown username", async () => {
+    const name = username();
+    await postJson(h.httpUrl, "/login", { username: name, password: "correct horse", code: (await mintCode(h.sim)).code });
+    const known = await postJson(h.httpUrl, "/login", { username: name, password: "wrong horse", code: "junk-code-1" });
+    const unknown = await postJson(h.httpUrl, "/login", { username: username(), password: "wrong horse", code: "junk-code-2" });
+    expect([unknown.status, unknown.json]).toEqual([known.status, known.json]);
+    expect(known.json.status).toBe(1);
+  });
+
   it("answers {status: 1, msg} for a wrong password, an unknown user and wrong types, never a 500", async () => {
     const name = username();
     await postJson(h.httpUrl, "/login", { username: name, password: "correct horse", code: (await mintCode(h.sim)).code });

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { AccountDisabledError, TokenError } from "../auth/errors.js";
+import { sameHash } from "../auth/refresh-tokens.js";
 import {
   DuplicateKeyError,
   identityKey,
@@ -80,10 +81,24 @@ export function createAccountLibrary({ users, now }: { users: UserStore; now: ()
     });
   }
 
+  /**
+   * Gives the user this username and password hash if its username and password are still those of
+   * `checked` (no password, for a first one): of parallel calls exactly one wins; the others, whose
+   * check no longer holds, get ABORTED / VERSION_CONFLICT instead of overwriting the winner's.
+   */
+  async function setPassword(checked: UserRecord, username: string, passwordHash: string): Promise<UserRecord> {
+    return update(checked.id, (u) => {
+      const samePassword = checked.passwordHash ? sameHash(u.passwordHash, checked.passwordHash) : !u.passwordHash;
+      if (!samePassword || u.username !== checked.username) throw new VersionConflictError();
+      return { ...u, username, passwordHash };
+    });
+  }
+
   return {
     activeUser,
     update,
     bindIdentity,
+    setPassword,
 
     /**
      * The one user holding this identity, its unionid or any of `extraKeys` (e.g. a phone), with the

@@ -24,12 +24,23 @@ export function createAttemptLimiter({ max, windowMs }: AttemptLimit, now: () =>
       return window && window.failures >= max ? Math.ceil((window.resetAt - now()) / 1000) : 0;
     },
 
-    fail(key: string): void {
+    /**
+     * Counts one failure. Returns `undo`, which takes it back: a caller counts an attempt before
+     * its outcome is known (so parallel attempts cannot overrun the limit) and undoes it when the
+     * attempt turns out not to be a failure. An undo in a later window changes nothing.
+     */
+    fail(key: string): () => void {
       const window = current(key) ?? { failures: 0, resetAt: now() + windowMs };
       window.failures++;
       windows.set(key, window);
       // Bounded memory: drop lapsed windows now and then.
       if (windows.size > 10_000) for (const [k, w] of windows) if (w.resetAt <= now()) windows.delete(k);
+      let undone = false;
+      return () => {
+        if (undone || windows.get(key) !== window) return;
+        undone = true;
+        window.failures--;
+      };
     },
 
     /** Counts one event; the seconds to wait when the key is already at its limit (then nothing is counted). */

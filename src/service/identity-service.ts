@@ -1,7 +1,7 @@
 import { hash } from "node:crypto";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { IdentityService, TokensSchema, type LoginResponseSchema, type Tokens } from "../../gen/identity/v1/identity_pb.js";
 import { AccountDisabledError, TokenError } from "../auth/errors.js";
 import { hashPassword, verifyPassword } from "../auth/passwords.js";
@@ -13,7 +13,7 @@ import { createAccountLibrary, type PlatformProfile } from "./accounts.js";
 import { createAttemptLimiter, type AttemptLimit } from "./attempt-limiter.js";
 import { kClientAddress } from "./interceptors.js";
 import { createPlatformLogin, kAssertedSignIn, type App, type PlatformClients, type PlatformSignIn } from "./platform-login.js";
-import { apiError, fieldInvalid } from "./errors.js";
+import { apiError, fieldInvalid, toConnectError } from "./errors.js";
 import { checkNickname, checkUsername, planProfilePatch, updatePaths } from "./user-update.js";
 import { userToWire } from "./user-view.js";
 import { codeKey, CODE_LIFETIME_MS, createWechatData, phoneFromOpenData, type Phone } from "./wechat-data.js";
@@ -63,6 +63,10 @@ const DEFAULT_PASSWORD_LIMITS: PasswordLimits = {
   perAddress: { max: 30, windowMs: 15 * 60_000 },
 };
 const PASSWORD_CHARS = { min: 8, max: 128 };
+/** Wrong `x-api-key` values per client address: a configured caller sends its one key, so a few wrong ones are a probe. */
+const API_KEY_FAILURES_PER_ADDRESS: AttemptLimit = { max: 10, windowMs: 15 * 60_000 };
+/** Failures that are nobody's guess: the platform or the store did not answer. */
+const OUTAGE_CODES = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Canceled, Code.ResourceExhausted, Code.Internal]);
 
 const MAX_TOKEN_CHARS = 4096;
 /** WeChat's placeholder profile since 2022: not a name anyone chose. */
@@ -100,6 +104,7 @@ export function createIdentityService({
   const signIn = createPlatformLogin(platforms);
   const accountFailures = createAttemptLimiter(passwordLimits.perAccount, now);
   const addressFailures = createAttemptLimiter(passwordLimits.perAddress, now);
+  const apiKeyFailures = createAttemptLimiter(API_KEY_FAILURES_PER_ADDRESS, now);
   const appsByName = new Map<string, App>();
   for (const app of apps) appsByName.set(app.id, app).set(app.appid, app);
   const accounts = createAccountLibrary({ users, now });
@@ -144,14 +149,24 @@ export function createIdentityService({
     return { ...auth, userId: userId ?? "", user: userId ? await accounts.activeUser(userId) : null };
   }
 
-  /** The internal service presenting `x-api-key`, or null for an end user; a wrong key is refused. */
+  /**
+   * The internal service presenting `x-api-key`, or null for an end user; a wrong key is refused and
+   * counted against the client address. An address at its limit is refused before its key is looked
+   * up, even a right one: otherwise its guesses would go on being answered.
+   */
   function internalCallerOf(ctx: HandlerContext): string | null {
     const key = ctx.requestHeader.get("x-api-key");
     if (key === null) return null;
+    const address = ctx.values.get(kClientAddress);
+    const wait = apiKeyFailures.retryAfter(address);
+    if (wait) throw rateLimited(wait, "too many wrong x-api-key values from this address");
     // A lookup by the key's SHA-256, not a comparison of the key: timing can at most tell how a
     // guess's hash relates to a stored hash, which says nothing about the key (preimage resistance).
     const name = key.length <= 256 ? callersByKeyHash.get(hash("sha256", key, "hex")) : undefined;
-    if (!name) throw apiError("API_KEY_INVALID", "this x-api-key is not a configured internal caller's");
+    if (!name) {
+      apiKeyFailures.fail(address);
+      throw apiError("API_KEY_INVALID", "this x-api-key is not a configured internal caller's");
+    }
     return name;
   }
 
@@ -217,9 +232,31 @@ export function createIdentityService({
     return inviter.id;
   }
 
-  function assertNotLimited(keys: string[]): void {
-    const wait = Math.max(accountFailures.retryAfter(keys[0] ?? ""), keys[1] ? addressFailures.retryAfter(keys[1]) : 0);
+  /**
+   * Counts a password guess against the username and the client address before the hash is
+   * verified, so however many arrive at once, at most the limit of them is ever evaluated (per
+   * instance); RATE_LIMITED, counting nothing, when either is at its limit. The guess stays a
+   * failure unless the caller says otherwise: `succeed` (the password was right) clears the
+   * username's failures and takes back the address's count, as a right password never counted;
+   * `cancel` takes both back, for an attempt that ended on an outage before any password was tried.
+   */
+  function reserveGuess(username: string, ctx: HandlerContext) {
+    const accountKey = `account:${username.toLowerCase()}`;
+    const addressKey = `address:${ctx.values.get(kClientAddress)}`;
+    const wait = Math.max(accountFailures.retryAfter(accountKey), addressFailures.retryAfter(addressKey));
     if (wait) throw rateLimited(wait, "too many failed sign-ins");
+    const undoAccount = accountFailures.fail(accountKey);
+    const undoAddress = addressFailures.fail(addressKey);
+    return {
+      succeed() {
+        accountFailures.succeed(accountKey);
+        undoAddress();
+      },
+      cancel() {
+        undoAccount();
+        undoAddress();
+      },
+    };
   }
 
   function checkNewPassword(field: string, password: string, username: string): void {
@@ -231,25 +268,32 @@ export function createIdentityService({
 
   /**
    * Username and password. A wrong pair is BAD_CREDENTIALS whether or not the username exists
-   * (same answer, same time). With a bindCode, the code's platform identity is linked to the
-   * account; an unknown username with a bindCode registers one, when the app registers users.
+   * (same answer, same time, same count). With a bindCode, the code's platform identity is linked
+   * to the account; an unknown username with a bindCode registers one, when the app registers users.
+   * The bindCode is spent first, for every username: a refused code then answers, and counts, the
+   * same whether or not the username exists.
    */
   async function passwordLogin(app: App, credential: { username: string; password: string } | undefined, bindCode: string, inviterId: string | undefined, ctx: HandlerContext) {
     const { username = "", password = "" } = credential ?? {};
     checkUsername("password.username", username);
     if (!password || password.length > PASSWORD_CHARS.max) throw fieldInvalid("password.password", `required, at most ${PASSWORD_CHARS.max} characters`);
-    const limitKeys = [`account:${username.toLowerCase()}`, `address:${ctx.values.get(kClientAddress)}`];
-    assertNotLimited(limitKeys);
-    const [account] = await users.findByKeys([usernameKey(username)]);
+    const guess = reserveGuess(username, ctx);
+    let platform: PlatformSignIn | null;
+    let account: UserRecord | undefined;
+    try {
+      platform = bindCode ? await signIn(app, { code: bindCode, idToken: "", nonce: "" }, ctx.signal) : null;
+      [account] = await users.findByKeys([usernameKey(username)]);
+    } catch (e) {
+      // A refused code counts like a wrong password; an outage is not the caller's failure.
+      if (OUTAGE_CODES.has(toConnectError(e).error.code)) guess.cancel();
+      throw e;
+    }
     const matches = await verifyPassword(password, account?.passwordHash);
-    if (!matches && !(account === undefined && bindCode && app.registration === "auto")) {
-      accountFailures.fail(limitKeys[0]!);
-      addressFailures.fail(limitKeys[1]!);
+    if (!matches && !(account === undefined && platform && app.registration === "auto")) {
       throw apiError("BAD_CREDENTIALS", "the username or password is not right");
     }
-    accountFailures.succeed(limitKeys[0]!);
+    guess.succeed();
     if (account?.status === "disabled") throw new AccountDisabledError();
-    const platform = bindCode ? await signIn(app, { code: bindCode, idToken: "", nonce: "" }, ctx.signal) : null;
     const identity = platform ? identityFrom(app, platform) : null;
     let user: UserRecord;
     let created = false;
@@ -277,8 +321,11 @@ export function createIdentityService({
 
   /** Gives an existing platform user the username and password it registers with. */
   async function addPassword(user: UserRecord, username: string, passwordHash: string): Promise<UserRecord> {
-    if (user.username) throw apiError("ACCOUNT_CONFLICT", "this WeChat account already has a username; sign in with it");
-    return accounts.update(user.id, (u) => ({ ...u, username, passwordHash }));
+    // Checked on the record being written, so a parallel registration cannot rename the account.
+    return accounts.update(user.id, (u) => {
+      if (u.username) throw apiError("ACCOUNT_CONFLICT", "this WeChat account already has a username; sign in with it");
+      return { ...u, username, passwordHash };
+    });
   }
 
   return {
@@ -325,12 +372,12 @@ export function createIdentityService({
       const { userId, user: caller } = await authenticate(ctx);
       const user = caller!;
       if (user.passwordHash) {
-        const accountKey = `account:${user.id}`;
-        assertNotLimited([accountKey]);
-        if (!(await verifyPassword(req.currentPassword, user.passwordHash))) {
-          accountFailures.fail(accountKey);
-          throw apiError("BAD_CREDENTIALS", "the current password is not right");
-        }
+        const wrong = () => apiError("BAD_CREDENTIALS", "the current password is not right");
+        // No current password is no guess (none is empty): refused without spending the budget.
+        if (!req.currentPassword) throw wrong();
+        const guess = reserveGuess(user.username ?? user.id, ctx);
+        if (!(await verifyPassword(req.currentPassword, user.passwordHash))) throw wrong();
+        guess.succeed();
       }
       const username = user.username ?? req.username;
       if (!username) throw fieldInvalid("username", "required: this account has no username yet");
@@ -338,7 +385,7 @@ export function createIdentityService({
       checkUsername("username", username);
       checkNewPassword("new_password", req.newPassword, username);
       const passwordHash = await hashPassword(req.newPassword);
-      return { user: userToWire(await accounts.update(userId, (u) => ({ ...u, username, passwordHash }))) };
+      return { user: userToWire(await accounts.setPassword(user, username, passwordHash)) };
     },
 
     async oauth(req, ctx) {
