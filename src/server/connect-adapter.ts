@@ -97,8 +97,8 @@ function webHeaders(headers: IncomingHttpHeaders): Headers {
 }
 
 // Connect turns a deadline header into a timer, and Node fires a timer set beyond 2^31-1 ms after
-// 1 ms (with a TimeoutOverflowWarning): a longer deadline would end the call at once. Clamped to it
-// (24.8 days), a deadline still outlasts any call the server would let run.
+// 1 ms (with a TimeoutOverflowWarning): a longer deadline would end the call at once. Clamped to
+// that (24.8 days) it means what the client meant, no hurry, for unary calls and watches alike.
 const MAX_DEADLINE_MS = 2 ** 31 - 1;
 
 function clampDeadline(header: Headers): Headers {

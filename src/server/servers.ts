@@ -122,7 +122,8 @@ export async function buildGrpcServer(deps: ServerDeps): Promise<FastifyInstance
     bodyLimit: deps.maxBodyBytes,
     http2SessionTimeout: deps.timeouts.keepAliveMs,
   });
-  // Advertised in every session's SETTINGS; nghttp2 refuses the streams a client opens beyond it.
+  // Advertised in every session's SETTINGS. Clients queue calls beyond it; Node ends the session
+  // of one that opens more anyway (a protocol error).
   app.server.updateSettings({ maxConcurrentStreams: deps.maxConcurrentStreams });
   app.addHook("onRequest", (request, _reply, done) => {
     // An answer can be complete before the body was read (one far over the size limit). HTTP/2
@@ -150,7 +151,8 @@ export async function buildGrpcServer(deps: ServerDeps): Promise<FastifyInstance
     session.once("close", () => clearTimeout(deadline));
   });
   // HTTP/2 has no request timeout either: a stream whose client has not finished sending within
-  // requestMs (a body trickled a byte at a time) is reset, as HTTP/1.1 ends such a request.
+  // requestMs (a body trickled a byte at a time) is reset, as HTTP/1.1 ends such a request. A
+  // reflection stream counts as sending until its client ends its side.
   app.server.on("stream", (stream: http2.ServerHttp2Stream) => {
     const deadline = setTimeout(() => {
       if (!stream.state.remoteClose) stream.close(http2.constants.NGHTTP2_CANCEL);
