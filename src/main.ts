@@ -129,7 +129,7 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
       now,
     });
 
-    const deps = { service, jwks: accessTokens.jwks, logger, maxBodyBytes: file.limits.maxBodyBytes, timeouts: { headersMs: file.limits.headersTimeoutMs, requestMs: file.limits.requestTimeoutMs, keepAliveMs: file.limits.keepAliveTimeoutMs }, shutdownTimeoutMs: 5000, ready: storeReadiness(rawStore), metrics, trustProxy: file.trustProxy, seedRoutes, apps: file.apps };
+    const deps = { service, jwks: accessTokens.jwks, logger, maxBodyBytes: file.limits.maxBodyBytes, timeouts: { headersMs: file.limits.headersTimeoutMs, requestMs: file.limits.requestTimeoutMs, keepAliveMs: file.limits.keepAliveTimeoutMs }, maxConcurrentStreams: file.limits.maxConcurrentStreams, shutdownTimeoutMs: 5000, ready: storeReadiness(rawStore), metrics, trustProxy: file.trustProxy, seedRoutes, apps: file.apps };
     const http = await buildHttpServer(deps);
     closers.push(() => http.close());
     const grpc = await buildGrpcServer(deps);

@@ -1,14 +1,18 @@
 // Issue 9, item 3: hostile input shapes against the real listeners (JSON on HTTP/1.1, gRPC on h2c).
 import http2 from "node:http2";
 import net from "node:net";
+import { brotliCompressSync, gzipSync } from "node:zlib";
 import { create, toBinary, type JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
+import { trailerParse } from "@connectrpc/connect/protocol-grpc-web";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { GetUserRequestSchema, IdentityService } from "../gen/identity/v1/identity_pb.js";
 import { DEMO_APPID, login, reasonOf, rpc, SERVICE, startHarness, type Harness, type RpcResult } from "./support/harness.js";
-import { STACK_FRAME } from "./support/attack.js";
+import { expectCleanLogs, STACK_FRAME } from "./support/attack.js";
 
 const app = { id: "demo", platform: "wechat-miniprogram", appid: DEMO_APPID, secret: "s" };
 const OPERATORS = [{ $gt: "" }, { $where: "sleep(1000)" }, { $regex: ".*" }, { $ne: null }];
@@ -247,6 +251,47 @@ describe("input shapes (default limits)", () => {
     expect(after.user?.attributes).toEqual(before.user?.attributes);
   });
 
+  it("refuses a message that does not decode as REQUEST_INVALID in every form Connect reads (GET, compressed, enveloped)", async () => {
+    for (const form of FORMS) {
+      const garbage = form.format === "json" ? Buffer.from("{") : Buffer.from([0xff, 0xff, 0xff]);
+      expect(await form.send(h, "GetUser", form.pack(garbage), me.access), form.name).toMatchObject({ code: Code.InvalidArgument, reason: "REQUEST_INVALID" });
+    }
+  });
+
+  it("refuses __proto__ keys in every JSON form, and pollutes nothing", async () => {
+    const before = prototypeSnapshot();
+    const body = Buffer.from(`{"__proto__":{"polluted":"yes"},"userId":"x"}`);
+    for (const form of FORMS.filter((f) => f.format === "json")) {
+      expect(await form.send(h, "GetUser", form.pack(body), me.access), form.name).toMatchObject({ code: Code.InvalidArgument, reason: "FIELD_INVALID" });
+    }
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(prototypeSnapshot()).toEqual(before);
+  });
+
+  it("refuses a payload that does not decompress, or a compressed envelope with no compression named, as REQUEST_INVALID", async () => {
+    for (const form of FORMS.filter((f) => f.compressed)) {
+      expect(await form.send(h, "GetUser", Buffer.from("not gzip at all"), me.access), form.name).toMatchObject({ code: Code.InvalidArgument, reason: "REQUEST_INVALID" });
+    }
+    const flagged = grpcFrame(Buffer.from([0x0a, 0x00]), 1);
+    const { trailers } = await h2Request(h.grpcUrl, `/${SERVICE}/GetUser`, { "content-type": "application/grpc", te: "trailers" }, flagged);
+    expect(grpcOutcome(trailers)).toMatchObject({ code: Code.InvalidArgument, reason: "REQUEST_INVALID" });
+  });
+
+  it("refuses a gzip bomb as REQUEST_TOO_LARGE in every compressed form", async () => {
+    const bomb = (format: Format) => (format === "json" ? Buffer.from(JSON.stringify({ userId: "a".repeat(5_000_000) })) : Buffer.from(toBinary(GetUserRequestSchema, create(GetUserRequestSchema, { userId: "a".repeat(5_000_000) }))));
+    for (const form of FORMS.filter((f) => f.compressed)) {
+      expect(await form.send(h, "GetUser", form.pack(bomb(form.format)), me.access), form.name).toMatchObject({ code: Code.InvalidArgument, reason: "REQUEST_TOO_LARGE" });
+    }
+  });
+
+  it("serves a valid request in every form Connect reads", async () => {
+    const request = create(GetUserRequestSchema, { userId: me.body.user.id });
+    for (const form of FORMS) {
+      const message = form.format === "json" ? Buffer.from(JSON.stringify({ userId: me.body.user.id })) : Buffer.from(toBinary(GetUserRequestSchema, request));
+      expect(await form.send(h, "GetUser", form.pack(message), me.access), form.name).toMatchObject({ code: undefined });
+    }
+  });
+
   it("gRPC on h2c: a message that is not protobuf is REQUEST_INVALID, not INTERNAL", async () => {
     const message = Buffer.from(JSON.stringify({ userId: "x" }));
     const { trailers } = await h2Request(h.grpcUrl, `/${SERVICE}/GetUser`, { "content-type": "application/grpc", te: "trailers" }, grpcFrame(message));
@@ -278,9 +323,107 @@ async function h2Request(base: string, path: string, headers: http2.OutgoingHttp
   }
 }
 
-/** One uncompressed gRPC message: flag 0, 4 bytes of length, the message. */
-function grpcFrame(message: Buffer): Buffer {
-  const prefix = Buffer.alloc(5);
+/** How a call came out: no code when it succeeded. */
+interface Outcome {
+  code: Code | undefined;
+  reason: string | undefined;
+}
+
+const outcomeOf = (error: ConnectError | undefined): Outcome => ({ code: error?.code, reason: error?.findDetails(ErrorInfoSchema)[0]?.reason });
+
+async function connectOutcome(res: Response): Promise<Outcome> {
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  expect(Buffer.from(bytes).toString("latin1")).not.toMatch(STACK_FRAME);
+  return res.status === 200 ? outcomeOf(undefined) : outcomeOf(errorFromJsonBytes(bytes, undefined, new ConnectError(`HTTP ${res.status}`, Code.Unknown)));
+}
+
+/** gRPC's status, from trailers (or headers, for a trailers-only answer). */
+function grpcOutcome(trailers: Headers | http2.IncomingHttpHeaders): Outcome {
+  const headers = trailers instanceof Headers ? trailers : new Headers(Object.entries(trailers).filter((e): e is [string, string] => !e[0].startsWith(":") && typeof e[1] === "string"));
+  if (!headers.has("grpc-status")) return { code: Code.Unknown, reason: "no grpc-status" };
+  return outcomeOf(findTrailerError(headers));
+}
+
+/** gRPC-Web carries its trailers in a last frame flagged 0x80. */
+async function grpcWebOutcome(res: Response): Promise<Outcome> {
+  const body = Buffer.from(await res.arrayBuffer());
+  let trailers = new Headers(res.headers);
+  for (let at = 0; at + 5 <= body.length; at += 5 + body.readUInt32BE(at + 1)) {
+    if (body[at]! & 0x80) trailers = trailerParse(body.subarray(at + 5, at + 5 + body.readUInt32BE(at + 1)));
+  }
+  return grpcOutcome(trailers);
+}
+
+type Format = "json" | "proto";
+interface Form {
+  name: string;
+  format: Format;
+  /** Whether the form declares a compression (gzip or br), which `pack` applies. */
+  compressed: boolean;
+  pack(message: Uint8Array): Uint8Array;
+  send(h: Harness, method: string, payload: Uint8Array, token?: string): Promise<Outcome>;
+}
+
+const gzip = (b: Uint8Array) => gzipSync(b);
+const bearer = (token?: string): Record<string, string> => (token ? { authorization: `Bearer ${token}` } : {});
+
+const connectPost = (format: Format, encoding: "gzip" | "br"): Form => ({
+  name: `Connect POST ${format}, ${encoding}`,
+  format,
+  compressed: true,
+  pack: encoding === "gzip" ? gzip : (b) => brotliCompressSync(b),
+  send: async (h, method, payload, token) =>
+    connectOutcome(await fetch(`${h.httpUrl}/${SERVICE}/${method}`, { method: "POST", headers: { "content-type": `application/${format}`, "content-encoding": encoding, ...bearer(token) }, body: payload })),
+});
+
+const connectGet = (format: Format, compressed: boolean): Form => ({
+  name: `Connect GET ${format}${compressed ? ", gzip" : ""}`,
+  format,
+  compressed,
+  pack: compressed ? gzip : (b) => b,
+  send: async (h, method, payload, token) => {
+    const message = format === "json" && !compressed ? `message=${encodeURIComponent(Buffer.from(payload).toString("utf8"))}` : `base64=1&message=${Buffer.from(payload).toString("base64url")}`;
+    const query = `encoding=${format}${compressed ? "&compression=gzip" : ""}&${message}`;
+    return connectOutcome(await fetch(`${h.httpUrl}/${SERVICE}/${method}?${query}`, { headers: bearer(token) }));
+  },
+});
+
+const grpcWeb = (format: Format): Form => ({
+  name: `gRPC-Web ${format}, gzip, on HTTP/1.1`,
+  format,
+  compressed: true,
+  pack: gzip,
+  send: async (h, method, payload, token) =>
+    grpcWebOutcome(await fetch(`${h.httpUrl}/${SERVICE}/${method}`, { method: "POST", headers: { "content-type": `application/grpc-web+${format}`, "grpc-encoding": "gzip", ...bearer(token) }, body: grpcFrame(payload, 1) })),
+});
+
+const grpcH2c = (format: Format): Form => ({
+  name: `gRPC ${format}, gzip, on h2c`,
+  format,
+  compressed: true,
+  pack: gzip,
+  send: async (h, method, payload, token) =>
+    grpcOutcome((await h2Request(h.grpcUrl, `/${SERVICE}/${method}`, { "content-type": `application/grpc+${format}`, te: "trailers", "grpc-encoding": "gzip", ...bearer(token) }, grpcFrame(payload, 1))).trailers),
+});
+
+/** Every way Connect reads a message besides a plain POST body: a GET's query, compressed bodies, compressed envelopes. */
+const FORMS: Form[] = [
+  connectPost("json", "gzip"),
+  connectPost("json", "br"),
+  connectPost("proto", "gzip"),
+  connectGet("json", false),
+  connectGet("proto", false),
+  connectGet("json", true),
+  connectGet("proto", true),
+  grpcWeb("proto"),
+  grpcWeb("json"),
+  grpcH2c("proto"),
+  grpcH2c("json"),
+];
+
+/** One gRPC message: flags (1: compressed), 4 bytes of length, the message. */
+function grpcFrame(message: Uint8Array, flags = 0): Buffer {
+  const prefix = Buffer.from([flags, 0, 0, 0, 0]);
   prefix.writeUInt32BE(message.length, 1);
   return Buffer.concat([prefix, message]);
 }
@@ -292,9 +435,10 @@ function lowerFirst(s: string) {
 describe("body limits and slow clients (small limits)", () => {
   const LIMIT = 1024;
   const TIMEOUTS = { headersTimeoutMs: 500, requestTimeoutMs: 1000, keepAliveTimeoutMs: 1000 };
+  const STREAMS = 4;
   let h: Harness;
   beforeAll(async () => {
-    h = await startHarness({ apps: [app], limits: { maxBodyBytes: LIMIT, ...TIMEOUTS } });
+    h = await startHarness({ apps: [app], limits: { maxBodyBytes: LIMIT, maxConcurrentStreams: STREAMS, ...TIMEOUTS } });
   });
   afterAll(() => h.close());
 
@@ -321,6 +465,18 @@ describe("body limits and slow clients (small limits)", () => {
       expect(toBinary(GetUserRequestSchema, create(GetUserRequestSchema, { userId })).length + envelope).toBe(size);
       const err = ConnectError.from(await client.getUser({ userId }).catch((e: unknown) => e));
       expect(err.findDetails(ErrorInfoSchema)[0]?.reason, `${size} bytes`).toBe(size > LIMIT ? "REQUEST_TOO_LARGE" : "TOKEN_MISSING");
+    }
+  });
+
+  it("compressed: limit−1 and limit bytes after decompression are read, limit+1 is REQUEST_TOO_LARGE", async () => {
+    const [json, grpc] = [connectPost("json", "gzip"), grpcH2c("proto")];
+    for (const size of [LIMIT - 1, LIMIT, LIMIT + 1]) {
+      const expected = size > LIMIT ? "REQUEST_TOO_LARGE" : "TOKEN_MISSING";
+      const shell = JSON.stringify({ userId: "" });
+      expect((await json.send(h, "GetUser", json.pack(Buffer.from(JSON.stringify({ userId: "a".repeat(size - shell.length) }))))).reason, `JSON, ${size} bytes`).toBe(expected);
+      // The envelope's 5-byte prefix counts, as it does uncompressed.
+      const binary = toBinary(GetUserRequestSchema, create(GetUserRequestSchema, { userId: "a".repeat(size - 5 - 3) }));
+      expect((await grpc.send(h, "GetUser", grpc.pack(binary))).reason, `gRPC, ${size} bytes`).toBe(expected);
     }
   });
 
@@ -353,6 +509,48 @@ describe("body limits and slow clients (small limits)", () => {
     const silent = await trickle(h.grpcUrl, "", `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n${settings}`);
     expect(silent.closedAfterMs).toBeGreaterThanOrEqual(TIMEOUTS.headersTimeoutMs - 50);
     expect(silent.closedAfterMs).toBeLessThan(TIMEOUTS.headersTimeoutMs + 2500);
+  });
+
+  it("h2c: a stream trickling its body is reset after requestTimeoutMs, and the session serves on", async () => {
+    const session = http2.connect(h.grpcUrl);
+    session.on("error", () => undefined);
+    try {
+      const stream = session.request({ ":method": "POST", ":path": `/${SERVICE}/GetUser`, "content-type": "application/json" });
+      stream.on("error", () => undefined);
+      stream.resume();
+      const start = Date.now();
+      const timer = setInterval(() => stream.writable && stream.write("a"), 100);
+      await Promise.race([new Promise((resolve) => stream.once("close", resolve)), new Promise((resolve) => setTimeout(resolve, TIMEOUTS.requestTimeoutMs + 3000))]);
+      clearInterval(timer);
+      const closedAfterMs = Date.now() - start;
+      expect(stream.rstCode).toBe(http2.constants.NGHTTP2_CANCEL);
+      expect(closedAfterMs).toBeGreaterThanOrEqual(TIMEOUTS.requestTimeoutMs - 50);
+      expect(closedAfterMs).toBeLessThan(TIMEOUTS.requestTimeoutMs + 1000);
+      const status = await new Promise<number>((resolve, reject) => {
+        const next = session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/json" });
+        next.on("response", (headers) => resolve(Number(headers[":status"])));
+        next.on("error", reject);
+        next.resume();
+        next.end("{}");
+      });
+      expect(status).toBe(200);
+      expectCleanLogs(h, []);
+    } finally {
+      session.close();
+    }
+  });
+
+  it("h2c: advertises maxConcurrentStreams, ends a connection that opens more, and a client that keeps to it is served", async () => {
+    const { settings, goaway } = await openStreams(h.grpcUrl, `/${SERVICE}/GetUser`, STREAMS + 3);
+    expect(settings.get(SETTINGS_MAX_CONCURRENT_STREAMS)).toBe(STREAMS);
+    // Client streams have odd ids 1, 3, 5, ...: none past the limit was processed.
+    expect(goaway?.lastStreamId).toBe(2 * STREAMS - 1);
+    // A client queues its calls beyond the limit: all of them are answered.
+    const client = createClient(IdentityService, createGrpcTransport({ baseUrl: h.grpcUrl }));
+    // Once it knows the limit (its first call brings the server's SETTINGS).
+    await client.getUser({}).catch(() => undefined);
+    const reasons = await Promise.all(Array.from({ length: 3 * STREAMS }, () => client.getUser({}).catch((e: unknown) => ConnectError.from(e).findDetails(ErrorInfoSchema)[0]?.reason ?? String(e))));
+    expect(new Set(reasons)).toEqual(new Set(["TOKEN_MISSING"]));
   });
 
   it("h2c: a session idle after its calls is closed after keepAliveTimeoutMs", async () => {
@@ -396,4 +594,55 @@ async function trickle(base: string, slow: string, head = ""): Promise<{ closedA
   clearInterval(timer);
   clearTimeout(limit);
   return { closedAfterMs: Date.now() - start, received };
+}
+
+const SETTINGS_MAX_CONCURRENT_STREAMS = 0x3;
+
+/**
+ * A raw HTTP/2 client that opens `count` streams at once (HEADERS without END_STREAM, as a Node
+ * client never would past the server's limit) and reports the server's SETTINGS and its GOAWAY
+ * (within 500 ms), if any.
+ */
+async function openStreams(base: string, path: string, count: number): Promise<{ settings: Map<number, number>; goaway?: { lastStreamId: number; code: number } }> {
+  const { hostname, port } = new URL(base);
+  const socket = net.connect(Number(port), hostname);
+  socket.on("error", () => undefined);
+  const frameOf = (type: number, flags: number, streamId: number, payload: Buffer) => {
+    const head = Buffer.alloc(9);
+    head.writeUIntBE(payload.length, 0, 3);
+    head.writeUInt8(type, 3);
+    head.writeUInt8(flags, 4);
+    head.writeUInt32BE(streamId, 5);
+    return Buffer.concat([head, payload]);
+  };
+  const literal = (value: string) => Buffer.concat([Buffer.from([value.length]), Buffer.from(value)]);
+  // HPACK: :method POST and :scheme http from the static table, :path and :authority literal, content-type a new literal.
+  const block = Buffer.concat([Buffer.from([0x83, 0x86, 0x04]), literal(path), Buffer.from([0x01]), literal("x"), Buffer.from([0x00]), literal("content-type"), literal("application/json")]);
+  const settings = new Map<number, number>();
+  let goaway: { lastStreamId: number; code: number } | undefined;
+  let buffered = Buffer.alloc(0);
+  let opened = false;
+  const done = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+  socket.on("data", (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    while (buffered.length >= 9 && buffered.length >= 9 + buffered.readUIntBE(0, 3)) {
+      const length = buffered.readUIntBE(0, 3);
+      const [type, flags] = [buffered[3]!, buffered[4]!];
+      const payload = buffered.subarray(9, 9 + length);
+      buffered = buffered.subarray(9 + length);
+      if (type === 0x4 && !(flags & 0x1)) {
+        for (let at = 0; at + 6 <= payload.length; at += 6) settings.set(payload.readUInt16BE(at), payload.readUInt32BE(at + 2));
+        socket.write(frameOf(0x4, 0x1, 0, Buffer.alloc(0)));
+        if (!opened) {
+          opened = true;
+          for (let i = 0; i < count; i++) socket.write(frameOf(0x1, 0x4, 2 * i + 1, block));
+          setTimeout(() => socket.destroy(), 500);
+        }
+      }
+      if (type === 0x7) goaway = { lastStreamId: payload.readUInt32BE(0) & 0x7fffffff, code: payload.readUInt32BE(4) };
+    }
+  });
+  socket.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), frameOf(0x4, 0, 0, Buffer.alloc(0))]));
+  await done;
+  return { settings, ...(goaway ? { goaway } : {}) };
 }

@@ -4,7 +4,8 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { create, fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import type { Compression } from "@connectrpc/connect/protocol";
+import { compressionGzip, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
@@ -17,16 +18,22 @@ beforeAll(async () => {
 });
 afterAll(() => h.close());
 
-const transports: Array<[string, () => Transport]> = [
-  ["Connect JSON on HTTP/1.1", () => createConnectTransport({ baseUrl: h.httpUrl, httpVersion: "1.1", useBinaryFormat: false })],
-  ["Connect binary on HTTP/1.1", () => createConnectTransport({ baseUrl: h.httpUrl, httpVersion: "1.1", useBinaryFormat: true })],
-  ["gRPC-Web on HTTP/1.1", () => createGrpcWebTransport({ baseUrl: h.httpUrl, httpVersion: "1.1" })],
-  ["gRPC on h2c", () => createGrpcTransport({ baseUrl: h.grpcUrl })],
-  ["Connect on h2c", () => createConnectTransport({ baseUrl: h.grpcUrl, httpVersion: "2" })],
-  ["gRPC-Web on h2c", () => createGrpcWebTransport({ baseUrl: h.grpcUrl, httpVersion: "2" })],
+/** Options every transport takes: compressing what it sends, and Connect's GET for reads. */
+type TransportOptions = { sendCompression?: Compression; compressMinBytes?: number; useHttpGet?: boolean };
+
+// Each with its deadline header set past what a Node timer holds (2^31-1 ms).
+const CONNECT_DEADLINE = { "connect-timeout-ms": "9999999999" };
+const GRPC_DEADLINE = { "grpc-timeout": "99999999H" };
+const transports: Array<[string, (options?: TransportOptions) => Transport, Record<string, string>]> = [
+  ["Connect JSON on HTTP/1.1", (o) => createConnectTransport({ baseUrl: h.httpUrl, httpVersion: "1.1", useBinaryFormat: false, ...o }), CONNECT_DEADLINE],
+  ["Connect binary on HTTP/1.1", (o) => createConnectTransport({ baseUrl: h.httpUrl, httpVersion: "1.1", useBinaryFormat: true, ...o }), CONNECT_DEADLINE],
+  ["gRPC-Web on HTTP/1.1", (o) => createGrpcWebTransport({ baseUrl: h.httpUrl, httpVersion: "1.1", ...o }), GRPC_DEADLINE],
+  ["gRPC on h2c", (o) => createGrpcTransport({ baseUrl: h.grpcUrl, ...o }), GRPC_DEADLINE],
+  ["Connect on h2c", (o) => createConnectTransport({ baseUrl: h.grpcUrl, httpVersion: "2", ...o }), CONNECT_DEADLINE],
+  ["gRPC-Web on h2c", (o) => createGrpcWebTransport({ baseUrl: h.grpcUrl, httpVersion: "2", ...o }), GRPC_DEADLINE],
 ];
 
-describe.each(transports)("%s", (_name, makeTransport) => {
+describe.each(transports)("%s", (name, makeTransport, farDeadline) => {
   it("logs in, checks the login and reads the user", async () => {
     const client = createClient(IdentityService, makeTransport());
     const { code, openid } = await mintCode(h.sim);
@@ -38,6 +45,39 @@ describe.each(transports)("%s", (_name, makeTransport) => {
     expect(check.user?.id).toBe(res.user?.id);
     const got = await client.getUser({}, { headers });
     expect(got.user?.identities[0]?.openid).toBe(openid);
+  });
+
+  it("logs in and reads the user with gzip-compressed requests (Connect GET too)", async () => {
+    const gzip = { sendCompression: compressionGzip, compressMinBytes: 0 };
+    const client = createClient(IdentityService, makeTransport(gzip));
+    const { code, openid } = await mintCode(h.sim);
+    const res = await client.login({ appId: "demo", credential: { case: "code", value: code } });
+    expect(res.openid).toBe(openid);
+    const headers = { authorization: `Bearer ${res.tokens!.accessToken}` };
+    expect((await client.getUser({ userId: res.user!.id }, { headers })).user?.id).toBe(res.user?.id);
+    if (name.startsWith("Connect")) {
+      for (const options of [{ useHttpGet: true }, { ...gzip, useHttpGet: true }]) {
+        const reader = createClient(IdentityService, makeTransport(options));
+        expect((await reader.getUser({ userId: res.user!.id }, { headers })).user?.id, JSON.stringify(options)).toBe(res.user?.id);
+      }
+    }
+  });
+
+  it("serves a call whose deadline is past what a timer holds, with no TimeoutOverflowWarning", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on("warning", onWarning);
+    try {
+      const client = createClient(IdentityService, makeTransport());
+      const { code } = await mintCode(h.sim);
+      const res = await client.login({ appId: "demo", credential: { case: "code", value: code } }, { headers: farDeadline });
+      expect(res.registered).toBe(true);
+      // Warnings are emitted on the next tick.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings).not.toContain("TimeoutOverflowWarning");
+    } finally {
+      process.off("warning", onWarning);
+    }
   });
 
   it("carries the code and the ErrorInfo reason", async () => {

@@ -122,10 +122,12 @@ const fileSchema = z
         refreshesPerAddress: z.number().int().min(1).default(600),
         /** How long a client may take to send a request's headers (HTTP/1.1), or to open its first stream (h2c). */
         headersTimeoutMs: z.number().int().min(100).max(300_000).default(10_000),
-        /** How long a client may take to send a whole request, body included (HTTP/1.1). */
+        /** How long a client may take to send a whole request, body included (HTTP/1.1), or a stream's request (h2c). */
         requestTimeoutMs: z.number().int().min(100).max(600_000).default(30_000),
         /** How long an idle connection stays open (keep-alive on HTTP/1.1, session idle on h2c); above a load balancer's own idle timeout. */
         keepAliveTimeoutMs: z.number().int().min(100).max(600_000).default(72_000),
+        /** Streams one h2c connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+        maxConcurrentStreams: z.number().int().min(1).max(10_000).default(100),
       })
       .refine((l) => l.headersTimeoutMs <= l.requestTimeoutMs, { path: ["headersTimeoutMs"], message: "must not be more than requestTimeoutMs" })
       .prefault({}),

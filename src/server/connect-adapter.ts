@@ -1,6 +1,8 @@
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions, type ContextValues } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
-import { compressionBrotli, compressionGzip, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import { parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
+import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
+import { universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { FastifyInstance, FastifyRequest } from "fastify";
@@ -22,7 +24,7 @@ export interface ConnectRoutesOptions extends ConnectRouterOptions {
 /** Registers the router's handlers on `scope` (an encapsulated plugin: it takes every content type). */
 export function registerConnectRoutes(scope: FastifyInstance, options: ConnectRoutesOptions): void {
   const { routes, contextValues, onFailure, ...routerOptions } = options;
-  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...routerOptions });
+  const router = createConnectRouter(routerOptions);
   routes(router);
   // Connect reads the body itself and answers 415 for content types it does not speak.
   scope.removeAllContentTypeParsers();
@@ -54,7 +56,7 @@ async function serve(handler: UniversalHandler, raw: NodeRequest, res: NodeRespo
     httpVersion: raw.httpVersion,
     method: raw.method ?? "",
     url: `http://${authorityOf(raw)}${raw.url}`,
-    header: webHeaders(raw.headers),
+    header: clampDeadline(webHeaders(raw.headers)),
     body: raw,
     signal: requestSignal.asAbortSignal(),
     contextValues: values,
@@ -92,6 +94,18 @@ function webHeaders(headers: IncomingHttpHeaders): Headers {
     else if (Array.isArray(value)) for (const v of value) web.append(key, v);
   }
   return web;
+}
+
+// Connect turns a deadline header into a timer, and Node fires a timer set beyond 2^31-1 ms after
+// 1 ms (with a TimeoutOverflowWarning): a longer deadline would end the call at once. Clamped to
+// that (24.8 days) it means what the client meant, no hurry, for unary calls and watches alike.
+const MAX_DEADLINE_MS = 2 ** 31 - 1;
+
+function clampDeadline(header: Headers): Headers {
+  if ((parseConnectTimeout(header.get("connect-timeout-ms"), MAX_DEADLINE_MS).timeoutMs ?? 0) > MAX_DEADLINE_MS) header.set("connect-timeout-ms", String(MAX_DEADLINE_MS));
+  // gRPC takes at most 8 digits: whole seconds.
+  if ((parseGrpcTimeout(header.get("grpc-timeout"), MAX_DEADLINE_MS).timeoutMs ?? 0) > MAX_DEADLINE_MS) header.set("grpc-timeout", `${Math.floor(MAX_DEADLINE_MS / 1000)}S`);
+  return header;
 }
 
 function nodeHeaders(headers: Headers | undefined): Record<string, string> {

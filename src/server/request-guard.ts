@@ -1,53 +1,139 @@
 import { fromBinary, fromJson, type DescMessage, type JsonReadOptions, type JsonValue } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
-import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
+import { base64Decode } from "@bufbuild/protobuf/wire";
+import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import type { Compression, UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { apiError } from "../service/errors.js";
 
 // Connect reads and decodes the body before any interceptor runs, so its own errors for an
-// oversized or undecodable body carry no ErrorInfo. This guard runs first and answers those
-// cases itself, through the body stream Connect reads, so every protocol serializes them.
+// oversized or undecodable body carry no ErrorInfo. This guard runs first: it reads each message
+// as Connect would (from a GET's query, a compressed body, compressed envelopes), checks it, and
+// hands Connect the checked message uncompressed, so the body limit holds after decompression.
+// Its refusals travel through the body stream Connect reads, so every protocol serializes them.
 
-/** Replaces the router's handlers with guarded ones (call after registering services). */
-export function guardRouter(router: ConnectRouter, maxBodyBytes: number, jsonOptions: Partial<JsonReadOptions>): void {
-  router.handlers.splice(0, router.handlers.length, ...router.handlers.map((h) => guardHandler(h, maxBodyBytes, jsonOptions)));
+export interface GuardOptions {
+  maxBodyBytes: number;
+  /** The compressions the router accepts. */
+  compressions: Compression[];
+  jsonOptions: Partial<JsonReadOptions>;
 }
 
-function guardHandler(handler: UniversalHandler, maxBodyBytes: number, jsonOptions: Partial<JsonReadOptions>): UniversalHandler {
+/** Replaces the router's handlers with guarded ones (call after registering services). */
+export function guardRouter(router: ConnectRouter, options: GuardOptions): void {
+  router.handlers.splice(0, router.handlers.length, ...router.handlers.map((h) => guardHandler(h, options)));
+}
+
+function guardHandler(handler: UniversalHandler, options: GuardOptions): UniversalHandler {
+  const { maxBodyBytes, compressions } = options;
+  const schema = handler.method.input;
+  const checks = { json: (bytes: Uint8Array) => checkJsonBody(bytes, schema, options.jsonOptions), proto: (bytes: Uint8Array) => checkBinary(bytes, schema) };
+  const answersGet = handler.method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS;
   const guarded = (req: UniversalServerRequest) => {
+    if (req.method === "GET") return handler((answersGet && fromQuery(req, options, checks)) || req);
     const body = req.body;
     if (!isByteStream(body)) return handler(req);
+    const framing = framingOf(req.header.get("content-type") ?? "");
+    const compression = framing ? compressionNamed(req.header.get(framing.encodingHeader), compressions) : null;
+    // An encoding Connect does not speak: Connect refuses it before reading the body.
+    if (compression === undefined) return handler(req);
+    // Connect sizes a buffer from the declared length before reading (never let it for one over
+    // the limit), and the guard may hand on another length (decompressed): the length is the guard's.
     const declared = Number(req.header.get("content-length") ?? 0);
-    let header = req.header;
-    if (declared > maxBodyBytes) {
-      // Connect would size a buffer from the declared length before reading; never let it.
-      header = new Headers(req.header);
-      header.delete("content-length");
+    const header = new Headers(req.header);
+    header.delete("content-length");
+    let accept: Accept = (bytes) => bytes;
+    if (framing) {
+      if (compression) handOver(header, framing, compression.name);
+      const check = framing.json ? checks.json : checks.proto;
+      accept = framing.enveloped
+        ? (bytes) => unwrapEnvelopes(bytes, maxBodyBytes, compression, check)
+        : async (bytes) => {
+            const message = compression ? await decompress(compression, bytes, maxBodyBytes, maxBodyBytes) : bytes;
+            check(message);
+            return message;
+          };
     }
-    const contentType = req.header.get("content-type") ?? "";
-    const schema = handler.method.input;
-    const check: BodyCheck = /^application\/json\b/i.test(contentType)
-      ? (bytes) => checkJsonBody(bytes, schema, jsonOptions)
-      : /^application\/proto\b/i.test(contentType)
-        ? (bytes) => checkBinary(bytes, schema)
-        : ENVELOPED.test(contentType)
-          ? (bytes) => checkEnvelope(bytes, maxBodyBytes, /^application\/grpc(-web)?\+json\b/i.test(contentType) ? (m) => checkJsonBody(m, schema, jsonOptions) : (m) => checkBinary(m, schema))
-          : () => undefined;
-    return handler({ ...req, header, body: readGuarded(body, declared, maxBodyBytes, check) });
+    return handler({ ...req, header, body: readGuarded(body, declared, maxBodyBytes, accept) });
   };
   return Object.assign(guarded, handler);
 }
 
+/** Turns the body read into the body Connect gets, checked, or throws the refusal. */
+type Accept = (bytes: Uint8Array) => Uint8Array | Promise<Uint8Array>;
 type BodyCheck = (bytes: Uint8Array) => void;
 
-// gRPC and gRPC-Web frame each message as 1 flag byte + 4 bytes of length + the message.
-const ENVELOPED = /^application\/grpc/i;
+interface Framing {
+  /** gRPC, gRPC-Web and Connect streaming frame each message as 1 flag byte + 4 bytes of length + the message. */
+  enveloped: boolean;
+  json: boolean;
+  /** The header naming the request's compression, and the one naming those the client takes back. */
+  encodingHeader: string;
+  acceptHeader: string;
+}
+
+const UNARY_HEADERS = { encodingHeader: "content-encoding", acceptHeader: "accept-encoding" };
+
+/** How Connect reads a POST body of this content type; undefined for types it does not speak (it answers 415). */
+function framingOf(contentType: string): Framing | undefined {
+  const unary = /^application\/(json|proto)\b/i.exec(contentType);
+  if (unary) return { enveloped: false, json: unary[1]!.toLowerCase() === "json", ...UNARY_HEADERS };
+  const stream = /^application\/connect\+(json|proto)\b/i.exec(contentType);
+  if (stream) return { enveloped: true, json: stream[1]!.toLowerCase() === "json", encodingHeader: "connect-content-encoding", acceptHeader: "connect-accept-encoding" };
+  const grpc = /^application\/grpc(?:-web)?(?:\+(json|proto))?(?:;|$)/i.exec(contentType);
+  if (grpc) return { enveloped: true, json: grpc[1]?.toLowerCase() === "json", encodingHeader: "grpc-encoding", acceptHeader: "grpc-accept-encoding" };
+  return undefined;
+}
+
+/** The compression a request names: null for none, undefined for one Connect does not accept. */
+function compressionNamed(name: string | null, compressions: Compression[]): Compression | null | undefined {
+  if (name === null || name === "identity") return null;
+  return compressions.find((c) => c.name === name);
+}
+
+/** Connect gets the message uncompressed, and answers in the request's compression when the client names none it takes. */
+function handOver(header: Headers, framing: Pick<Framing, "encodingHeader" | "acceptHeader">, name: string): void {
+  header.delete(framing.encodingHeader);
+  if (!header.get(framing.acceptHeader)) header.set(framing.acceptHeader, name);
+}
+
+/**
+ * A Connect GET carries its message in the query (`encoding`, `base64`, `compression`). Decoded
+ * here as Connect would, it goes on as the POST Connect answers alike, so it meets the same checks.
+ * Undefined when Connect refuses the query itself (415 or an unknown compression).
+ */
+function fromQuery(req: UniversalServerRequest, options: GuardOptions, checks: Record<"json" | "proto", BodyCheck>): UniversalServerRequest | undefined {
+  const query = new URL(req.url).searchParams;
+  const encoding = query.get("encoding");
+  if (encoding !== "json" && encoding !== "proto") return undefined;
+  const compression = compressionNamed(query.get("compression"), options.compressions);
+  if (compression === undefined) return undefined;
+  const header = new Headers(req.header);
+  for (const name of ["content-length", "content-encoding"]) header.delete(name);
+  header.set("content-type", `application/${encoding}`);
+  if (compression) handOver(header, UNARY_HEADERS, compression.name);
+  return { ...req, method: "POST", header, body: queryMessage(query, compression, options.maxBodyBytes, checks[encoding]) };
+}
+
+async function* queryMessage(query: URLSearchParams, compression: Compression | null, maxBodyBytes: number, check: BodyCheck): AsyncGenerator<Uint8Array> {
+  const text = query.get("message") ?? "";
+  let message: Uint8Array;
+  try {
+    message = query.get("base64") === "1" ? base64Decode(text) : new TextEncoder().encode(text);
+  } catch {
+    throw apiError("REQUEST_INVALID", "the message parameter is not base64");
+  }
+  if (compression) message = await decompress(compression, message, maxBodyBytes, maxBodyBytes);
+  else if (message.byteLength > maxBodyBytes) throw tooLarge(maxBodyBytes);
+  check(message);
+  yield message;
+}
 
 // How much of an oversized body is still read and dropped before answering, so that the request
 // ends cleanly and the answer (with gRPC's trailers) arrives whole. Beyond it the stream is cut.
 const DRAIN_BYTES = 1024 * 1024;
 
-/** Reads the whole (bounded) unary body, checks it, then hands it to Connect in one piece. */
-async function* readGuarded(body: AsyncIterable<Uint8Array>, declared: number, maxBodyBytes: number, check: BodyCheck): AsyncGenerator<Uint8Array> {
+/** Reads the whole (bounded) unary body, accepts it, then hands it to Connect in one piece. */
+async function* readGuarded(body: AsyncIterable<Uint8Array>, declared: number, maxBodyBytes: number, accept: Accept): AsyncGenerator<Uint8Array> {
   if (declared > maxBodyBytes + DRAIN_BYTES) throw tooLarge(maxBodyBytes);
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -65,9 +151,7 @@ async function* readGuarded(body: AsyncIterable<Uint8Array>, declared: number, m
     if (size <= maxBodyBytes) chunks.push(next.value);
   }
   if (size > maxBodyBytes) throw tooLarge(maxBodyBytes);
-  const bytes = Buffer.concat(chunks);
-  check(bytes);
-  yield bytes;
+  yield await accept(Buffer.concat(chunks));
 }
 
 async function discardRest(reader: AsyncIterator<Uint8Array>): Promise<void> {
@@ -78,16 +162,54 @@ async function discardRest(reader: AsyncIterator<Uint8Array>): Promise<void> {
   }
 }
 
+const COMPRESSED = 0b1;
+
 /**
- * Connect sizes a buffer from the first envelope's declared length; refuse a claim over the limit.
- * An uncompressed message is checked as a bare body would be (a compressed one is Connect's to judge).
+ * Checks each whole envelope's message (decompressed) and frames it again uncompressed; the
+ * messages together, with their 5-byte prefixes, stay within the limit. A truncated tail is left
+ * to Connect to report.
  */
-function checkEnvelope(bytes: Uint8Array, maxBodyBytes: number, checkMessage: BodyCheck): void {
-  if (bytes.byteLength < 5) return;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, 5);
-  const length = view.getUint32(1);
-  if (length > maxBodyBytes) throw tooLarge(maxBodyBytes);
-  if ((view.getUint8(0) & 1) === 0 && bytes.byteLength >= 5 + length) checkMessage(bytes.subarray(5, 5 + length));
+async function unwrapEnvelopes(bytes: Uint8Array, maxBodyBytes: number, compression: Compression | null, check: BodyCheck): Promise<Uint8Array> {
+  const out: Uint8Array[] = [];
+  let size = 0;
+  let at = 0;
+  for (; at + 5 <= bytes.byteLength; ) {
+    const view = new DataView(bytes.buffer, bytes.byteOffset + at, 5);
+    const flags = view.getUint8(0);
+    const length = view.getUint32(1);
+    // Connect sizes a buffer from the declared length; refuse a claim over the limit.
+    if (length > maxBodyBytes) throw tooLarge(maxBodyBytes);
+    if (at + 5 + length > bytes.byteLength) break;
+    // A client's envelope carries no flag but "compressed" (end-stream and trailers are the server's).
+    if (flags & ~COMPRESSED) throw apiError("REQUEST_INVALID", "a request message carries flags no client sends");
+    let message = bytes.subarray(at + 5, at + 5 + length);
+    if (flags & COMPRESSED) {
+      if (!compression) throw apiError("REQUEST_INVALID", "a message is marked compressed, but the request names no compression");
+      message = await decompress(compression, message, maxBodyBytes - size - 5, maxBodyBytes);
+    }
+    check(message);
+    const prefix = new Uint8Array(5);
+    new DataView(prefix.buffer).setUint32(1, message.byteLength);
+    out.push(prefix, message);
+    size += 5 + message.byteLength;
+    at += 5 + length;
+  }
+  out.push(bytes.subarray(at));
+  return Buffer.concat(out);
+}
+
+/** At most `room` bytes decompressed (the rest of the body limit). */
+async function decompress(compression: Compression, bytes: Uint8Array, room: number, maxBodyBytes: number): Promise<Uint8Array> {
+  if (room < 0) throw tooLarge(maxBodyBytes);
+  let message: Uint8Array;
+  try {
+    message = await compression.decompress(bytes, Math.max(1, room));
+  } catch (e) {
+    if (ConnectError.from(e).code === Code.ResourceExhausted) throw tooLarge(maxBodyBytes);
+    throw apiError("REQUEST_INVALID", `the request body does not decompress as ${compression.name}`);
+  }
+  if (message.byteLength > room) throw tooLarge(maxBodyBytes);
+  return message;
 }
 
 // Connect answers a body that does not decode as binary with INTERNAL (a 500); it is the caller's fault.

@@ -4,6 +4,7 @@ import { setMaxListeners } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import http2 from "node:http2";
 import type { Socket } from "node:net";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { fastify, LogController, type FastifyInstance } from "fastify";
 import type { PinoLoggerOptions } from "fastify/types/logger.js";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
@@ -30,6 +31,8 @@ export interface ServerDeps {
   maxBodyBytes: number;
   /** Bounds on slow and idle clients (the config's limits.*TimeoutMs). */
   timeouts: ConnectionTimeouts;
+  /** Streams one h2c connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  maxConcurrentStreams: number;
   /** How long close() lets in-flight calls finish. */
   shutdownTimeoutMs: number;
   /** Whether the app can serve (its store answers): /readyz and grpc.health.v1.Health. */
@@ -48,6 +51,9 @@ export interface ConnectionTimeouts {
   requestMs: number;
   keepAliveMs: number;
 }
+
+// The request compressions both listeners accept (the request guard decompresses them itself).
+const COMPRESSIONS = [compressionGzip, compressionBrotli];
 
 // Always emit scalar fields, so a JSON client sees `"registered": false` rather than nothing.
 const JSON_OPTIONS: Partial<JsonReadOptions & JsonWriteOptions> = { alwaysEmitImplicit: true };
@@ -117,6 +123,9 @@ export async function buildGrpcServer(deps: ServerDeps): Promise<FastifyInstance
     bodyLimit: deps.maxBodyBytes,
     http2SessionTimeout: deps.timeouts.keepAliveMs,
   });
+  // Advertised in every session's SETTINGS. Clients queue calls beyond it; Node ends the session
+  // of one that opens more anyway (a protocol error).
+  app.server.updateSettings({ maxConcurrentStreams: deps.maxConcurrentStreams });
   app.addHook("onRequest", (request, _reply, done) => {
     // An answer can be complete before the body was read (one far over the size limit). HTTP/2
     // would keep the stream half-open, the client stalled mid-upload and close() waiting for both,
@@ -141,6 +150,15 @@ export async function buildGrpcServer(deps: ServerDeps): Promise<FastifyInstance
     const deadline = setTimeout(() => session.destroy(), deps.timeouts.headersMs).unref();
     session.once("stream", () => clearTimeout(deadline));
     session.once("close", () => clearTimeout(deadline));
+  });
+  // HTTP/2 has no request timeout either: a stream whose client has not finished sending within
+  // requestMs (a body trickled a byte at a time) is reset, as HTTP/1.1 ends such a request. A
+  // reflection stream counts as sending until its client ends its side.
+  app.server.on("stream", (stream: http2.ServerHttp2Stream) => {
+    const deadline = setTimeout(() => {
+      if (!stream.state.remoteClose) stream.close(http2.constants.NGHTTP2_CANCEL);
+    }, deps.timeouts.requestMs).unref();
+    stream.once("close", () => clearTimeout(deadline));
   });
   // Reflection is a bidi stream, which needs HTTP/2: served here only.
   await registerConnect(app as unknown as FastifyInstance, deps, { reflection: true });
@@ -169,12 +187,13 @@ async function registerConnect(app: FastifyInstance, deps: ServerDeps, options: 
     routes: (router: ConnectRouter) => {
       router.service(IdentityService, deps.service);
       router.service(Health, createHealthService({ ready: deps.ready, services: [IdentityService.typeName], closing: closing.signal }));
-      guardRouter(router, deps.maxBodyBytes, JSON_OPTIONS);
+      guardRouter(router, { maxBodyBytes: deps.maxBodyBytes, compressions: COMPRESSIONS, jsonOptions: JSON_OPTIONS });
       // After the guard, which reads a whole request body before passing it on: a bidi stream has no whole body.
       if (options.reflection) router.service(ServerReflection, createReflectionService([IdentityService, Health], [file_google_rpc_error_details]));
     },
     interceptors: [createOutermostInterceptor(app.log as Logger, deps.metrics.recordRpc)],
     jsonOptions: JSON_OPTIONS,
+    acceptCompression: COMPRESSIONS,
     readMaxBytes: deps.maxBodyBytes,
     shutdownSignal: shutdown.signal,
     contextValues: requestContextValues,
