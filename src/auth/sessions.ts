@@ -93,7 +93,8 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
 
   async function replayOrReject(session: SessionRecord, presentedHash: string, child: string): Promise<IssuedTokens> {
     const isParent = sameHash(session.spentRefreshHashes.at(-1), presentedHash);
-    const inGrace = now() - session.rotatedAt.getTime() <= policy.refreshGraceSeconds * 1000;
+    // Strictly inside the window: with no grace, a parent presented in the same millisecond is reuse.
+    const inGrace = now() - session.rotatedAt.getTime() < policy.refreshGraceSeconds * 1000;
     if (isParent && inGrace && sameHash(session.refreshHash, hashRefreshToken(child))) return issue(session, child);
     if (session.spentRefreshHashes.some((spent) => sameHash(spent, presentedHash))) {
       await sessions.revoke(session.id, "refresh_token_reused");

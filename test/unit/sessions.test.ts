@@ -122,6 +122,13 @@ describe("refresh tokens", () => {
     expect(await reasonOf(sessions.refresh(child.refreshToken))).toBe("revoked");
   });
 
+  it("count a parent presented in the same millisecond as reuse when there is no grace window", async () => {
+    const strict = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: { ...policy, refreshGraceSeconds: 0 }, now });
+    const { tokens } = await strict.open({ appId: "demo", userId, platform: "p", appid: "a", openid: "o", sessionKey: "k" });
+    await strict.refresh(tokens.refreshToken);
+    expect(await reasonOf(strict.refresh(tokens.refreshToken))).toBe("reused");
+  });
+
   it("count an older ancestor as reuse even inside the grace window", async () => {
     const { tokens } = await open();
     const child = await sessions.refresh(tokens.refreshToken);
