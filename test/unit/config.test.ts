@@ -24,6 +24,19 @@ describe("loadConfig", () => {
     expect(config.mongodbUri).toBeUndefined();
   });
 
+  it("binds dev mode to loopback, a configured service to every interface, and HOST to what it says", () => {
+    expect(loadConfig({}, () => "").host).toBe("127.0.0.1");
+    expect(withFile({ apps: [app] }).host).toBe("0.0.0.0");
+    expect(loadConfig({ HOST: "0.0.0.0" }, () => "").host).toBe("0.0.0.0");
+    expect(withFile({ apps: [app] }, { HOST: "10.0.0.5" }).host).toBe("10.0.0.5");
+  });
+
+  it("refuses production without a config file, and takes \"store\": \"memory\" in one", () => {
+    expect(problemsOf(() => loadConfig({ NODE_ENV: "production" }, () => ""))[0]).toMatch(/^IDENTITY_CONFIG: /);
+    expect(withFile({ apps: [app], store: "memory" }, { NODE_ENV: "production" }).file?.store).toBe("memory");
+    expect(problemsOf(() => withFile({ apps: [app], store: "mongo" }))[0]).toMatch(/^store: /);
+  });
+
   it("fills the file's defaults", () => {
     const { file } = withFile({ apps: [app] });
     expect(file?.apps[0]).toMatchObject({ registration: "auto", defaultRoles: ["member"] });
