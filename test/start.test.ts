@@ -117,13 +117,19 @@ describe("npm start", { timeout: 30_000 }, () => {
     // pino's lines carry the service's pid; the banner names the port.
     const pid = Number(/"pid":(\d+)/.exec(output())![1]);
     const port = Number(/JSON \/ Connect \(HTTP\/1\.1\)\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(output())![1]);
-    expect(pid).not.toBe(child.pid);
-    expect(await refusesConnections(port)).toBe(false);
-    const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
-    child.kill("SIGTERM");
-    await exited;
-    await expect.poll(() => { try { process.kill(pid, 0); return true; } catch { return false; } }, { timeout: 10_000 }).toBe(false);
-    expect(await refusesConnections(port)).toBe(true);
+    const alive = () => { try { process.kill(pid, 0); return true; } catch { return false; } };
+    try {
+      expect(pid).not.toBe(child.pid);
+      expect(await refusesConnections(port)).toBe(false);
+      const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
+      await expect.poll(alive, { timeout: 10_000 }).toBe(false);
+      expect(await refusesConnections(port)).toBe(true);
+    } finally {
+      // Killing npm alone is what orphaned node before: never leave it running.
+      if (alive()) process.kill(pid, "SIGKILL");
+    }
     expect(output()).toMatch(/shutdown started/);
     expect(output()).toMatch(/shutdown finished/);
   });
