@@ -24,6 +24,7 @@ RUN npx --no-install tsc --noEmit
 
 # --- runtime: production dependencies and the checked sources ----------------------------------
 FROM node:20-bookworm-slim AS runtime
+# NODE_ENV=production: without IDENTITY_CONFIG the service refuses to start rather than run dev mode.
 ENV NODE_ENV=production PORT=8080 GRPC_PORT=9090
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -5,7 +5,7 @@ import { pathToFileURL } from "node:url";
 import type { FastifyInstance } from "fastify";
 import { createAccessTokens, generateSigningKey, importSigningKey } from "./auth/access-tokens.js";
 import { createSessionLibrary } from "./auth/sessions.js";
-import { ALL_SEED_ROUTES, ConfigError, defaultConfigFile, loadConfig, WECHAT_PLATFORMS, type EnvConfig } from "./config/config.js";
+import { ALL_SEED_ROUTES, ConfigError, defaultConfigFile, loadConfig, WECHAT_PLATFORMS, type ConfigFile, type EnvConfig } from "./config/config.js";
 import { createAlipayClient } from "./platforms/alipay-client.js";
 import { createAppleVerifier } from "./platforms/apple-verifier.js";
 import { buildGrpcServer, buildHttpServer } from "./server/servers.js";
@@ -66,12 +66,16 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
   const seedRoutes = devMode ? ALL_SEED_ROUTES : file.seedRoutes;
   const apps: App[] = file.apps;
 
-  if (!file.signingKeys.length && !useSimulator) {
-    throw new ConfigError(["signingKeys: required when talking to the real WeChat API (print one with `npm run keygen`)"]);
+  const problems: string[] = [];
+  if (!file.signingKeys.length && !useSimulator) problems.push("signingKeys: required when talking to the real WeChat API (print one with `npm run --silent keygen`)");
+  if (env.file?.store === "memory" && env.mongodbUri) problems.push('store: "memory" but MONGODB_URI is set; drop one of them');
+  // Against the simulator nothing real is stored, so the embedded store needs no saying there.
+  else if (env.file && !env.mongodbUri && !options.store && env.file.store !== "memory" && !env.wechatSimulator) {
+    problems.push('MONGODB_URI: required with a config file (the embedded store loses every user on restart; set "store": "memory" in the file to run on it anyway)');
   }
-  const keys = file.signingKeys.length
-    ? await Promise.all(file.signingKeys.map((jwk) => importSigningKey(jwk)))
-    : [(await generateSigningKey()).key];
+  if (problems.length) throw new ConfigError(problems);
+
+  const keys = file.signingKeys.length ? await importSigningKeys(file.signingKeys) : [(await generateSigningKey()).key];
 
   // Serializers replace fastify's: its `req` carries the URL with the query (a seed's ?token=).
   const serializers = { err: describeError, req: describeRequest };
@@ -137,6 +141,7 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     const httpUrl = await listen(http, env.port, env.host);
     const grpcUrl = await listen(grpc, env.grpcPort, env.host);
 
+    if (!devMode && !env.mongodbUri && !options.store) http.log.warn("store: running on the embedded memory store; every user and session is lost when the process stops");
     return {
       httpUrl,
       grpcUrl,
@@ -144,12 +149,31 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
       devMode,
       generatedKey: !file.signingKeys.length,
       store: env.mongodbUri ? "mongodb" : "memory",
-      close,
+      close: async () => {
+        const started = performance.now();
+        http.log.info("shutdown started: refusing new connections, letting calls in flight finish");
+        await close();
+        http.log.info({ ms: Math.round(performance.now() - started) }, "shutdown finished");
+      },
     };
   } catch (e) {
     await close();
     throw e;
   }
+}
+
+/** Imports every configured key, naming the entry that is not a usable private key. */
+async function importSigningKeys(jwks: ConfigFile["signingKeys"]) {
+  const problems: string[] = [];
+  const keys = await Promise.all(
+    jwks.map((jwk, i) =>
+      importSigningKey(jwk).catch((e: unknown) => {
+        problems.push(`signingKeys[${i}]: not a usable ${jwk.alg} private key (${e instanceof Error ? e.message : String(e)})`);
+      }),
+    ),
+  );
+  if (problems.length) throw new ConfigError(problems);
+  return keys as Awaited<ReturnType<typeof importSigningKey>>[];
 }
 
 const READINESS_TIMEOUT_MS = 1000;

@@ -1,6 +1,7 @@
 // The production face: internal callers with API keys, request limits, signing-key rotation, and a
 // store that goes away and comes back.
 import { createHash } from "node:crypto";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { decodeProtectedHeader } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSigningKey } from "../src/auth/access-tokens.js";
@@ -184,3 +185,41 @@ function flakyStore(store: Store, isDown: () => boolean): Store {
     });
   return { ...store, init: () => store.init(), close: () => store.close(), users: guard(store.users), sessions: guard(store.sessions), replays: guard(store.replays), credentials: guard(store.credentials) };
 }
+
+describe("an unreachable WeChat", () => {
+  // The client sees UPSTREAM_UNAVAILABLE whatever the cause; the operator's log line names it.
+  async function upstreamLogOf(wechatApiBase: string) {
+    const { privateJwk } = await generateSigningKey();
+    const h = await startHarness({ apps: [app], signingKeys: [privateJwk], store: "memory", wechat: { timeoutMs: 200, retries: 0 } }, { WECHAT_SIMULATOR: "0", WECHAT_API_BASE: wechatApiBase });
+    try {
+      const res = await rpc(h.httpUrl, "Login", { appId: "demo", code: "any-code" });
+      expect([res.status, reasonOf(res)]).toEqual([503, "UPSTREAM_UNAVAILABLE"]);
+      expect(res.text).not.toMatch(/ECONNREFUSED|ENOTFOUND|timeout/i);
+      const line = h.logs.map((l) => JSON.parse(l)).find((l) => l.msg === "rpc" && l.rpc === "Login");
+      return String(line?.upstream);
+    } finally {
+      await h.close();
+    }
+  }
+
+  it("logs a refused connection, an unknown host and a timeout as what they are", { timeout: 20_000 }, async () => {
+    const freed = createServer();
+    await new Promise<void>((resolve) => freed.listen(0, "127.0.0.1", resolve));
+    const refusedPort = (freed.address() as AddressInfo).port;
+    await new Promise((resolve) => freed.close(resolve));
+    expect(await upstreamLogOf(`http://127.0.0.1:${refusedPort}`)).toMatch(/jscode2session: unavailable \(ECONNREFUSED\)/);
+
+    expect(await upstreamLogOf("http://wechat-api.invalid")).toMatch(/jscode2session: unavailable \((ENOTFOUND|EAI_AGAIN)\)/);
+
+    // Accepts the connection and never answers.
+    const held: Socket[] = [];
+    const silent = createServer((socket) => void held.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    try {
+      expect(await upstreamLogOf(`http://127.0.0.1:${(silent.address() as AddressInfo).port}`)).toMatch(/jscode2session: unavailable \(timeout\)/);
+    } finally {
+      held.forEach((socket) => socket.destroy());
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+});

@@ -73,6 +73,8 @@ export const ALL_SEED_ROUTES: SeedRoutesConfig = seedRoutesSchema.parse({ smalla
 const fileSchema = z
   .strictObject({
     apps: z.array(appSchema).min(1, "must list at least one app"),
+    /** "memory": the embedded store, whose users die with the process; said outright, never by a missing MONGODB_URI. */
+    store: z.literal("memory").optional(),
     issuer: z.string().min(1).default("identity"),
     signingKeys: z.array(jwkSchema).default([]),
     tokens: z
@@ -194,7 +196,8 @@ export function loadConfig(env: Record<string, string | undefined>, readFile: (p
     return n;
   };
   const config: EnvConfig = {
-    host: env.HOST || "0.0.0.0",
+    // Dev mode (no config) serves only this machine: its demo app and throwaway key are no one else's business.
+    host: env.HOST || (env.IDENTITY_CONFIG ? "0.0.0.0" : "127.0.0.1"),
     port: port("PORT", 8080),
     grpcPort: port("GRPC_PORT", 9090),
     mongodbDb: env.MONGODB_DB || "identity",
@@ -217,6 +220,7 @@ export function loadConfig(env: Record<string, string | undefined>, readFile: (p
   if (!LOG_LEVELS.includes(config.logLevel)) problems.push(`LOG_LEVEL: "${config.logLevel}" must be one of ${LOG_LEVELS.join(", ")}`);
 
   if (env.IDENTITY_CONFIG) config.file = parseConfigFile(env.IDENTITY_CONFIG, readFile, problems);
+  else if (env.NODE_ENV === "production") problems.push("IDENTITY_CONFIG: required when NODE_ENV=production (without it the service runs dev mode: a demo app and a throwaway signing key)");
   if (problems.length) throw new ConfigError(problems);
   return config;
 }

@@ -97,7 +97,7 @@ const WECHAT_ERRORS: Record<WechatErrorKind, [Reason, string]> = {
   code_used: ["CODE_USED", "WeChat says the code was already used; call wx.login again"],
   user_blocked: ["USER_BLOCKED_BY_PLATFORM", "WeChat blocked this user's login as high-risk"],
   rate_limited: ["RATE_LIMITED", "WeChat rate limit reached; retry in a minute"],
-  unavailable: ["UPSTREAM_UNAVAILABLE", "WeChat did not answer in time; retry"],
+  unavailable: ["UPSTREAM_UNAVAILABLE", "WeChat could not be reached or did not answer; retry"],
   token_invalid: ["UPSTREAM_UNAVAILABLE", "WeChat refused our access token; retry"],
   circuit_open: ["UPSTREAM_UNAVAILABLE", "this WeChat API has been failing; calls to it are paused for a few seconds, retry later"],
   misconfigured: ["APP_MISCONFIGURED", "WeChat refused this app's credentials; the operator must check the app's appid and secret"],
@@ -108,7 +108,7 @@ const ALIPAY_ERRORS: Record<AlipayErrorKind, [Reason, string]> = {
   code_invalid: ["CODE_INVALID", "Alipay says the auth code is invalid or used; call my.getAuthCode again"],
   misconfigured: ["APP_MISCONFIGURED", "Alipay refused this app's credentials; the operator must check its app id and keys"],
   bad_response: ["UPSTREAM_UNAVAILABLE", "Alipay's answer could not be verified; retry"],
-  unavailable: ["UPSTREAM_UNAVAILABLE", "Alipay did not answer in time; retry"],
+  unavailable: ["UPSTREAM_UNAVAILABLE", "Alipay could not be reached or did not answer; retry"],
   unexpected: ["UPSTREAM_ERROR", "Alipay gave an unexpected answer"],
 };
 

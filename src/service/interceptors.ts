@@ -2,6 +2,7 @@ import { Code, createContextKey, createContextValues, type ContextValues, type I
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import type { RpcSample } from "../metrics/metrics.js";
 import { describeError } from "../util/log-safety.js";
+import { WechatError } from "../wechat/wechat-client.js";
 import { toConnectError } from "./errors.js";
 
 /** The small part of pino the service uses. */
@@ -22,9 +23,9 @@ export function createOutermostInterceptor(fallbackLog: Logger, onRpc: (sample: 
     const log = req.contextValues.get(kRequestLog) ?? fallbackLog;
     const started = performance.now();
     const method = req.method.name;
-    const finish = (code: string, reason?: string) => {
+    const finish = (code: string, reason?: string, upstream?: string) => {
       const ms = Math.round((performance.now() - started) * 100) / 100;
-      log.info({ rpc: method, code, reason, ms }, "rpc");
+      log.info({ rpc: method, code, reason, ms, ...(upstream ? { upstream } : {}) }, "rpc");
       onRpc({ method, code, ...(reason ? { reason } : {}), seconds: ms / 1000 });
     };
     try {
@@ -34,7 +35,9 @@ export function createOutermostInterceptor(fallbackLog: Logger, onRpc: (sample: 
     } catch (e) {
       const { error, known } = toConnectError(e);
       if (!known) log.error({ rpc: method, err: describeError(e) }, "rpc failed unexpectedly");
-      finish(Code[error.code], error.findDetails(ErrorInfoSchema)[0]?.reason);
+      // Why the platform was unavailable (refused, unresolvable, timed out) is the operator's, not the client's.
+      const upstream = e instanceof WechatError ? e.message : undefined;
+      finish(Code[error.code], error.findDetails(ErrorInfoSchema)[0]?.reason, upstream);
       throw error;
     }
   };

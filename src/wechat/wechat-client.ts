@@ -25,8 +25,10 @@ export class WechatError extends Error {
     readonly errcode?: number,
     /** For circuit_open: when the API will be tried again. */
     readonly retryAfterMs?: number,
+    /** For unavailable: what failed, for the server log (ECONNREFUSED, ENOTFOUND, timeout, http_502, bad_response, ...). */
+    readonly detail?: string,
   ) {
-    super(`wechat ${api}: ${kind}${errcode === undefined ? "" : ` (errcode ${errcode})`}`);
+    super(`wechat ${api}: ${kind}${errcode === undefined ? "" : ` (errcode ${errcode})`}${detail ? ` (${detail})` : ""}`);
   }
 }
 
@@ -176,7 +178,7 @@ export function createWechatClient(options: WechatClientOptions) {
   }
 
   async function sendWithin(api: string, url: string, init: HttpRequest, limit: AttemptSignal): Promise<[outcome: string, result: Attempt]> {
-    const unavailable = (outcome: string, sent: boolean): [string, Attempt] => [outcome, { ok: false, error: new WechatError("unavailable", api), sent }];
+    const unavailable = (outcome: string, sent: boolean, detail = outcome): [string, Attempt] => [outcome, { ok: false, error: new WechatError("unavailable", api, undefined, undefined, detail), sent }];
     // A failure while waiting is our timeout or the caller's abort before it is anything else.
     const cut = (otherwise: string) => (limit.timedOut() ? "timeout" : limit.signal.aborted ? "aborted" : otherwise);
     let answer: Answer;
@@ -185,7 +187,9 @@ export function createWechatClient(options: WechatClientOptions) {
     } catch (e) {
       const { code, cause } = e as { code?: string; cause?: { code?: string } };
       const reason = cause?.code ?? code;
-      return unavailable(cut("network"), !(reason && NOT_SENT_CODES.has(reason)));
+      const outcome = cut("network");
+      // The metric keeps "network" (few values); the log line names the system's code.
+      return unavailable(outcome, !(reason && NOT_SENT_CODES.has(reason)), outcome === "network" && reason && /^[A-Z0-9_]{1,40}$/.test(reason) ? reason : outcome);
     }
     if (answer.status < 200 || answer.status > 299) return unavailable(`http_${answer.status}`, true);
     const body = jsonObjectOf(answer.body);

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../src/config/config.js";
 
@@ -22,6 +23,19 @@ describe("loadConfig", () => {
     });
     expect(config).toMatchObject({ port: 8080, grpcPort: 9090, wechatSimPort: 8090, mongodbDb: "identity", wechatSimulator: false, file: null });
     expect(config.mongodbUri).toBeUndefined();
+  });
+
+  it("binds dev mode to loopback, a configured service to every interface, and HOST to what it says", () => {
+    expect(loadConfig({}, () => "").host).toBe("127.0.0.1");
+    expect(withFile({ apps: [app] }).host).toBe("0.0.0.0");
+    expect(loadConfig({ HOST: "0.0.0.0" }, () => "").host).toBe("0.0.0.0");
+    expect(withFile({ apps: [app] }, { HOST: "10.0.0.5" }).host).toBe("10.0.0.5");
+  });
+
+  it("refuses production without a config file, and takes \"store\": \"memory\" in one", () => {
+    expect(problemsOf(() => loadConfig({ NODE_ENV: "production" }, () => ""))[0]).toMatch(/^IDENTITY_CONFIG: /);
+    expect(withFile({ apps: [app], store: "memory" }, { NODE_ENV: "production" }).file?.store).toBe("memory");
+    expect(problemsOf(() => withFile({ apps: [app], store: "mongo" }))[0]).toMatch(/^store: /);
   });
 
   it("fills the file's defaults", () => {
@@ -64,5 +78,24 @@ describe("loadConfig", () => {
   it("never repeats a secret in a problem", () => {
     const problems = problemsOf(() => withFile({ apps: [{ ...app, secret: 12345678 }] }));
     expect(problems.join(" ")).not.toContain("12345678");
+  });
+});
+
+// The shipped deploy files must agree with each other and with what the service does.
+describe("deploy/", () => {
+  const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), "utf8");
+
+  it("trusts X-Forwarded-For from exactly nginx's fixed compose address", () => {
+    const { file } = loadConfig({ IDENTITY_CONFIG: "deploy/identity.example.json" }, read);
+    const nginxAddress = /nginx:[\s\S]*?ipv4_address:\s*([\d.]+)/.exec(read("deploy/compose.yaml"))?.[1];
+    expect(nginxAddress).toBeDefined();
+    expect(file?.trustProxy).toEqual([nginxAddress]);
+    expect(read("deploy/nginx.conf")).toMatch(/proxy_set_header X-Forwarded-For \$remote_addr;/);
+    for (const path of ["deploy/nginx.conf", "docs/deployment.md"]) expect(read(path)).not.toMatch(/ignores\s+X-Forwarded-For/);
+  });
+
+  it("keeps /metrics off the proxy's public HTTP listener", () => {
+    const http = read("deploy/nginx.conf").split(/^server \{/m).find((block) => /listen 8080;/.test(block))!;
+    expect(http).toMatch(/location \/metrics \{\s*return 404;\s*\}/);
   });
 });
