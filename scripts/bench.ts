@@ -177,6 +177,8 @@ export async function writeBenchConfig(dir: string): Promise<string> {
       limits: { loginsPerAddress: limit, loginsPerApp: limit, refreshesPerAddress: limit, callsPerUser: limit, phoneCallsPerUser: limit },
       // Returning-user runs log the same users in many times; the cap would end the sessions whose tokens the other runs use.
       tokens: { maxSessionsPerUser: 1000 },
+      // Without MONGODB_URI the run is on the embedded store, which a config must ask for by name.
+      ...(process.env.MONGODB_URI ? {} : { store: "memory" }),
     }),
   );
   return configPath;
