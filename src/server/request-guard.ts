@@ -37,10 +37,14 @@ function guardHandler(handler: UniversalHandler, options: GuardOptions): Univers
     // An encoding Connect does not speak: Connect refuses it before reading the body.
     if (compression === undefined) return handler(req);
     // Connect sizes a buffer from the declared length before reading (never let it for one over
-    // the limit), and the guard may hand on another length (decompressed): the length is the guard's.
+    // the limit), and a decompressed body has another length: then the length is the guard's.
+    // Otherwise the request's headers go on as they are (no copy on the common path).
     const declared = Number(req.header.get("content-length") ?? 0);
-    const header = new Headers(req.header);
-    header.delete("content-length");
+    let header = req.header;
+    if (compression || declared > maxBodyBytes) {
+      header = new Headers(req.header);
+      header.delete("content-length");
+    }
     let accept: Accept = (bytes) => bytes;
     if (framing) {
       if (compression) handOver(header, framing, compression.name);
@@ -167,12 +171,13 @@ const COMPRESSED = 0b1;
 /**
  * Checks each whole envelope's message (decompressed) and frames it again uncompressed; the
  * messages together, with their 5-byte prefixes, stay within the limit. A truncated tail is left
- * to Connect to report.
+ * to Connect to report. A body with nothing compressed goes on as it came.
  */
 async function unwrapEnvelopes(bytes: Uint8Array, maxBodyBytes: number, compression: Compression | null, check: BodyCheck): Promise<Uint8Array> {
   const out: Uint8Array[] = [];
   let size = 0;
   let at = 0;
+  let decompressed = false;
   for (; at + 5 <= bytes.byteLength; ) {
     const view = new DataView(bytes.buffer, bytes.byteOffset + at, 5);
     const flags = view.getUint8(0);
@@ -186,6 +191,7 @@ async function unwrapEnvelopes(bytes: Uint8Array, maxBodyBytes: number, compress
     if (flags & COMPRESSED) {
       if (!compression) throw apiError("REQUEST_INVALID", "a message is marked compressed, but the request names no compression");
       message = await decompress(compression, message, maxBodyBytes - size - 5, maxBodyBytes);
+      decompressed = true;
     }
     check(message);
     const prefix = new Uint8Array(5);
@@ -194,6 +200,7 @@ async function unwrapEnvelopes(bytes: Uint8Array, maxBodyBytes: number, compress
     size += 5 + message.byteLength;
     at += 5 + length;
   }
+  if (!decompressed) return bytes;
   out.push(bytes.subarray(at));
   return Buffer.concat(out);
 }
