@@ -18,51 +18,51 @@ export const ERROR_DOMAIN = "identity.v1";
  */
 export const REASONS = {
   // The request itself
-  FIELD_INVALID: { code: Code.InvalidArgument },
-  REQUEST_INVALID: { code: Code.InvalidArgument },
-  REQUEST_TOO_LARGE: { code: Code.InvalidArgument },
-  FIELD_NOT_ALLOWED: { code: Code.PermissionDenied },
-  PERMISSION_DENIED: { code: Code.PermissionDenied },
-  APP_NOT_FOUND: { code: Code.NotFound },
-  USER_NOT_FOUND: { code: Code.NotFound },
-  NOT_FOUND: { code: Code.NotFound },
-  SERVICE_UNKNOWN: { code: Code.NotFound },
-  PLATFORM_UNSUPPORTED: { code: Code.FailedPrecondition },
-  RATE_LIMITED: { code: Code.ResourceExhausted },
+  FIELD_INVALID: Code.InvalidArgument,
+  REQUEST_INVALID: Code.InvalidArgument,
+  REQUEST_TOO_LARGE: Code.InvalidArgument,
+  FIELD_NOT_ALLOWED: Code.PermissionDenied,
+  PERMISSION_DENIED: Code.PermissionDenied,
+  APP_NOT_FOUND: Code.NotFound,
+  USER_NOT_FOUND: Code.NotFound,
+  NOT_FOUND: Code.NotFound,
+  SERVICE_UNKNOWN: Code.NotFound,
+  PLATFORM_UNSUPPORTED: Code.FailedPrecondition,
+  RATE_LIMITED: Code.ResourceExhausted,
   // Credentials and sessions
-  TOKEN_MISSING: { code: Code.Unauthenticated },
-  TOKEN_INVALID: { code: Code.Unauthenticated },
-  TOKEN_EXPIRED: { code: Code.Unauthenticated },
-  TOKEN_REVOKED: { code: Code.Unauthenticated },
-  REFRESH_TOKEN_REUSED: { code: Code.Unauthenticated },
-  SESSION_EXPIRED: { code: Code.Unauthenticated },
-  ID_TOKEN_INVALID: { code: Code.Unauthenticated },
-  ID_TOKEN_EXPIRED: { code: Code.Unauthenticated },
-  API_KEY_INVALID: { code: Code.Unauthenticated },
-  BAD_CREDENTIALS: { code: Code.Unauthenticated },
-  ACCOUNT_DISABLED: { code: Code.PermissionDenied },
-  NOT_REGISTERED: { code: Code.FailedPrecondition },
+  TOKEN_MISSING: Code.Unauthenticated,
+  TOKEN_INVALID: Code.Unauthenticated,
+  TOKEN_EXPIRED: Code.Unauthenticated,
+  TOKEN_REVOKED: Code.Unauthenticated,
+  REFRESH_TOKEN_REUSED: Code.Unauthenticated,
+  SESSION_EXPIRED: Code.Unauthenticated,
+  ID_TOKEN_INVALID: Code.Unauthenticated,
+  ID_TOKEN_EXPIRED: Code.Unauthenticated,
+  API_KEY_INVALID: Code.Unauthenticated,
+  BAD_CREDENTIALS: Code.Unauthenticated,
+  ACCOUNT_DISABLED: Code.PermissionDenied,
+  NOT_REGISTERED: Code.FailedPrecondition,
   // The platform's codes and data
-  CODE_INVALID: { code: Code.InvalidArgument },
-  CODE_USED: { code: Code.InvalidArgument },
-  USER_BLOCKED_BY_PLATFORM: { code: Code.PermissionDenied },
-  DECRYPT_FAILED: { code: Code.InvalidArgument },
-  SIGNATURE_INVALID: { code: Code.InvalidArgument },
-  SESSION_KEY_STALE: { code: Code.FailedPrecondition },
-  SESSION_MISMATCH: { code: Code.FailedPrecondition },
+  CODE_INVALID: Code.InvalidArgument,
+  CODE_USED: Code.InvalidArgument,
+  USER_BLOCKED_BY_PLATFORM: Code.PermissionDenied,
+  DECRYPT_FAILED: Code.InvalidArgument,
+  SIGNATURE_INVALID: Code.InvalidArgument,
+  SESSION_KEY_STALE: Code.FailedPrecondition,
+  SESSION_MISMATCH: Code.FailedPrecondition,
   // Users
-  PHONE_TAKEN: { code: Code.AlreadyExists },
-  USERNAME_TAKEN: { code: Code.AlreadyExists },
-  IDENTITY_TAKEN: { code: Code.AlreadyExists },
-  ACCOUNT_CONFLICT: { code: Code.FailedPrecondition },
-  VERSION_CONFLICT: { code: Code.Aborted },
+  PHONE_TAKEN: Code.AlreadyExists,
+  USERNAME_TAKEN: Code.AlreadyExists,
+  IDENTITY_TAKEN: Code.AlreadyExists,
+  ACCOUNT_CONFLICT: Code.FailedPrecondition,
+  VERSION_CONFLICT: Code.Aborted,
   // Our dependencies, and us
-  UPSTREAM_UNAVAILABLE: { code: Code.Unavailable },
-  STORE_UNAVAILABLE: { code: Code.Unavailable },
-  APP_MISCONFIGURED: { code: Code.Internal },
-  UPSTREAM_ERROR: { code: Code.Internal },
-  INTERNAL: { code: Code.Internal },
-} as const satisfies Record<string, { code: Code }>;
+  UPSTREAM_UNAVAILABLE: Code.Unavailable,
+  STORE_UNAVAILABLE: Code.Unavailable,
+  APP_MISCONFIGURED: Code.Internal,
+  UPSTREAM_ERROR: Code.Internal,
+  INTERNAL: Code.Internal,
+} as const satisfies Record<string, Code>;
 
 export type Reason = keyof typeof REASONS;
 
@@ -73,7 +73,7 @@ export function isReason(value: string): value is Reason {
 export function apiError(reason: Reason, message: string, metadata: Record<string, string> = {}): ConnectError {
   // A retry hint also goes out as the standard header, for HTTP clients and the seed routes alike.
   const header = metadata.retryAfterSeconds ? { "retry-after": metadata.retryAfterSeconds } : undefined;
-  return new ConnectError(message, REASONS[reason].code, header, [{ desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { domain: ERROR_DOMAIN, reason, metadata }) }]);
+  return new ConnectError(message, REASONS[reason], header, [{ desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { domain: ERROR_DOMAIN, reason, metadata }) }]);
 }
 
 /** INVALID_ARGUMENT / FIELD_INVALID naming the field, with a BadRequest field violation. */
@@ -138,11 +138,11 @@ export function toConnectError(error: unknown): { error: ConnectError; known: bo
     if (error.errcode !== undefined) metadata.errcode = String(error.errcode);
     if (error.retryAfterMs !== undefined) metadata.retryAfterSeconds = String(Math.ceil(error.retryAfterMs / 1000));
     // Misconfiguration is the operator's bug, not the caller's: known to the client, but logged.
-    return { error: apiError(reason, message, metadata), known: REASONS[reason].code !== Code.Internal };
+    return { error: apiError(reason, message, metadata), known: REASONS[reason] !== Code.Internal };
   }
   if (error instanceof AlipayError) {
     const [reason, message] = ALIPAY_ERRORS[error.kind];
-    return { error: apiError(reason, message, error.subCode ? { subCode: error.subCode } : {}), known: REASONS[reason].code !== Code.Internal };
+    return { error: apiError(reason, message, error.subCode ? { subCode: error.subCode } : {}), known: REASONS[reason] !== Code.Internal };
   }
   if (error instanceof AppleTokenError) {
     if (error.kind === "unavailable") return { error: apiError("UPSTREAM_UNAVAILABLE", "Apple's keys could not be fetched; retry"), known: true };

@@ -14,7 +14,7 @@ import { createAttemptLimiter, type AttemptLimit } from "./attempt-limiter.js";
 import { kClientAddress } from "./interceptors.js";
 import { createPlatformLogin, kAssertedSignIn, type App, type PlatformClients, type PlatformSignIn } from "./platform-login.js";
 import { apiError, fieldInvalid, toConnectError } from "./errors.js";
-import { checkNickname, checkUsername, planProfilePatch, updatePaths } from "./user-update.js";
+import { checkUsername, cleanNickname, planProfilePatch, updatePaths } from "./user-update.js";
 import { userToWire } from "./user-view.js";
 import { codeKey, CODE_LIFETIME_MS, createWechatData, phoneFromOpenData, type Phone } from "./wechat-data.js";
 
@@ -513,7 +513,7 @@ function withPhone(user: UserRecord, phone: Phone): UserRecord {
 /** The profile fields of a decrypted wx.getUserProfile / getUserInfo payload worth keeping. */
 function profileOf(data: Record<string, unknown>): PlatformProfile {
   const profile: PlatformProfile = {};
-  const nickname = typeof data.nickName === "string" ? checkNickname("nickName", data.nickName, { sanitize: true }) : "";
+  const nickname = typeof data.nickName === "string" ? cleanNickname(data.nickName) : "";
   if (nickname && nickname !== PLACEHOLDER_NICKNAME) profile.nickname = nickname;
   if (typeof data.avatarUrl === "string" && /^https?:\/\//.test(data.avatarUrl) && data.avatarUrl.length <= 1024) profile.avatarUrl = data.avatarUrl;
   if (data.gender === 1) profile.gender = "male";

@@ -67,21 +67,19 @@ const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 const NICKNAME_CONTROL = /[\p{Cc}\p{Zl}\p{Zp}\u202a-\u202e\u2066-\u2069]/u;
 const INVISIBLE_ONLY = /^[\p{White_Space}\p{Cf}\p{M}\p{Default_Ignorable_Code_Point}\u2800\u3164\uffa0\u115f\u1160]*$/u;
 
-/**
- * The one nickname rule, for every path that writes a profile. `sanitize` (a platform's profile,
- * which the user cannot fix) strips control characters, cuts to the limit and answers "" for a name
- * with nothing visible; otherwise a nickname that breaks the rule is FIELD_INVALID on `field`.
- */
-export function checkNickname(field: string, nickname: string, { sanitize = false } = {}): string {
-  if (sanitize) {
-    const clean = [...nickname].filter((c) => !NICKNAME_CONTROL.test(c)).slice(0, LIMITS.nicknameChars).join("");
-    return INVISIBLE_ONLY.test(clean) ? "" : clean;
-  }
+/** The one nickname rule, for every path where a user chose the name: FIELD_INVALID on `field` when it breaks it. */
+function checkNickname(field: string, nickname: string): string {
   if ([...nickname].length > LIMITS.nicknameChars) throw fieldInvalid(field, `at most ${LIMITS.nicknameChars} characters`);
   if (NICKNAME_CONTROL.test(nickname) || INVISIBLE_ONLY.test(nickname)) {
     throw fieldInvalid(field, "must be visible text without control characters");
   }
   return nickname;
+}
+
+/** The same rule for a platform's profile, which the user cannot fix: controls stripped, cut to the limit, "" when nothing visible is left. */
+export function cleanNickname(nickname: string): string {
+  const clean = [...nickname].filter((c) => !NICKNAME_CONTROL.test(c)).slice(0, LIMITS.nicknameChars).join("");
+  return INVISIBLE_ONLY.test(clean) ? "" : clean;
 }
 const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
 

@@ -11,11 +11,11 @@ describe("reasons", () => {
   it("carry their registry code wherever they come from", () => {
     for (const reason of Object.keys(REASONS) as Reason[]) {
       const error = apiError(reason, "x");
-      expect([error.code, reasonOf(error)]).toEqual([REASONS[reason].code, reason]);
+      expect([error.code, reasonOf(error)]).toEqual([REASONS[reason], reason]);
     }
     for (const kind of ["phone", "username", "identity", "unionid", "invite", "unknown"] as const) {
       const { error } = toConnectError(new DuplicateKeyError(kind));
-      expect(error.code).toBe(REASONS[reasonOf(error) as Reason].code);
+      expect(error.code).toBe(REASONS[reasonOf(error) as Reason]);
     }
     expect(toConnectError(new DuplicateKeyError("unionid")).error.code).toBe(Code.FailedPrecondition);
   });
