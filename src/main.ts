@@ -66,11 +66,12 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
   const seedRoutes = devMode ? ALL_SEED_ROUTES : file.seedRoutes;
   const apps: App[] = file.apps;
 
+  // A real config on the embedded store: allowed when the file says so, or against the simulator (nothing real is stored); warned of once listening.
+  const configOnMemory = !devMode && !env.mongodbUri && !options.store;
   const problems: string[] = [];
   if (!file.signingKeys.length && !useSimulator) problems.push("signingKeys: required when talking to the real WeChat API (print one with `npm run --silent keygen`)");
-  if (env.file?.store === "memory" && env.mongodbUri) problems.push('store: "memory" but MONGODB_URI is set; drop one of them');
-  // Against the simulator nothing real is stored, so the embedded store needs no saying there.
-  else if (env.file && !env.mongodbUri && !options.store && env.file.store !== "memory" && !env.wechatSimulator) {
+  if (file.store === "memory" && env.mongodbUri) problems.push('store: "memory" but MONGODB_URI is set; drop one of them');
+  else if (configOnMemory && file.store !== "memory" && !env.wechatSimulator) {
     problems.push('MONGODB_URI: required with a config file (the embedded store loses every user on restart; set "store": "memory" in the file to run on it anyway)');
   }
   if (problems.length) throw new ConfigError(problems);
@@ -141,7 +142,7 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     const httpUrl = await listen(http, env.port, env.host);
     const grpcUrl = await listen(grpc, env.grpcPort, env.host);
 
-    if (!devMode && !env.mongodbUri && !options.store) http.log.warn("store: running on the embedded memory store; every user and session is lost when the process stops");
+    if (configOnMemory) http.log.warn("store: running on the embedded memory store; every user and session is lost when the process stops");
     return {
       httpUrl,
       grpcUrl,
