@@ -10,7 +10,7 @@ import { createWechatRpcs } from "./wechat-rpcs.js";
 // The IdentityService: one file per group of RPCs, sharing one context (limiters, resolved deps)
 // and one way of telling who calls.
 
-export type { App } from "./platform-login.js";
+export type { App } from "../config/config.js";
 export type { IdentityServiceDeps, InternalCaller, PasswordLimits, RateLimits } from "./service-context.js";
 
 export function createIdentityService(deps: IdentityServiceDeps): ServiceImpl<typeof IdentityService> {

@@ -2,12 +2,13 @@ import { create } from "@bufbuild/protobuf";
 import { TokensSchema, type Tokens } from "../../gen/identity/v1/identity_pb.js";
 import { AccountDisabledError, TokenError } from "../auth/errors.js";
 import type { IssuedTokens, SessionLibrary } from "../auth/sessions.js";
+import { DEFAULT_LIMITS, type App, type Limits } from "../config/config.js";
 import type { IdentityRecord, ReplayStore, SessionRecord, UserStore } from "../store/store.js";
 import type { AccessTokenBroker } from "../wechat/access-token-broker.js";
 import { createAccountLibrary, type PlatformProfile } from "./accounts.js";
 import { createAttemptLimiter, type AttemptLimit } from "./attempt-limiter.js";
 import { apiError, fieldInvalid } from "./errors.js";
-import { createPlatformLogin, type App, type PlatformClients, type PlatformSignIn } from "./platform-login.js";
+import { createPlatformLogin, type PlatformClients, type PlatformSignIn } from "./platform-login.js";
 import { createWechatData } from "./wechat-data.js";
 
 // What every group of RPCs shares: the deps with their defaults, the rate limiters, and the
@@ -21,13 +22,7 @@ export interface PasswordLimits {
 }
 
 /** Requests per minute (see the config's `limits`). */
-export interface RateLimits {
-  loginsPerAddress: number;
-  loginsPerApp: number;
-  phoneCallsPerUser: number;
-  callsPerUser: number;
-  refreshesPerAddress: number;
-}
+export type RateLimits = Pick<Limits, "loginsPerAddress" | "loginsPerApp" | "phoneCallsPerUser" | "callsPerUser" | "refreshesPerAddress">;
 
 export interface InternalCaller {
   name: string;
@@ -48,7 +43,6 @@ export interface IdentityServiceDeps {
   now?: () => number;
 }
 
-const DEFAULT_RATE_LIMITS: RateLimits = { loginsPerAddress: 600, loginsPerApp: 30_000, phoneCallsPerUser: 20, callsPerUser: 600, refreshesPerAddress: 600 };
 const MINUTE = 60_000;
 
 const DEFAULT_PASSWORD_LIMITS: PasswordLimits = {
@@ -68,7 +62,7 @@ export function createServiceContext({
   broker,
   passwordLimits = DEFAULT_PASSWORD_LIMITS,
   internalCallers = [],
-  rateLimits = DEFAULT_RATE_LIMITS,
+  rateLimits = DEFAULT_LIMITS,
   now = Date.now,
 }: IdentityServiceDeps) {
   const rates = {

@@ -4,7 +4,7 @@ import { phoneKey, type SessionRecord, type UserRecord } from "../store/store.js
 import type { PlatformProfile } from "./accounts.js";
 import type { Caller } from "./caller.js";
 import { apiError, fieldInvalid } from "./errors.js";
-import type { App } from "./platform-login.js";
+import type { App } from "../config/config.js";
 import type { ServiceContext } from "./service-context.js";
 import { cleanNickname } from "./user-update.js";
 import { userToWire } from "./user-view.js";
