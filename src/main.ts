@@ -101,12 +101,13 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     }
 
     const metrics = createMetrics();
-    const rawStore: Store = options.store ?? (env.mongodbUri ? await MongoStore.connect(env.mongodbUri, env.mongodbDb) : new MemoryStore());
+    // One clock for everything built here: tokens, sessions, the store's stored times and expiry checks, the broker, the service.
+    const now = options.now ?? Date.now;
+    const rawStore: Store = options.store ?? (env.mongodbUri ? await MongoStore.connect(env.mongodbUri, env.mongodbDb, { now }) : new MemoryStore({ now }));
     const store = instrumentStore(rawStore, metrics);
     closers.push(() => store.close());
     await store.init();
 
-    const now = options.now ?? Date.now;
     const accessTokens = createAccessTokens(keys, { issuer: file.issuer, ttlSeconds: file.tokens.accessTtlSeconds, now });
     const sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: file.tokens, now });
     const wechat = createWechatClient({ baseUrl: simulator?.url ?? env.wechatApiBase ?? WECHAT_API, ...file.wechat, observe: metrics.observeUpstream });

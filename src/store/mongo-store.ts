@@ -27,6 +27,7 @@ import {
   type SessionRecord,
   type SessionStore,
   type Store,
+  type StoreOptions,
   type UniqueKeyKind,
   type UserDraft,
   type UserRecord,
@@ -77,6 +78,7 @@ export class MongoStore implements Store {
   constructor(
     private readonly client: MongoClient,
     dbName: string,
+    { now = Date.now }: StoreOptions = {},
   ) {
     // Optional fields set to undefined are left out, not stored as null.
     const db = client.db(dbName, { ignoreUndefined: true });
@@ -84,8 +86,8 @@ export class MongoStore implements Store {
     this.sessionDocs = db.collection<SessionDoc>("sessions");
     this.replayDocs = db.collection<ReplayDoc>("replays");
     this.users = new MongoUserStore(this.userDocs);
-    this.sessions = new MongoSessionStore(this.sessionDocs);
-    this.replays = new MongoReplayStore(this.replayDocs);
+    this.sessions = new MongoSessionStore(this.sessionDocs, now);
+    this.replays = new MongoReplayStore(this.replayDocs, now);
     this.credentials = new MongoCredentialStore(db.collection<CredentialDoc>("credentials"));
   }
 
@@ -93,12 +95,12 @@ export class MongoStore implements Store {
    * Opens a client of its own. STORE_TIMEOUTS apply unless the URI or `options` set the same
    * option: the driver lets object options beat the URI's, which would make them untunable.
    */
-  static async connect(uri: string, dbName: string, options: MongoClientOptions = {}): Promise<MongoStore> {
+  static async connect(uri: string, dbName: string, { now, ...options }: MongoClientOptions & StoreOptions = {}): Promise<MongoStore> {
     const inUri = new Set([...new URLSearchParams(uri.split("?")[1] ?? "").keys()].map((key) => key.toLowerCase()));
     const defaults = Object.entries(STORE_TIMEOUTS).filter(([name]) => !inUri.has(name.toLowerCase()));
     const client = new MongoClient(uri, { ...Object.fromEntries(defaults), ...options });
     await guard(() => client.connect());
-    const store = new MongoStore(client, dbName);
+    const store = new MongoStore(client, dbName, now ? { now } : {});
     store.ownsClient = true;
     return store;
   }
@@ -157,7 +159,10 @@ export class MongoUserStore implements UserStore {
 }
 
 export class MongoSessionStore implements SessionStore {
-  constructor(private readonly collection: Collection<SessionDoc>) {}
+  constructor(
+    private readonly collection: Collection<SessionDoc>,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   async insert(draft: SessionDraft): Promise<SessionRecord> {
     const { id, ...fields } = draft;
@@ -196,7 +201,7 @@ export class MongoSessionStore implements SessionStore {
       this.collection.findOneAndUpdate(
         { _id, userId: null, revokedAt: null },
         // The first refresh token is issued now.
-        { $set: { userId, refreshHash, rotatedAt: new Date(), expiresAt } },
+        { $set: { userId, refreshHash, rotatedAt: new Date(this.now()), expiresAt } },
         { returnDocument: "after" },
       ),
     );
@@ -207,12 +212,12 @@ export class MongoSessionStore implements SessionStore {
     const _id = parseId(id);
     if (!_id) return;
     // The first revocation stands: its reason (e.g. token reuse) is the one worth keeping.
-    await guard(() => this.collection.updateOne({ _id, revokedAt: null }, { $set: { revokedAt: new Date(), revokeReason: reason } }));
+    await guard(() => this.collection.updateOne({ _id, revokedAt: null }, { $set: { revokedAt: new Date(this.now()), revokeReason: reason } }));
   }
 
   async revokeAllForUser(userId: string, reason: string): Promise<number> {
     const result = await guard(() =>
-      this.collection.updateMany({ userId, revokedAt: null }, { $set: { revokedAt: new Date(), revokeReason: reason } }),
+      this.collection.updateMany({ userId, revokedAt: null }, { $set: { revokedAt: new Date(this.now()), revokeReason: reason } }),
     );
     return result.modifiedCount;
   }
@@ -223,20 +228,23 @@ export class MongoSessionStore implements SessionStore {
     );
     if (excess.length === 0) return 0;
     const result = await guard(() =>
-      this.collection.updateMany({ _id: { $in: excess.map((d) => d._id) }, revokedAt: null }, { $set: { revokedAt: new Date(), revokeReason: reason } }),
+      this.collection.updateMany({ _id: { $in: excess.map((d) => d._id) }, revokedAt: null }, { $set: { revokedAt: new Date(this.now()), revokeReason: reason } }),
     );
     return result.modifiedCount;
   }
 }
 
 export class MongoReplayStore implements ReplayStore {
-  constructor(private readonly collection: Collection<ReplayDoc>) {}
+  constructor(
+    private readonly collection: Collection<ReplayDoc>,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   async remember(key: string, value: JsonObject, expiresAt: Date): Promise<{ value: JsonObject; created: boolean }> {
     for (;;) {
       try {
         // Overwrites a missing or expired entry; over a live one the upsert inserts a second _id and fails, atomically.
-        await guard(() => this.collection.updateOne({ _id: key, expiresAt: { $lte: new Date() } }, { $set: { value, expiresAt } }, { upsert: true }));
+        await guard(() => this.collection.updateOne({ _id: key, expiresAt: { $lte: new Date(this.now()) } }, { $set: { value, expiresAt } }, { upsert: true }));
         return { value: structuredClone(value), created: true };
       } catch (err) {
         if (!(err instanceof DuplicateKeyError)) throw err;
@@ -248,8 +256,8 @@ export class MongoReplayStore implements ReplayStore {
   }
 
   async recall(key: string): Promise<JsonObject | null> {
-    // TTL deletion is lazy (and missing on some servers), so expiry is checked here.
-    const doc = await guard(() => this.collection.findOne({ _id: key, expiresAt: { $gt: new Date() } }));
+    // TTL deletion is lazy, missing on some servers and on the server's clock: expiry is checked here, on ours.
+    const doc = await guard(() => this.collection.findOne({ _id: key, expiresAt: { $gt: new Date(this.now()) } }));
     return doc?.value ?? null;
   }
 }

@@ -88,6 +88,14 @@ export interface Rotation {
 /** How many spent refresh-token hashes a session remembers for reuse detection. */
 export const SPENT_HASHES_KEPT = 10;
 
+export interface StoreOptions {
+  /**
+   * The clock for the times a store writes (revocations, promotions) and the expiry its reads
+   * check; Date.now by default. MongoDB's TTL deletion still runs on the server's clock.
+   */
+  now?: () => number;
+}
+
 export interface UserStore {
   insert(draft: UserDraft): Promise<UserRecord>;
   /** Null when no user has the id (including ids that are not ObjectId hex). */
