@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { MongoClient } from "mongodb";
+import { MongoClient, ObjectId } from "mongodb";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { MemoryStore } from "../src/store/memory-store.js";
 import { MongoStore } from "../src/store/mongo-store.js";
@@ -54,7 +54,7 @@ function userDraft(fields: Partial<UserDraft> = {}): UserDraft {
 
 function sessionDraft(fields: Partial<SessionDraft> = {}): SessionDraft {
   return {
-    appId: "mini",
+    appKey: "mini",
     userId: newObjectId(),
     platform: "wechat",
     appid: "wx-app",
@@ -803,6 +803,29 @@ describe.skipIf(!uri)("MongoStore indexes", () => {
         ]),
       );
       expect(await db.collection("replays").indexes()).toContainEqual(expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 }));
+    } finally {
+      await client.close();
+      await fixture.dispose();
+    }
+  });
+});
+
+describe.skipIf(!uri)("MongoStore documents", () => {
+  it("keep the field names sessions were always stored with: a session written before reads the same", async () => {
+    const fixture = await freshMongoStore(uri ?? "");
+    const client = new MongoClient(uri ?? "", { serverSelectionTimeoutMS: 5_000 });
+    try {
+      const sessions = client.db(fixture.dbName).collection("sessions");
+      const { id: _, appKey, ...fields } = sessionDraft();
+      const _id = new ObjectId();
+      // As stored before SessionRecord named the app key appKey.
+      await sessions.insertOne({ ...fields, appId: appKey, _id });
+      expect(await fixture.store.sessions.get(_id.toHexString())).toEqual({ ...fields, appKey, id: _id.toHexString() });
+
+      const written = await fixture.store.sessions.insert(sessionDraft({ appKey: "shop" }));
+      const doc = await sessions.findOne({ _id: ObjectId.createFromHexString(written.id) });
+      expect(doc).toMatchObject({ appId: "shop" });
+      expect(doc).not.toHaveProperty("appKey");
     } finally {
       await client.close();
       await fixture.dispose();

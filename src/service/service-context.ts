@@ -77,19 +77,20 @@ export function createServiceContext({
   const accounts = createAccountLibrary({ users, now });
   const wechatData = createWechatData({ wechat: platforms.wechat, broker, replays, now });
 
-  function resolveApp(appId: string): App {
-    if (!appId) {
+  /** The app a request names by its key or by its platform appid; the only one when it names none. */
+  function resolveApp(name: string): App {
+    if (!name) {
       if (apps.length === 1 && apps[0]) return apps[0];
       throw fieldInvalid("app_id", "required when more than one app is configured");
     }
-    const app = appsByName.get(appId);
-    if (!app) throw apiError("APP_NOT_FOUND", `no app "${appId.slice(0, 64)}" is configured`, { appId: appId.slice(0, 64) });
+    const app = appsByName.get(name);
+    if (!app) throw apiError("APP_NOT_FOUND", `no app "${name.slice(0, 64)}" is configured`, { appId: name.slice(0, 64) });
     return app;
   }
 
   /** The WeChat mini-program a session was opened for: encrypted data and phone codes exist only there. */
   function wechatAppOf(session: SessionRecord): App & { secret: string } {
-    const app = appsByName.get(session.appId);
+    const app = appsByName.get(session.appKey);
     // A session of an app no longer configured is over.
     if (!app) throw new TokenError("revoked");
     if (app.platform !== "wechat-miniprogram" || !app.secret) {
@@ -119,7 +120,7 @@ export function createServiceContext({
 
   function openSession(app: App, userId: string | null, identity: IdentityRecord, sessionKey: string | undefined, loginCode?: string) {
     return sessions.open(
-      { appId: app.id, userId, platform: identity.platform, appid: identity.appid, openid: identity.openid, unionid: identity.unionid, sessionKey },
+      { appKey: app.id, userId, platform: identity.platform, appid: identity.appid, openid: identity.openid, unionid: identity.unionid, sessionKey },
       loginCode || undefined,
     );
   }

@@ -33,7 +33,7 @@ export function createSessionRpcs(
       const internal = internalCallerOf(ctx) !== null;
       if (internal && !req.accessToken) throw fieldInvalid("access_token", "the token to introspect is required");
       const { session, claims, user } = await authenticate(ctx, { ...(req.accessToken ? { token: req.accessToken } : {}), limited: !internal });
-      return { user: userToWire(user!), sessionId: session.id, expireTime: timestampFromMs(claims.exp * 1000), appId: session.appId };
+      return { user: userToWire(user!), sessionId: session.id, expireTime: timestampFromMs(claims.exp * 1000), appId: session.appKey };
     },
   };
 }

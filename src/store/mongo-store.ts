@@ -39,8 +39,11 @@ import {
 // writes, so it needs neither transactions nor a replica set (but runs on one).
 
 type UserDoc = Omit<UserRecord, "id" | "version"> & { _id: ObjectId; __v: number; keys: string[] };
-/** `userId` is kept as the user's id hex string (null while pending), as in SessionRecord. */
-type SessionDoc = Omit<SessionRecord, "id"> & { _id: ObjectId };
+/**
+ * `userId` is kept as the user's id hex string (null while pending), as in SessionRecord; the app
+ * key keeps the field name `appId` that stored sessions have always had.
+ */
+type SessionDoc = Omit<SessionRecord, "id" | "appKey"> & { _id: ObjectId; appId: string };
 /** Keyed by the caller's key. */
 type ReplayDoc = { _id: string; value: JsonObject; expiresAt: Date };
 /** Keyed by the platform appid. */
@@ -165,10 +168,10 @@ export class MongoSessionStore implements SessionStore {
   ) {}
 
   async insert(draft: SessionDraft): Promise<SessionRecord> {
-    const { id, ...fields } = draft;
+    const { id, appKey, ...fields } = draft;
     const _id = id === undefined ? new ObjectId() : ObjectId.createFromHexString(id);
-    await guard(() => this.collection.insertOne({ ...fields, _id }));
-    return { ...structuredClone(fields), id: _id.toHexString() };
+    await guard(() => this.collection.insertOne({ ...fields, appId: appKey, _id }));
+    return { ...structuredClone(fields), appKey, id: _id.toHexString() };
   }
 
   async get(id: string): Promise<SessionRecord | null> {
@@ -323,8 +326,8 @@ function toUser({ _id, __v, keys: _, ...fields }: UserDoc): UserRecord {
   return { ...fields, id: _id.toHexString(), version: __v };
 }
 
-function toSession({ _id, ...fields }: SessionDoc): SessionRecord {
-  return { ...fields, id: _id.toHexString() };
+function toSession({ _id, appId, ...fields }: SessionDoc): SessionRecord {
+  return { ...fields, appKey: appId, id: _id.toHexString() };
 }
 
 function toCredential({ _id, ...fields }: CredentialDoc): PlatformCredential {

@@ -50,8 +50,8 @@ export type UserDraft = Omit<UserRecord, "id" | "version">;
 export interface SessionRecord {
   /** Hex of the stored ObjectId; the access token's `sid`. */
   id: string;
-  /** The configured app key the session was opened for. */
-  appId: string;
+  /** The configured app key the session was opened for (stored as `appId`); not the platform's `appid`. */
+  appKey: string;
   /** Null while the session is pending (signed in at the platform, not yet a user). */
   userId: string | null;
   platform: string;
