@@ -51,7 +51,7 @@ const DEFAULT_PASSWORD_LIMITS: PasswordLimits = {
 };
 
 export type ServiceContext = ReturnType<typeof createServiceContext>;
-export type Limiter = ReturnType<typeof createAttemptLimiter>;
+type Limiter = ReturnType<typeof createAttemptLimiter>;
 
 export function createServiceContext({
   apps,
