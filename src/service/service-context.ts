@@ -96,7 +96,7 @@ export function createServiceContext({
     if (app.platform !== "wechat-miniprogram" || !app.secret) {
       throw apiError("PLATFORM_UNSUPPORTED", `this needs a WeChat mini-program session; "${app.id}" is ${app.platform}`);
     }
-    return { ...app, secret: app.secret };
+    return app;
   }
 
   /** Counts one request against `limiter`; RESOURCE_EXHAUSTED / RATE_LIMITED with a retry hint when over. */
