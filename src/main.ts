@@ -5,7 +5,7 @@ import { pathToFileURL } from "node:url";
 import type { FastifyInstance } from "fastify";
 import { createAccessTokens, generateSigningKey, importSigningKey } from "./auth/access-tokens.js";
 import { createSessionLibrary } from "./auth/sessions.js";
-import { ALL_SEED_ROUTES, ConfigError, defaultConfigFile, loadConfig, WECHAT_PLATFORMS, type ConfigFile, type EnvConfig } from "./config/config.js";
+import { ALL_SEED_ROUTES, ConfigError, defaultConfigFile, loadConfig, WECHAT_PLATFORMS, type AppInput, type ConfigFile, type EnvConfig } from "./config/config.js";
 import { createAlipayClient } from "./platforms/alipay-client.js";
 import { createAppleVerifier } from "./platforms/apple-verifier.js";
 import { buildGrpcServer, buildHttpServer } from "./server/servers.js";
@@ -31,9 +31,7 @@ export const DEMO_APP = {
   platform: "wechat-miniprogram",
   appid: "wx0000000000000001",
   secret: "demo-secret",
-  registration: "auto",
-  defaultRoles: ["member"],
-} as const satisfies App;
+} as const satisfies AppInput;
 
 // Secrets that must never reach a log line, wherever they appear.
 const REDACT = ["headers", "*.headers", "req.headers.authorization", "req.headers.cookie", "*.accessToken", "*.refreshToken", "*.sessionKey", "*.secret", "*.password"];
@@ -91,23 +89,25 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     if (useSimulator) {
       const appsOf = (platforms: string[], value: (app: App) => string | undefined) =>
         Object.fromEntries(apps.filter((a) => platforms.includes(a.platform)).map((a) => [a.appid, value(a) ?? ""]));
+      const secretOf = (a: App) => ("secret" in a ? a.secret : undefined);
       simulator = createWechatSimulator({
-        apps: appsOf([...WECHAT_PLATFORMS], (a) => a.secret),
-        qqApps: appsOf(["qq-miniprogram"], (a) => a.secret),
+        apps: appsOf([...WECHAT_PLATFORMS], secretOf),
+        qqApps: appsOf(["qq-miniprogram"], secretOf),
         // The simulated gateway checks each request with the app's public key, derived from its private key.
-        alipayApps: appsOf(["alipay-miniprogram"], (a) => a.privateKey && createPublicKey(a.privateKey).export({ type: "spki", format: "pem" }).toString()),
+        alipayApps: appsOf(["alipay-miniprogram"], (a) => ("privateKey" in a ? createPublicKey(a.privateKey).export({ type: "spki", format: "pem" }).toString() : undefined)),
       });
       closers.push(() => simulator!.close());
       await simulator.listen(env.wechatSimPort, "127.0.0.1");
     }
 
     const metrics = createMetrics();
-    const rawStore: Store = options.store ?? (env.mongodbUri ? await MongoStore.connect(env.mongodbUri, env.mongodbDb) : new MemoryStore());
+    // One clock for everything built here: tokens, sessions, the store's stored times and expiry checks, the broker, the service.
+    const now = options.now ?? Date.now;
+    const rawStore: Store = options.store ?? (env.mongodbUri ? await MongoStore.connect(env.mongodbUri, env.mongodbDb, { now }) : new MemoryStore({ now }));
     const store = instrumentStore(rawStore, metrics);
     closers.push(() => store.close());
     await store.init();
 
-    const now = options.now ?? Date.now;
     const accessTokens = createAccessTokens(keys, { issuer: file.issuer, ttlSeconds: file.tokens.accessTtlSeconds, now });
     const sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: file.tokens, now });
     const wechat = createWechatClient({ baseUrl: simulator?.url ?? env.wechatApiBase ?? WECHAT_API, ...file.wechat, observe: metrics.observeUpstream });

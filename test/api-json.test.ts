@@ -285,3 +285,19 @@ describe("GetUser and UpdateUser", () => {
     expect((await rpc(h.httpUrl, "GetUser", {}, access)).json.user).toMatchObject({ version: 0, roles: ["member"] });
   });
 });
+
+describe("one clock", () => {
+  it("answers a retried Login from the first on the app's clock, which the store it builds follows", async () => {
+    // A day behind the real clock: the first Login's replay entry has expired by the real one.
+    const behind = await startHarness(undefined, {}, undefined, () => Date.now() - 86_400_000);
+    try {
+      const { code } = await mintCode(behind.sim);
+      const first = await rpc(behind.httpUrl, "Login", { appId: "demo", code });
+      const retry = await rpc(behind.httpUrl, "Login", { appId: "demo", code });
+      expect(retry.status, retry.text).toBe(200);
+      expect(retry.json.user.id).toBe(first.json.user.id);
+    } finally {
+      await behind.close();
+    }
+  });
+});

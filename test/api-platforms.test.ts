@@ -35,13 +35,13 @@ const oauthCode = (appid: string, body: object = {}) => simPost(h.sim, "/sim/oau
 const qqCode = (body: object = {}) => simPost(h.sim, "/sim/qq/login-code", { appid: QQ, ...body }) as Promise<{ code: string; openid: string }>;
 const alipayCode = (body: object = {}) => simPost(h.sim, "/sim/alipay/auth-code", { appid: ALIPAY, ...body }) as Promise<{ code: string; userId?: string; openId?: string }>;
 const appleToken = (body: object = {}) => simPost(h.sim, "/sim/apple/id-token", { clientId: BUNDLE, ...body }) as Promise<{ idToken: string; sub: string }>;
-const loginWith = (appId: string, body: object) => rpc(h.httpUrl, "Login", { appId, ...body });
+const loginWith = (appKey: string, body: object) => rpc(h.httpUrl, "Login", { appId: appKey, ...body });
 
 describe("each platform signs in through Login", () => {
   it("WeChat official-account pages, app and website exchange their OAuth code", async () => {
-    for (const [appId, appid] of [["oa", OA], ["app", APP], ["web", WEB]] as const) {
+    for (const [appKey, appid] of [["oa", OA], ["app", APP], ["web", WEB]] as const) {
       const { code, openid } = await oauthCode(appid);
-      const res = await loginWith(appId, { code });
+      const res = await loginWith(appKey, { code });
       expect(res.status, res.text).toBe(200);
       expect(res.json.user.identities).toEqual([expect.objectContaining({ platform: res.json.user.identities[0].platform, appid, openid })]);
       expect(res.json.firstLogin).toBe(true);
@@ -98,8 +98,8 @@ describe("one person, one user", () => {
     const unionid = `u_person_${Date.now()}`;
     const first = await login(h, { appid: MP, unionid }, "mp");
     const ids = [first.body.user.id];
-    for (const [appId, appid] of [["oa", OA], ["app", APP], ["web", WEB]] as const) {
-      const res = await loginWith(appId, { code: (await oauthCode(appid, { unionid })).code });
+    for (const [appKey, appid] of [["oa", OA], ["app", APP], ["web", WEB]] as const) {
+      const res = await loginWith(appKey, { code: (await oauthCode(appid, { unionid })).code });
       expect(res.json.firstLogin).toBe(false);
       ids.push(res.json.user.id);
     }

@@ -80,9 +80,9 @@ describe("seed 000 login", () => {
 });
 
 describe("seed 000 oauth", () => {
-  async function loggedIn(harness: Harness, appid: string, appId: number, sessionKey?: string) {
+  async function loggedIn(harness: Harness, appid: string, legacyId: number, sessionKey?: string) {
     const minted = await mintCode(harness.sim, { appid, ...(sessionKey ? { sessionKey } : {}) });
-    const res = await postJson(harness.httpUrl, LOGIN, { app_id: appId, code: minted.code });
+    const res = await postJson(harness.httpUrl, LOGIN, { app_id: legacyId, code: minted.code });
     return { openid: minted.openid, token: res.json.token as string };
   }
 

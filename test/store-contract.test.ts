@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { MongoClient } from "mongodb";
+import { MongoClient, ObjectId } from "mongodb";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { MemoryStore } from "../src/store/memory-store.js";
 import { MongoStore } from "../src/store/mongo-store.js";
@@ -54,7 +54,7 @@ function userDraft(fields: Partial<UserDraft> = {}): UserDraft {
 
 function sessionDraft(fields: Partial<SessionDraft> = {}): SessionDraft {
   return {
-    appId: "mini",
+    appKey: "mini",
     userId: newObjectId(),
     platform: "wechat",
     appid: "wx-app",
@@ -121,15 +121,17 @@ interface ContractOptions {
   gaps?: ReadonlySet<Gap>;
 }
 
-function describeStoreContract(name: string, makeStore: () => Promise<StoreFixture>, { skip = false, gaps = new Set() }: ContractOptions = {}): void {
+function describeStoreContract(name: string, makeStore: (now: () => number) => Promise<StoreFixture>, { skip = false, gaps = new Set() }: ContractOptions = {}): void {
   const needs = (gap: Gap) => it.skipIf(gaps.has(gap));
 
   describe.skipIf(skip)(name, () => {
     let fixture: StoreFixture | undefined;
     let store: Store;
+    /** The store's clock: the real one unless a test stops it. */
+    let stoppedAt: number | null = null;
 
     beforeAll(async () => {
-      fixture = await makeStore();
+      fixture = await makeStore(() => stoppedAt ?? Date.now());
       store = fixture.store;
       await store.init();
     });
@@ -585,6 +587,33 @@ function describeStoreContract(name: string, makeStore: () => Promise<StoreFixtu
       });
     });
 
+    describe("an injected clock", () => {
+      // Years ahead of the real clock, so a TTL monitor (on the server's clock) deletes nothing here.
+      const later = Date.parse("2031-01-02T03:04:05.678Z");
+      afterEach(() => {
+        stoppedAt = null;
+      });
+
+      it("dates a promotion and a revocation by it", async () => {
+        stoppedAt = later;
+        const pending = await store.sessions.insert(sessionDraft({ userId: null, refreshHash: null }));
+        const promoted = await store.sessions.promote(pending.id, newObjectId(), "first", inOneHour());
+        expect(promoted?.rotatedAt).toEqual(new Date(later));
+        await store.sessions.revoke(pending.id, "logout");
+        expect((await store.sessions.get(pending.id))?.revokedAt).toEqual(new Date(later));
+      });
+
+      it("expires a replay entry when it moves on, without waiting", async () => {
+        stoppedAt = later;
+        const key = unique("replay");
+        await store.replays.remember(key, { n: 1 }, new Date(later + 60_000));
+        expect(await store.replays.recall(key)).toEqual({ n: 1 });
+        stoppedAt = later + 60_000;
+        expect(await store.replays.recall(key)).toBeNull();
+        expect(await store.replays.remember(key, { n: 2 }, new Date(later + 120_000))).toEqual({ value: { n: 2 }, created: true });
+      });
+    });
+
     describe("credentials", () => {
       const t0 = at("2025-03-01T00:00:00Z");
       const later = (ms: number) => new Date(t0.getTime() + ms);
@@ -678,7 +707,7 @@ function rotation(expectedHash: string, nextHash: string) {
   return { expectedHash, nextHash, rotatedAt: new Date(Date.now() - 1_000), expiresAt: inOneHour() };
 }
 
-describeStoreContract("MemoryStore", async () => ({ store: new MemoryStore(), dispose: async () => {} }));
+describeStoreContract("MemoryStore", async (now) => ({ store: new MemoryStore({ now }), dispose: async () => {} }));
 
 describe("MemoryStore expiry", () => {
   afterEach(() => {
@@ -722,6 +751,15 @@ describe("MemoryStore expiry", () => {
     // The swept sessions left the user's index with the map: logout-all finds the one left.
     expect(await store.sessions.revokeAllForUser(userId, "logout_all")).toBe(1);
   });
+
+  it("sweeps by the injected clock, not the real one", async () => {
+    let now = Date.parse("2025-03-01T00:00:00Z");
+    const store = new MemoryStore({ now: () => now });
+    const expiring = await store.sessions.insert(sessionDraft({ expiresAt: new Date(now + 10_000) }));
+    now += 61_000;
+    await store.sessions.insert(sessionDraft());
+    expect(await store.sessions.get(expiring.id)).toBeNull();
+  });
 });
 
 const uri = process.env.MONGODB_URI;
@@ -730,9 +768,9 @@ if (!uri) process.stderr.write("store contract: MongoDB run skipped (set MONGODB
 const mongoGaps = uri ? await gapsOf(uri, "store contract") : new Set<Gap>();
 
 /** A MongoStore on a database of its own, dropped afterwards. */
-async function freshMongoStore(serverUri: string): Promise<StoreFixture & { dbName: string }> {
+async function freshMongoStore(serverUri: string, now?: () => number): Promise<StoreFixture & { dbName: string }> {
   const dbName = `identity_test_${randomUUID().replaceAll("-", "").slice(0, 16)}`;
-  const store = await MongoStore.connect(serverUri, dbName);
+  const store = await MongoStore.connect(serverUri, dbName, now ? { now } : {});
   return {
     store,
     dbName,
@@ -748,7 +786,7 @@ async function freshMongoStore(serverUri: string): Promise<StoreFixture & { dbNa
   };
 }
 
-describeStoreContract("MongoStore", () => freshMongoStore(uri ?? ""), { skip: !uri, gaps: mongoGaps });
+describeStoreContract("MongoStore", (now) => freshMongoStore(uri ?? "", now), { skip: !uri, gaps: mongoGaps });
 
 describe.skipIf(!uri)("MongoStore indexes", () => {
   it.skipIf(mongoGaps.has("ttl"))("init creates the unique key index and TTL indexes on session and replay expiry", async () => {
@@ -765,6 +803,29 @@ describe.skipIf(!uri)("MongoStore indexes", () => {
         ]),
       );
       expect(await db.collection("replays").indexes()).toContainEqual(expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 }));
+    } finally {
+      await client.close();
+      await fixture.dispose();
+    }
+  });
+});
+
+describe.skipIf(!uri)("MongoStore documents", () => {
+  it("keep the field names sessions were always stored with: a session written before reads the same", async () => {
+    const fixture = await freshMongoStore(uri ?? "");
+    const client = new MongoClient(uri ?? "", { serverSelectionTimeoutMS: 5_000 });
+    try {
+      const sessions = client.db(fixture.dbName).collection("sessions");
+      const { id: _, appKey, ...fields } = sessionDraft();
+      const _id = new ObjectId();
+      // As stored before SessionRecord named the app key appKey.
+      await sessions.insertOne({ ...fields, appId: appKey, _id });
+      expect(await fixture.store.sessions.get(_id.toHexString())).toEqual({ ...fields, appKey, id: _id.toHexString() });
+
+      const written = await fixture.store.sessions.insert(sessionDraft({ appKey: "shop" }));
+      const doc = await sessions.findOne({ _id: ObjectId.createFromHexString(written.id) });
+      expect(doc).toMatchObject({ appId: "shop" });
+      expect(doc).not.toHaveProperty("appKey");
     } finally {
       await client.close();
       await fixture.dispose();

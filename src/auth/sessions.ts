@@ -22,7 +22,7 @@ export interface IssuedTokens {
   refreshExpiresIn: number;
 }
 
-export type OpenSessionInput = Pick<SessionRecord, "appId" | "userId" | "platform" | "appid" | "openid" | "unionid" | "sessionKey">;
+export type OpenSessionInput = Pick<SessionRecord, "appKey" | "userId" | "platform" | "appid" | "openid" | "unionid" | "sessionKey">;
 
 export interface Authenticated {
   session: SessionRecord;
@@ -42,7 +42,7 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
   const seconds = (ms: number) => Math.max(0, Math.ceil(ms / 1000));
 
   async function issue(session: SessionRecord, refreshToken: string): Promise<IssuedTokens> {
-    const access = await accessTokens.sign({ sid: session.id, aud: session.appId, ...(session.userId ? { sub: session.userId } : {}) });
+    const access = await accessTokens.sign({ sid: session.id, aud: session.appKey, ...(session.userId ? { sub: session.userId } : {}) });
     return {
       accessToken: access.token,
       refreshToken,
@@ -177,7 +177,7 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
       const claims = await accessTokens.verify(accessToken, ending ? { expiredGraceSeconds: policy.sessionMaxAgeSeconds ?? policy.refreshTtlSeconds } : {});
       const session = await sessions.get(claims.sid);
       if (!session || session.revokedAt) throw new TokenError("revoked");
-      if ((session.userId ?? undefined) !== claims.sub || session.appId !== claims.aud) throw new TokenError("invalid");
+      if ((session.userId ?? undefined) !== claims.sub || session.appKey !== claims.aud) throw new TokenError("invalid");
       if (!ending && session.expiresAt.getTime() <= now()) throw new TokenError("expired");
       return { session, claims };
     },

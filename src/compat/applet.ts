@@ -23,7 +23,7 @@ const UPDATE_ATTEMPTS = 3;
 
 export async function registerApplet(server: FastifyInstance, { invoke, apps }: SeedDeps): Promise<void> {
   const app = defaultApp(apps);
-  const appId = app?.id ?? "";
+  const appKey = app?.id ?? "";
 
   function answer(reply: FastifyReply, failure: Failure, messages: Partial<Record<Reason, string>> = {}) {
     withRetryHint(reply, failure);
@@ -49,7 +49,7 @@ export async function registerApplet(server: FastifyInstance, { invoke, apps }: 
     const bearer = (request: FastifyRequest, fields: Fields) => accessPart(tokenOf(request, fields));
 
     post("/wxLogin", async (request, reply, fields) => {
-      const res = await invoke(IdentityService.method.login, { appId, credential: { case: "code", value: text(fields, "code") } }, request);
+      const res = await invoke(IdentityService.method.login, { appId: appKey, credential: { case: "code", value: text(fields, "code") } }, request);
       if (!res.ok) return answer(reply, res, { CODE_INVALID: "微信登录失败: code无效", CODE_USED: "微信登录失败: code无效" });
       const { tokens, user, openid } = res.message;
       // sessionKey stays on the server: the field is kept for clients that read it, always empty.

@@ -7,7 +7,7 @@ import { defaultApp, fieldsOf, messageOf, mountSeed, text, withRetryHint, type S
 const fail = (msg: string) => ({ status: 1, msg });
 
 export async function registerPasswordLogin(server: FastifyInstance, { invoke, apps }: SeedDeps): Promise<void> {
-  const appId = defaultApp(apps)?.id ?? "";
+  const appKey = defaultApp(apps)?.id ?? "";
   await mountSeed(server, { badInput: fail, serverError: () => fail(messageOf("INTERNAL")) }, (scope) => {
     scope.post("/login", async (request, reply) => {
       const fields = fieldsOf(request);
@@ -16,7 +16,7 @@ export async function registerPasswordLogin(server: FastifyInstance, { invoke, a
       for (const ignored of ["phone", "role_id"]) text(fields, ignored);
       const email = text(fields, "email");
       const credential = { case: "password" as const, value: { username: text(fields, "username"), password: text(fields, "password") } };
-      const res = await invoke(IdentityService.method.login, { appId, credential, bindCode: text(fields, "code") }, request);
+      const res = await invoke(IdentityService.method.login, { appId: appKey, credential, bindCode: text(fields, "code") }, request);
       if (!res.ok) {
         withRetryHint(reply, res);
         return fail(messageOf(res.reason));

@@ -1,12 +1,12 @@
 // What every seed profile needs: reading loosely typed fields, finding the app, mounting a scope.
 import formbody from "@fastify/formbody";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { AppConfig } from "../config/config.js";
+import type { App } from "../config/config.js";
 import type { Reason } from "../service/errors.js";
 import { describeError } from "../util/log-safety.js";
 import type { Failure, Invoke } from "./invoke.js";
 
-export type SeedApp = Pick<AppConfig, "id" | "platform" | "appid" | "legacyId" | "default">;
+export type SeedApp = Pick<App, "id" | "platform" | "appid" | "legacyId" | "default">;
 
 export interface SeedDeps {
   invoke: Invoke;

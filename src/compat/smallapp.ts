@@ -29,9 +29,9 @@ const fail = (code: number, msg: string) => ({ code, msg });
 export async function registerSmallapp(server: FastifyInstance, { invoke, apps }: SeedDeps): Promise<void> {
   /** The app whose legacyId is the seed's numeric app_id. */
   function appOf(fields: Fields) {
-    const appId = integer(fields, "app_id");
-    if (appId === undefined) throw new SeedInputError("app_id");
-    return apps.find((a) => a.legacyId === appId);
+    const legacyId = integer(fields, "app_id");
+    if (legacyId === undefined) throw new SeedInputError("app_id");
+    return apps.find((a) => a.legacyId === legacyId);
   }
   const answer = (reply: FastifyReply, failure: Failure, code = failure.status) => {
     withRetryHint(reply, failure);

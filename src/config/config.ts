@@ -42,6 +42,12 @@ const appSchema = z.discriminatedUnion("platform", [
   }),
 ]);
 
+/** A configured app; a new field or platform is declared in appSchema alone. */
+export type App = z.output<typeof appSchema>;
+export type Platform = App["platform"];
+/** An app as a config file may write it, defaults left out. */
+export type AppInput = z.input<typeof appSchema>;
+
 const jwkSchema = z
   .looseObject({
     kid: z.string().min(1, "must not be empty"),
@@ -69,6 +75,34 @@ export type SeedRoutesConfig = z.output<typeof seedRoutesSchema>;
 
 /** Every profile on, as dev mode runs them. */
 export const ALL_SEED_ROUTES: SeedRoutesConfig = seedRoutesSchema.parse({ smallapp: {}, passwordLogin: {}, applet: {}, multiPlatform: {}, openIdLogin: {} });
+
+const limitsSchema = z
+  .strictObject({
+    maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+    /** Logins per client address per minute. */
+    loginsPerAddress: z.number().int().min(1).default(600),
+    /** Logins per app per minute, all addresses together. */
+    loginsPerApp: z.number().int().min(1).default(30_000),
+    /** GetPhone/BindPhone calls per user per minute (WeChat bills each phone code). */
+    phoneCallsPerUser: z.number().int().min(1).default(20),
+    /** Other signed-in calls per user per minute. */
+    callsPerUser: z.number().int().min(1).default(600),
+    /** Refresh calls per client address per minute (a token spray costs a store read each). */
+    refreshesPerAddress: z.number().int().min(1).default(600),
+    /** How long a client may take to send a request's headers (HTTP/1.1), or to open its first stream (h2c). */
+    headersTimeoutMs: z.number().int().min(100).max(300_000).default(10_000),
+    /** How long a client may take to send a whole request, body included (HTTP/1.1), or a stream's request (h2c). */
+    requestTimeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+    /** How long an idle connection stays open (keep-alive on HTTP/1.1, session idle on h2c); above a load balancer's own idle timeout. */
+    keepAliveTimeoutMs: z.number().int().min(100).max(600_000).default(72_000),
+    /** Streams one h2c connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+    maxConcurrentStreams: z.number().int().min(1).max(10_000).default(100),
+  })
+  .refine((l) => l.headersTimeoutMs <= l.requestTimeoutMs, { path: ["headersTimeoutMs"], message: "must not be more than requestTimeoutMs" });
+
+/** Every limit at its default: what the service runs with when nothing is configured. */
+export const DEFAULT_LIMITS: Limits = limitsSchema.parse({});
+export type Limits = z.output<typeof limitsSchema>;
 
 const fileSchema = z
   .strictObject({
@@ -109,30 +143,7 @@ const fileSchema = z
       .default([]),
     /** Proxies (addresses or CIDRs) whose X-Forwarded-For names the client. */
     trustProxy: z.array(z.string().regex(/^[0-9a-fA-F:.]+(\/\d{1,3})?$/, "must be an IP address or CIDR")).default([]),
-    limits: z
-      .strictObject({
-        maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
-        /** Logins per client address per minute. */
-        loginsPerAddress: z.number().int().min(1).default(600),
-        /** Logins per app per minute, all addresses together. */
-        loginsPerApp: z.number().int().min(1).default(30_000),
-        /** GetPhone/BindPhone calls per user per minute (WeChat bills each phone code). */
-        phoneCallsPerUser: z.number().int().min(1).default(20),
-        /** Other signed-in calls per user per minute. */
-        callsPerUser: z.number().int().min(1).default(600),
-        /** Refresh calls per client address per minute (a token spray costs a store read each). */
-        refreshesPerAddress: z.number().int().min(1).default(600),
-        /** How long a client may take to send a request's headers (HTTP/1.1), or to open its first stream (h2c). */
-        headersTimeoutMs: z.number().int().min(100).max(300_000).default(10_000),
-        /** How long a client may take to send a whole request, body included (HTTP/1.1), or a stream's request (h2c). */
-        requestTimeoutMs: z.number().int().min(100).max(600_000).default(30_000),
-        /** How long an idle connection stays open (keep-alive on HTTP/1.1, session idle on h2c); above a load balancer's own idle timeout. */
-        keepAliveTimeoutMs: z.number().int().min(100).max(600_000).default(72_000),
-        /** Streams one h2c connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
-        maxConcurrentStreams: z.number().int().min(1).max(10_000).default(100),
-      })
-      .refine((l) => l.headersTimeoutMs <= l.requestTimeoutMs, { path: ["headersTimeoutMs"], message: "must not be more than requestTimeoutMs" })
-      .prefault({}),
+    limits: limitsSchema.prefault({}),
     seedRoutes: seedRoutesSchema.default({}),
   })
   .superRefine((file, ctx) => {
@@ -157,10 +168,9 @@ const fileSchema = z
 export type ConfigFile = z.output<typeof fileSchema>;
 
 /** A config file with only these apps and every default: what dev mode runs with. */
-export function defaultConfigFile(apps: z.input<typeof appSchema>[]): ConfigFile {
+export function defaultConfigFile(apps: AppInput[]): ConfigFile {
   return fileSchema.parse({ apps });
 }
-export type AppConfig = ConfigFile["apps"][number];
 
 export interface EnvConfig {
   host: string;

@@ -1,33 +1,10 @@
 import { createContextKey } from "@connectrpc/connect";
+import type { App } from "../config/config.js";
 import type { AlipayClient } from "../platforms/alipay-client.js";
 import type { AppleVerifier } from "../platforms/apple-verifier.js";
 import type { WechatClient } from "../wechat/wechat-client.js";
 import { fieldInvalid } from "./errors.js";
 import { checkCode } from "./wechat-data.js";
-
-export type Platform =
-  | "wechat-miniprogram"
-  | "wechat-official-account"
-  | "wechat-app"
-  | "wechat-website"
-  | "qq-miniprogram"
-  | "alipay-miniprogram"
-  | "apple";
-
-export interface App {
-  /** The configured app key, e.g. "demo". */
-  id: string;
-  platform: Platform;
-  /** The platform's app id (WeChat/QQ appid, Alipay app_id, Apple bundle or Services ID). */
-  appid: string;
-  registration: "auto" | "explicit";
-  defaultRoles: string[];
-  secret?: string;
-  /** Alipay: the app's RSA2 private key (PEM). */
-  privateKey?: string;
-  /** Alipay: Alipay's public key (PEM). */
-  alipayPublicKey?: string;
-}
 
 /** Who the platform says signed in. */
 export interface PlatformSignIn {
@@ -63,8 +40,6 @@ export interface PlatformClients {
 
 /** Exchanges a login credential with the app's platform. */
 export function createPlatformLogin({ wechat, qq, alipay, apple }: PlatformClients) {
-  const secretOf = (app: App) => ({ appid: app.appid, secret: app.secret ?? "" });
-
   return async function signIn(app: App, credential: PlatformCredential, signal?: AbortSignal): Promise<PlatformSignIn> {
     if (app.platform === "apple") {
       if (!credential.idToken || credential.idToken.length > 8192) throw fieldInvalid("id_token", "the identity token from Sign in with Apple is required");
@@ -75,19 +50,19 @@ export function createPlatformLogin({ wechat, qq, alipay, apple }: PlatformClien
     checkCode("code", credential.code);
     switch (app.platform) {
       case "wechat-miniprogram":
-        return wechat.code2Session(secretOf(app), credential.code, signal);
+        return wechat.code2Session(app, credential.code, signal);
       case "qq-miniprogram": {
-        const { openid, sessionKey } = await qq.code2Session(secretOf(app), credential.code, signal);
+        const { openid, sessionKey } = await qq.code2Session(app, credential.code, signal);
         return { openid, sessionKey };
       }
       case "wechat-official-account":
       case "wechat-app":
       case "wechat-website": {
-        const { openid, unionid } = await wechat.oauth2AccessToken(secretOf(app), credential.code, signal);
+        const { openid, unionid } = await wechat.oauth2AccessToken(app, credential.code, signal);
         return { openid, ...(unionid ? { unionid } : {}) };
       }
       case "alipay-miniprogram": {
-        const keys = { appid: app.appid, privateKeyPem: app.privateKey ?? "", alipayPublicKeyPem: app.alipayPublicKey ?? "" };
+        const keys = { appid: app.appid, privateKeyPem: app.privateKey, alipayPublicKeyPem: app.alipayPublicKey };
         return { openid: (await alipay.oauthToken(keys, credential.code, signal)).userId };
       }
     }

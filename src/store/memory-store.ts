@@ -16,6 +16,7 @@ import {
   type SessionRecord,
   type SessionStore,
   type Store,
+  type StoreOptions,
   type UserDraft,
   type UserRecord,
   type UserStore,
@@ -56,20 +57,23 @@ const SWEEP_SLICE = 1_000;
  * single request pays for scanning the whole map.
  */
 class ExpirySweep<V> {
-  private nextSweepAt = Date.now() + SWEEP_INTERVAL_MS;
+  private nextSweepAt: number;
   /** Where the sweep in progress stands; a Map's iterator stays valid while entries come and go. */
   private cursor: Iterator<[string, V]> | null = null;
 
   constructor(
     private readonly entries: Map<string, V>,
     private readonly expiresAt: (entry: V) => Date,
+    private readonly clock: () => number,
     /** Told of each entry dropped, so indexes over the map stay exact. */
     private readonly onDrop: (entry: V) => void = () => {},
-  ) {}
+  ) {
+    this.nextSweepAt = clock() + SWEEP_INTERVAL_MS;
+  }
 
   /** Cheap to call on every write: does a slice of work only while a sweep is due. */
   run(): void {
-    const now = Date.now();
+    const now = this.clock();
     if (!this.cursor) {
       if (now < this.nextSweepAt) return;
       this.cursor = this.entries.entries();
@@ -156,7 +160,11 @@ export class MemorySessionStore implements SessionStore {
    * of the last 30 days.
    */
   private readonly liveByUser = new Map<string, Set<string>>();
-  private readonly sweep = new ExpirySweep(this.sessions, (session) => session.expiresAt, (session) => this.unindex(session));
+  private readonly sweep: ExpirySweep<SessionRecord>;
+
+  constructor(private readonly now: () => number = Date.now) {
+    this.sweep = new ExpirySweep(this.sessions, (session) => session.expiresAt, now, (session) => this.unindex(session));
+  }
 
   async insert(draft: SessionDraft): Promise<SessionRecord> {
     // Parsed like the MongoDB store does, so a malformed caller-chosen id fails the same way.
@@ -191,7 +199,7 @@ export class MemorySessionStore implements SessionStore {
     this.index(userId, id);
     session.refreshHash = refreshHash;
     // The first refresh token is issued now.
-    session.rotatedAt = new Date();
+    session.rotatedAt = new Date(this.now());
     session.expiresAt = new Date(expiresAt);
     return copyOf(session);
   }
@@ -199,11 +207,11 @@ export class MemorySessionStore implements SessionStore {
   async revoke(id: string, reason: string): Promise<void> {
     const session = this.find(id);
     // The first revocation stands: its reason (e.g. token reuse) is the one worth keeping.
-    if (session && session.revokedAt === null) this.end(session, reason, Date.now());
+    if (session && session.revokedAt === null) this.end(session, reason, this.now());
   }
 
   async revokeAllForUser(userId: string, reason: string): Promise<number> {
-    const at = Date.now();
+    const at = this.now();
     const live = this.liveSessionsOf(userId);
     for (const session of live) this.end(session, reason, at);
     return live.length;
@@ -213,7 +221,7 @@ export class MemorySessionStore implements SessionStore {
     const live = this.liveSessionsOf(userId).filter((s) => s.expiresAt > now);
     // Ties (one millisecond) go by id, which grows within a process.
     const excess = live.sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || b.id.localeCompare(a.id)).slice(keep);
-    for (const session of excess) this.end(session, reason, Date.now());
+    for (const session of excess) this.end(session, reason, this.now());
     return excess.length;
   }
 
@@ -254,7 +262,11 @@ interface ReplayEntry {
 
 export class MemoryReplayStore implements ReplayStore {
   private readonly entries = new Map<string, ReplayEntry>();
-  private readonly sweep = new ExpirySweep(this.entries, (entry) => entry.expiresAt);
+  private readonly sweep: ExpirySweep<ReplayEntry>;
+
+  constructor(private readonly now: () => number = Date.now) {
+    this.sweep = new ExpirySweep(this.entries, (entry) => entry.expiresAt, now);
+  }
 
   async remember(key: string, value: JsonObject, expiresAt: Date): Promise<{ value: JsonObject; created: boolean }> {
     const live = this.live(key);
@@ -272,7 +284,7 @@ export class MemoryReplayStore implements ReplayStore {
   /** Expiry is checked here, not left to the sweep, which runs only now and then. */
   private live(key: string): ReplayEntry | undefined {
     const entry = this.entries.get(key);
-    return entry && entry.expiresAt.getTime() > Date.now() ? entry : undefined;
+    return entry && entry.expiresAt.getTime() > this.now() ? entry : undefined;
   }
 }
 
@@ -310,9 +322,14 @@ export class MemoryCredentialStore implements CredentialStore {
 
 export class MemoryStore implements Store {
   readonly users = new MemoryUserStore();
-  readonly sessions = new MemorySessionStore();
-  readonly replays = new MemoryReplayStore();
+  readonly sessions: MemorySessionStore;
+  readonly replays: MemoryReplayStore;
   readonly credentials = new MemoryCredentialStore();
+
+  constructor({ now = Date.now }: StoreOptions = {}) {
+    this.sessions = new MemorySessionStore(now);
+    this.replays = new MemoryReplayStore(now);
+  }
 
   async init(): Promise<void> {}
 

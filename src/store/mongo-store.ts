@@ -27,6 +27,7 @@ import {
   type SessionRecord,
   type SessionStore,
   type Store,
+  type StoreOptions,
   type UniqueKeyKind,
   type UserDraft,
   type UserRecord,
@@ -38,8 +39,11 @@ import {
 // writes, so it needs neither transactions nor a replica set (but runs on one).
 
 type UserDoc = Omit<UserRecord, "id" | "version"> & { _id: ObjectId; __v: number; keys: string[] };
-/** `userId` is kept as the user's id hex string (null while pending), as in SessionRecord. */
-type SessionDoc = Omit<SessionRecord, "id"> & { _id: ObjectId };
+/**
+ * `userId` is kept as the user's id hex string (null while pending), as in SessionRecord; the app
+ * key keeps the field name `appId` that stored sessions have always had.
+ */
+type SessionDoc = Omit<SessionRecord, "id" | "appKey"> & { _id: ObjectId; appId: string };
 /** Keyed by the caller's key. */
 type ReplayDoc = { _id: string; value: JsonObject; expiresAt: Date };
 /** Keyed by the platform appid. */
@@ -77,6 +81,7 @@ export class MongoStore implements Store {
   constructor(
     private readonly client: MongoClient,
     dbName: string,
+    { now = Date.now }: StoreOptions = {},
   ) {
     // Optional fields set to undefined are left out, not stored as null.
     const db = client.db(dbName, { ignoreUndefined: true });
@@ -84,8 +89,8 @@ export class MongoStore implements Store {
     this.sessionDocs = db.collection<SessionDoc>("sessions");
     this.replayDocs = db.collection<ReplayDoc>("replays");
     this.users = new MongoUserStore(this.userDocs);
-    this.sessions = new MongoSessionStore(this.sessionDocs);
-    this.replays = new MongoReplayStore(this.replayDocs);
+    this.sessions = new MongoSessionStore(this.sessionDocs, now);
+    this.replays = new MongoReplayStore(this.replayDocs, now);
     this.credentials = new MongoCredentialStore(db.collection<CredentialDoc>("credentials"));
   }
 
@@ -93,12 +98,12 @@ export class MongoStore implements Store {
    * Opens a client of its own. STORE_TIMEOUTS apply unless the URI or `options` set the same
    * option: the driver lets object options beat the URI's, which would make them untunable.
    */
-  static async connect(uri: string, dbName: string, options: MongoClientOptions = {}): Promise<MongoStore> {
+  static async connect(uri: string, dbName: string, { now, ...options }: MongoClientOptions & StoreOptions = {}): Promise<MongoStore> {
     const inUri = new Set([...new URLSearchParams(uri.split("?")[1] ?? "").keys()].map((key) => key.toLowerCase()));
     const defaults = Object.entries(STORE_TIMEOUTS).filter(([name]) => !inUri.has(name.toLowerCase()));
     const client = new MongoClient(uri, { ...Object.fromEntries(defaults), ...options });
     await guard(() => client.connect());
-    const store = new MongoStore(client, dbName);
+    const store = new MongoStore(client, dbName, now ? { now } : {});
     store.ownsClient = true;
     return store;
   }
@@ -157,13 +162,16 @@ export class MongoUserStore implements UserStore {
 }
 
 export class MongoSessionStore implements SessionStore {
-  constructor(private readonly collection: Collection<SessionDoc>) {}
+  constructor(
+    private readonly collection: Collection<SessionDoc>,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   async insert(draft: SessionDraft): Promise<SessionRecord> {
-    const { id, ...fields } = draft;
+    const { id, appKey, ...fields } = draft;
     const _id = id === undefined ? new ObjectId() : ObjectId.createFromHexString(id);
-    await guard(() => this.collection.insertOne({ ...fields, _id }));
-    return { ...structuredClone(fields), id: _id.toHexString() };
+    await guard(() => this.collection.insertOne({ ...fields, appId: appKey, _id }));
+    return { ...structuredClone(fields), appKey, id: _id.toHexString() };
   }
 
   async get(id: string): Promise<SessionRecord | null> {
@@ -196,7 +204,7 @@ export class MongoSessionStore implements SessionStore {
       this.collection.findOneAndUpdate(
         { _id, userId: null, revokedAt: null },
         // The first refresh token is issued now.
-        { $set: { userId, refreshHash, rotatedAt: new Date(), expiresAt } },
+        { $set: { userId, refreshHash, rotatedAt: new Date(this.now()), expiresAt } },
         { returnDocument: "after" },
       ),
     );
@@ -207,12 +215,12 @@ export class MongoSessionStore implements SessionStore {
     const _id = parseId(id);
     if (!_id) return;
     // The first revocation stands: its reason (e.g. token reuse) is the one worth keeping.
-    await guard(() => this.collection.updateOne({ _id, revokedAt: null }, { $set: { revokedAt: new Date(), revokeReason: reason } }));
+    await guard(() => this.collection.updateOne({ _id, revokedAt: null }, { $set: { revokedAt: new Date(this.now()), revokeReason: reason } }));
   }
 
   async revokeAllForUser(userId: string, reason: string): Promise<number> {
     const result = await guard(() =>
-      this.collection.updateMany({ userId, revokedAt: null }, { $set: { revokedAt: new Date(), revokeReason: reason } }),
+      this.collection.updateMany({ userId, revokedAt: null }, { $set: { revokedAt: new Date(this.now()), revokeReason: reason } }),
     );
     return result.modifiedCount;
   }
@@ -223,20 +231,23 @@ export class MongoSessionStore implements SessionStore {
     );
     if (excess.length === 0) return 0;
     const result = await guard(() =>
-      this.collection.updateMany({ _id: { $in: excess.map((d) => d._id) }, revokedAt: null }, { $set: { revokedAt: new Date(), revokeReason: reason } }),
+      this.collection.updateMany({ _id: { $in: excess.map((d) => d._id) }, revokedAt: null }, { $set: { revokedAt: new Date(this.now()), revokeReason: reason } }),
     );
     return result.modifiedCount;
   }
 }
 
 export class MongoReplayStore implements ReplayStore {
-  constructor(private readonly collection: Collection<ReplayDoc>) {}
+  constructor(
+    private readonly collection: Collection<ReplayDoc>,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   async remember(key: string, value: JsonObject, expiresAt: Date): Promise<{ value: JsonObject; created: boolean }> {
     for (;;) {
       try {
         // Overwrites a missing or expired entry; over a live one the upsert inserts a second _id and fails, atomically.
-        await guard(() => this.collection.updateOne({ _id: key, expiresAt: { $lte: new Date() } }, { $set: { value, expiresAt } }, { upsert: true }));
+        await guard(() => this.collection.updateOne({ _id: key, expiresAt: { $lte: new Date(this.now()) } }, { $set: { value, expiresAt } }, { upsert: true }));
         return { value: structuredClone(value), created: true };
       } catch (err) {
         if (!(err instanceof DuplicateKeyError)) throw err;
@@ -248,8 +259,8 @@ export class MongoReplayStore implements ReplayStore {
   }
 
   async recall(key: string): Promise<JsonObject | null> {
-    // TTL deletion is lazy (and missing on some servers), so expiry is checked here.
-    const doc = await guard(() => this.collection.findOne({ _id: key, expiresAt: { $gt: new Date() } }));
+    // TTL deletion is lazy, missing on some servers and on the server's clock: expiry is checked here, on ours.
+    const doc = await guard(() => this.collection.findOne({ _id: key, expiresAt: { $gt: new Date(this.now()) } }));
     return doc?.value ?? null;
   }
 }
@@ -315,8 +326,8 @@ function toUser({ _id, __v, keys: _, ...fields }: UserDoc): UserRecord {
   return { ...fields, id: _id.toHexString(), version: __v };
 }
 
-function toSession({ _id, ...fields }: SessionDoc): SessionRecord {
-  return { ...fields, id: _id.toHexString() };
+function toSession({ _id, appId, ...fields }: SessionDoc): SessionRecord {
+  return { ...fields, appKey: appId, id: _id.toHexString() };
 }
 
 function toCredential({ _id, ...fields }: CredentialDoc): PlatformCredential {

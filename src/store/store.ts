@@ -50,8 +50,8 @@ export type UserDraft = Omit<UserRecord, "id" | "version">;
 export interface SessionRecord {
   /** Hex of the stored ObjectId; the access token's `sid`. */
   id: string;
-  /** The configured app key the session was opened for. */
-  appId: string;
+  /** The configured app key the session was opened for (stored as `appId`); not the platform's `appid`. */
+  appKey: string;
   /** Null while the session is pending (signed in at the platform, not yet a user). */
   userId: string | null;
   platform: string;
@@ -87,6 +87,14 @@ export interface Rotation {
 
 /** How many spent refresh-token hashes a session remembers for reuse detection. */
 export const SPENT_HASHES_KEPT = 10;
+
+export interface StoreOptions {
+  /**
+   * The clock for the times a store writes (revocations, promotions) and the expiry its reads
+   * check; Date.now by default. MongoDB's TTL deletion still runs on the server's clock.
+   */
+  now?: () => number;
+}
 
 export interface UserStore {
   insert(draft: UserDraft): Promise<UserRecord>;

@@ -81,9 +81,9 @@ export async function injectFault(sim: string, fault: { path: string; errcode?: 
 }
 
 /** Mints a code and logs in with it. */
-export async function login(h: { httpUrl: string; sim: string }, mint: Parameters<typeof mintCode>[1] = {}, appId = "demo") {
+export async function login(h: { httpUrl: string; sim: string }, mint: Parameters<typeof mintCode>[1] = {}, appKey = "demo") {
   const minted = await mintCode(h.sim, mint);
-  const res = await rpc(h.httpUrl, "Login", { appId, code: minted.code });
+  const res = await rpc(h.httpUrl, "Login", { appId: appKey, code: minted.code });
   if (res.status !== 200) throw new Error(`login failed: ${res.status} ${res.text}`);
   return { ...minted, res, body: res.json, access: res.json.tokens.accessToken as string, refresh: res.json.tokens.refreshToken as string };
 }

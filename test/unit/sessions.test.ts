@@ -36,7 +36,7 @@ beforeEach(async () => {
   userId = (await store.users.insert({ roles: [], status: "active", identities: [{ platform: "p", appid: "a", openid: "o", createdAt: at }], attributes: {}, createdAt: at, updatedAt: at })).id;
 });
 
-const open = () => sessions.open({ appId: "demo", userId, platform: "p", appid: "a", openid: "o", sessionKey: "secret-session-key" });
+const open = () => sessions.open({ appKey: "demo", userId, platform: "p", appid: "a", openid: "o", sessionKey: "secret-session-key" });
 
 describe("access tokens", () => {
   it("carry sub, sid, aud, typ at+jwt and the configured lifetime", async () => {
@@ -124,7 +124,7 @@ describe("refresh tokens", () => {
 
   it("count a parent presented in the same millisecond as reuse when there is no grace window", async () => {
     const strict = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: { ...policy, refreshGraceSeconds: 0 }, now });
-    const { tokens } = await strict.open({ appId: "demo", userId, platform: "p", appid: "a", openid: "o", sessionKey: "k" });
+    const { tokens } = await strict.open({ appKey: "demo", userId, platform: "p", appid: "a", openid: "o", sessionKey: "k" });
     await strict.refresh(tokens.refreshToken);
     expect(await reasonOf(strict.refresh(tokens.refreshToken))).toBe("reused");
   });
@@ -150,7 +150,7 @@ describe("refresh tokens", () => {
   });
 
   it("are not issued to a pending session", async () => {
-    const { tokens, session } = await sessions.open({ appId: "demo", userId: null, platform: "p", appid: "a", openid: "x" });
+    const { tokens, session } = await sessions.open({ appKey: "demo", userId: null, platform: "p", appid: "a", openid: "x" });
     expect(tokens.refreshToken).toBe("");
     expect(session.expiresAt.getTime() - clock).toBe(7200 * 1000);
     expect((await sessions.authenticate(tokens.accessToken)).session.userId).toBeNull();

@@ -1,0 +1,39 @@
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { IdentityService } from "../../gen/identity/v1/identity_pb.js";
+import { MAX_TOKEN_CHARS, type Caller } from "./caller.js";
+import { fieldInvalid } from "./errors.js";
+import { kClientAddress } from "./interceptors.js";
+import { tokensToWire, type ServiceContext } from "./service-context.js";
+import { userToWire } from "./user-view.js";
+
+// A session's life after Login: refreshed, checked (by its client or an internal service), ended.
+
+export function createSessionRpcs(
+  { sessions, rates, limit }: ServiceContext,
+  { authenticate, internalCallerOf }: Caller,
+): Pick<ServiceImpl<typeof IdentityService>, "refresh" | "logout" | "checkLogin"> {
+  return {
+    async refresh(req, ctx) {
+      limit(rates.refreshAddress, ctx.values.get(kClientAddress), "too many refreshes from this address");
+      if (!req.refreshToken || req.refreshToken.length > MAX_TOKEN_CHARS) throw fieldInvalid("refresh_token", "a refresh token is required");
+      return { tokens: tokensToWire(await sessions.refresh(req.refreshToken)) };
+    },
+
+    async logout(req, ctx) {
+      // An expired access token still ends its session (sessions.authenticate).
+      const { session, userId } = await authenticate(ctx, { allowPending: true, ending: true });
+      if (req.allSessions && userId) await sessions.revokeAllOfUser(userId);
+      else await sessions.revoke(session.id);
+      return {};
+    },
+
+    async checkLogin(req, ctx) {
+      // Internal services introspect any user's token, on every request of theirs: not limited per user.
+      const internal = internalCallerOf(ctx) !== null;
+      if (internal && !req.accessToken) throw fieldInvalid("access_token", "the token to introspect is required");
+      const { session, claims, user } = await authenticate(ctx, { ...(req.accessToken ? { token: req.accessToken } : {}), limited: !internal });
+      return { user: userToWire(user!), sessionId: session.id, expireTime: timestampFromMs(claims.exp * 1000), appId: session.appKey };
+    },
+  };
+}

@@ -1,0 +1,58 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { IdentityService } from "../../gen/identity/v1/identity_pb.js";
+import type { UserRecord } from "../store/store.js";
+import type { Caller } from "./caller.js";
+import { apiError, fieldInvalid } from "./errors.js";
+import type { ServiceContext } from "./service-context.js";
+import { planProfilePatch, updatePaths } from "./user-update.js";
+import { userToWire } from "./user-view.js";
+
+// A user read or edited by itself (bearer token) or by an internal service (x-api-key, any user).
+
+export function createUserRpcs({ users, accounts, now }: ServiceContext, { authenticate, internalCallerOf }: Caller): Pick<ServiceImpl<typeof IdentityService>, "getUser" | "updateUser"> {
+  return {
+    async getUser(req, ctx) {
+      if (internalCallerOf(ctx)) {
+        if (!req.userId) throw fieldInvalid("user_id", "required for an internal caller");
+        const user = await users.get(req.userId);
+        if (!user) throw apiError("USER_NOT_FOUND", "no user has this id");
+        return { user: userToWire(user) };
+      }
+      const { userId, user } = await authenticate(ctx);
+      if (req.userId && req.userId !== userId) {
+        throw apiError("PERMISSION_DENIED", "an end user may read only itself");
+      }
+      return { user: userToWire(user!) };
+    },
+
+    async updateUser(req, ctx) {
+      const wanted = req.user;
+      if (!wanted) throw fieldInvalid("user", "the fields to set are required");
+      const internal = internalCallerOf(ctx) !== null;
+      let userId: string;
+      if (internal) {
+        if (!wanted.id) throw fieldInvalid("user.id", "required for an internal caller");
+        userId = wanted.id;
+      } else {
+        ({ userId } = await authenticate(ctx));
+        if (wanted.id && wanted.id !== userId) throw apiError("PERMISSION_DENIED", "an end user may update only itself");
+      }
+      if (req.expectedVersion !== undefined && req.expectedVersion < 0) throw fieldInvalid("expected_version", "must not be negative");
+      const patch = planProfilePatch(wanted, updatePaths(wanted, req.updateMask?.paths ?? []), new Date(now()), { internal });
+      const updated = await accounts.update(
+        userId,
+        (user) => {
+          const next: UserRecord = { ...user, ...patch.set };
+          for (const field of patch.unset) {
+            if (field === "attributes") next.attributes = {};
+            else delete next[field];
+          }
+          return next;
+        },
+        req.expectedVersion,
+        { anyStatus: internal },
+      );
+      return { user: userToWire(updated) };
+    },
+  };
+}
