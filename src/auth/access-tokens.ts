@@ -69,17 +69,15 @@ export function createAccessTokens(keys: SigningKey[], options: AccessTokenOptio
   const jwks = { keys: keys.map((k) => k.publicJwk) };
   const keySet = createLocalJWKSet(jwks);
   const algorithms = [...new Set(keys.map((k) => k.alg))];
-  // The exact token string maps to the claims its signature proved; a token is cached only after
-  // it verified, so a forgery never hits. Expiry is still checked on every hit. (lru-cache: the
-  // standard bounded LRU, rather than another hand-rolled one.)
+  // Only verified tokens are cached, by exact string, so a forgery never hits; expiry is still
+  // checked on every hit (docs/performance.md).
   const verified = new LRUCache<string, AccessClaims>({ max: options.verifiedCacheSize ?? 50_000 });
   const protectedHeader = base64url(JSON.stringify({ alg: current.alg, kid: current.kid, typ: ACCESS_TOKEN_TYPE }));
 
   return {
     jwks: () => jwks,
 
-    // Signed with node:crypto, synchronously: jose signs through WebCrypto, whose hop to the thread
-    // pool and back was a tenth of a login's CPU. Verification stays with jose.
+    // Signed with node:crypto, not jose's WebCrypto (docs/performance.md); verified with jose.
     async sign(claims: { sid: string; sub?: string; aud: string }): Promise<{ token: string; expiresAt: Date }> {
       const iat = Math.floor(now() / 1000);
       const exp = iat + options.ttlSeconds;

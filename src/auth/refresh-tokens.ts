@@ -5,9 +5,8 @@ import { createHmac, hash, randomFillSync, timingSafeEqual } from "node:crypto";
 
 const TOKEN_PATTERN = /^([0-9a-f]{24})\.([A-Za-z0-9_-]{43})$/;
 
-// Secrets are cut from a pool that one randomFillSync refills every 128 of them, as Node's
-// randomUUID does: a call into OpenSSL per secret cost a login about 2% of its CPU (profiled).
-// Bytes handed out are zeroed, so the pool holds only secrets not yet issued.
+// Secrets come from a pool one randomFillSync refills every 128 (docs/performance.md); bytes handed
+// out are zeroed, so the pool holds only secrets not yet issued.
 const randomPool = Buffer.alloc(4096);
 let poolOffset = randomPool.length;
 

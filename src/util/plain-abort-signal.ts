@@ -3,11 +3,8 @@
  * and add and remove abort listeners: Connect, which links each call's context to the request
  * signal, and the WeChat client's exchange().
  *
- * Why not an AbortSignal: Node 20 makes one by swapping an EventTarget's prototype and then adding
- * fields, and V8 gives every such object a hidden class of its own (`%HaveSameMap` is false for any
- * two). Each signal then costs about a kilobyte that outlives the young generation and feeds the
- * old generation's collections, whose pauses set the tail latency. Node 22 builds them with a
- * constructor (nodejs/node#52408) and shares the class.
+ * Not an AbortSignal: on Node 20 each one got a hidden class of its own and about a kilobyte that
+ * reached the old generation (docs/performance.md, "Plain abort signals").
  */
 export class PlainAbortSignal {
   aborted = false;

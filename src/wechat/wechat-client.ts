@@ -155,9 +155,7 @@ const postJson = (body: object): HttpRequest => ({ method: "POST", headers: { "c
 
 export function createWechatClient(options: WechatClientOptions) {
   const base = options.baseUrl.replace(/\/+$/, "");
-  // undici (the HTTP client under Node's fetch) without fetch's WHATWG streams and Response
-  // objects, which cost a login about a third of its CPU (profiled); see exchange().
-  // Keep-alive connections are pooled per client.
+  // undici's dispatcher, not fetch, whose streams cost a login a third of its CPU (docs/performance.md).
   const dispatcher = new Agent({ keepAliveTimeout: 10_000 });
 
   /** One HTTP request, told to options.observe with its outcome and duration. */
@@ -334,8 +332,7 @@ interface Answer {
 /**
  * One HTTP exchange through undici's dispatcher, the body gathered into one buffer. Rejects with
  * undici's error when no answer came, as its request() does; a later failure leaves the body null.
- * request() itself wraps the body in a stream read through promises, which cost about 40 µs a call
- * here, a third of the client's share of a login (measured against a local server).
+ * Not request(), whose body stream cost about 40 µs a call (docs/performance.md).
  */
 function exchange(dispatcher: Dispatcher, url: string, init: HttpRequest, signal: PlainAbortSignal): Promise<Answer> {
   return new Promise((resolve, reject) => {
@@ -399,10 +396,8 @@ interface AttemptSignal {
 }
 
 /**
- * Aborts after timeoutMs or when the caller's signal does. Released when the attempt ends, so a
- * finished call leaves nothing behind: AbortSignal.timeout's timer and AbortSignal.any's links
- * lived on until the timeout fired, one set per login, and were promoted to the old generation.
- * A plain signal, not an AbortController's (see PlainAbortSignal): exchange() only listens to it.
+ * Aborts after timeoutMs or when the caller's signal does, and is released when the attempt ends:
+ * AbortSignal.timeout/any outlived the call (docs/performance.md). exchange() only listens to it.
  */
 function attemptSignal(timeoutMs: number, caller?: AbortSignal): AttemptSignal {
   const signal = new PlainAbortSignal();
