@@ -9,10 +9,9 @@
 # sources with the production dependencies (tsx is one of them).
 
 # --- build: the full install and a type check --------------------------------------------------
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
-# --ignore-scripts: no dependency needs its install script (npm 11, which the project uses
-# elsewhere, skips them anyway; the npm 10 in this image would run them).
+# --ignore-scripts: no dependency needs its install script, so none runs in the image.
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
@@ -23,7 +22,7 @@ COPY src ./src
 RUN npx --no-install tsc --noEmit
 
 # --- runtime: production dependencies and the checked sources ----------------------------------
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 # NODE_ENV=production: without IDENTITY_CONFIG the service refuses to start rather than run dev mode.
 ENV NODE_ENV=production PORT=8080 GRPC_PORT=9090
 WORKDIR /app
