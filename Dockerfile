@@ -1,41 +1,34 @@
 # syntax=docker/dockerfile:1
-# The identity service. Not built or run in this repository's CI (no container runtime there):
-# see docs/deployment.md.
+# The identity service. Not built or run in this repository's CI (no container runtime there; CI
+# proves the same production install without Docker instead): see docs/deployment.md.
 #
 #   docker build -t identity .
+#   docker run --rm identity node dist/src/keygen.js        # a signing key for the config
 #
-# TypeScript runs through tsx at start-up (`node --import tsx src/main.ts`, as `npm start` does),
-# so there is no compile output: the build stage only type-checks, and the runtime stage ships the
-# sources with the production dependencies (tsx is one of them).
+# Production runs the compiled JavaScript (`npm run build` to dist/): the build stage has the full
+# install and the compiler, the runtime stage only the production dependencies and dist/.
 
-# --- build: the full install and a type check --------------------------------------------------
-FROM node:20-bookworm-slim AS build
+# --- build: the full install, then tsc to dist/ -------------------------------------------------
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
-# --ignore-scripts: no dependency needs its install script (npm 11, which the project uses
-# elsewhere, skips them anyway; the npm 10 in this image would run them).
+# --ignore-scripts: no dependency needs its install script, so none runs in the image.
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json ./
-COPY proto ./proto
+COPY tsconfig.json tsconfig.build.json ./
 COPY gen ./gen
 COPY src ./src
-# test/ is not in the build context (.dockerignore), so this checks src/ and gen/; CI checks the rest.
-RUN npx --no-install tsc --noEmit
+# Type-checks src/ and gen/ as it emits (test/ is not in the build context; CI checks the rest).
+RUN npm run build
 
-# --- runtime: production dependencies and the checked sources ----------------------------------
-FROM node:20-bookworm-slim AS runtime
+# --- runtime: production dependencies and the compiled service ----------------------------------
+FROM node:24-bookworm-slim AS runtime
 # NODE_ENV=production: without IDENTITY_CONFIG the service refuses to start rather than run dev mode.
 ENV NODE_ENV=production PORT=8080 GRPC_PORT=9090
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
-# Copied from the build stage rather than the context: BuildKit skips stages the target does not
-# use, and this keeps the type check above in every build.
-COPY --from=build /app/tsconfig.json ./
-COPY --from=build /app/proto ./proto
-COPY --from=build /app/gen ./gen
-COPY --from=build /app/src ./src
-# Files stay root-owned and read-only to the service; tsx keeps its cache under /tmp.
+# No sources, tsx, vitest or buf: only what `node dist/src/main.js` loads. Root-owned, read-only to the service.
+COPY --from=build /app/dist ./dist
 USER node
 EXPOSE 8080 9090
 # No curl in the slim image: node's fetch. /healthz is liveness (the process answers); the
@@ -44,4 +37,4 @@ EXPOSE 8080 9090
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # node itself is PID 1, so `docker stop`'s SIGTERM reaches the service's handler (no npm wrapper).
-CMD ["node", "--import", "tsx", "src/main.ts"]
+CMD ["node", "dist/src/main.js"]

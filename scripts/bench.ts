@@ -1,7 +1,8 @@
 // `npm run bench`: the service's throughput and latency per RPC, against this machine's ceilings.
 //
-// The service runs in a child process (`node --import tsx src/main.ts`, the embedded store or
-// MONGODB_URI; the WeChat simulator in a process of its own), so the load generator never shares its event loop. HTTP/1.1
+// The service runs in a child process (`node dist/src/main.js`, the compiled code production runs,
+// which `npm run bench` builds first; the embedded store or MONGODB_URI; the WeChat simulator in a
+// process of its own), so the load generator never shares its event loop. HTTP/1.1
 // JSON is driven by autocannon; gRPC over h2c by a bounded-concurrency loop on Connect's gRPC
 // transport; the half-rate latency check by a paced (open-loop) generator, since autocannon's rate
 // limit sends each second's quota in a burst. Every figure is measured in this one run:
@@ -16,7 +17,7 @@
 // that first got N users and N sessions through the real Login path. `--smoke` is CI's: a second a
 // scenario, few connections, no scale; it fails only on errors.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import { dirname, join, relative } from "node:path";
@@ -124,9 +125,9 @@ export interface Child {
   output: string[];
 }
 
-/** Spawns `node --import tsx <script>` and waits until its stdout matches every pattern. */
+/** Spawns `node <args>` and waits until its stdout matches every pattern. */
 async function spawnChild(args: string[], env: NodeJS.ProcessEnv, patterns: Record<string, RegExp>): Promise<{ child: ChildProcess; found: Record<string, string>; output: string[] }> {
-  const child = spawn(process.execPath, ["--import", "tsx", ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   const output: string[] = [];
   const keep = (chunk: Buffer) => {
     output.push(...chunk.toString().split("\n").filter(Boolean));
@@ -184,10 +185,14 @@ export async function writeBenchConfig(dir: string): Promise<string> {
   return configPath;
 }
 
+// The compiled service, as production runs it (no tsx in its process). `npm run bench` builds it first.
+const SERVICE_ENTRY = "dist/src/main.js";
+
 export async function startService(configPath: string, mongoDb: string | undefined, profileDir: string | undefined): Promise<Child> {
+  if (!existsSync(join(ROOT, SERVICE_ENTRY))) throw new Error(`${SERVICE_ENTRY} is missing: run \`npm run build\` (npm run bench and soak do)`);
   // The simulator stands in for WeChat, which is not on the service's machine: give it its own
   // process, so Login's figures carry only the service's side of code2Session.
-  const sim = await spawnChild(["scripts/bench.ts", "--serve-sim"], process.env, { sim: /simulator listening on (http:\S+)/ });
+  const sim = await spawnChild(["--import", "tsx", "scripts/bench.ts", "--serve-sim"], process.env, { sim: /simulator listening on (http:\S+)/ });
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     HOST: "127.0.0.1",
@@ -201,7 +206,7 @@ export async function startService(configPath: string, mongoDb: string | undefin
   const profile = profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [];
   const extra = process.env.BENCH_SERVICE_FLAGS?.split(" ").filter(Boolean) ?? [];
   try {
-    const { child, found, output } = await spawnChild([...profile, ...extra, "--expose-gc", "--import", GC_HOOK, "src/main.ts"], env, {
+    const { child, found, output } = await spawnChild([...profile, ...extra, "--expose-gc", "--import", GC_HOOK, SERVICE_ENTRY], env, {
       http: /JSON \/ Connect \(HTTP\/1\.1\)\s+(http:\S+)/,
       grpc: /gRPC \/ Connect \(h2c\)\s+(http:\S+)/,
     });
@@ -225,7 +230,7 @@ async function serveSimulator(): Promise<void> {
 
 /** Starts bare fastify in its own process, measures one scenario on it, and stops it. */
 async function measureBare(meta: ScenarioMeta, run: (bare: Child, warm: boolean) => Promise<RunStats>, log: (s: string) => void): Promise<Scenario> {
-  const { child, found, output } = await spawnChild(["scripts/bench.ts", "--serve-bare"], process.env, { http: /bare fastify listening on (http:\S+)/ });
+  const { child, found, output } = await spawnChild(["--import", "tsx", "scripts/bench.ts", "--serve-bare"], process.env, { http: /bare fastify listening on (http:\S+)/ });
   const bare: Child = { proc: child, pid: child.pid!, httpUrl: found.http!, output };
   try {
     return await measure(bare, meta, (warm) => run(bare, warm), log);

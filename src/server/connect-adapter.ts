@@ -37,7 +37,7 @@ export function registerConnectRoutes(scope: FastifyInstance, options: ConnectRo
         if (ConnectError.from(e).code === Code.Canceled) return;
         onFailure(e, handler);
         // Connect answers its own errors; this is a bug or a broken socket. Never leave it hanging.
-        if (!res.headersSent) res.writeHead(500);
+        if (!res.headersSent) writeHead(res, 500);
         if (!res.writableEnded) res.end();
       });
     });
@@ -46,6 +46,10 @@ export function registerConnectRoutes(scope: FastifyInstance, options: ConnectRo
 
 type NodeRequest = IncomingMessage | Http2ServerRequest;
 type NodeResponse = ServerResponse | Http2ServerResponse;
+
+// Both answer writeHead(status, headers), but @types/node 24 overloads each differently and TypeScript
+// cannot call a union of overloaded methods: call it through the shape they share.
+const writeHead = (res: NodeResponse, status: number, headers?: Record<string, string>) => (res as Pick<ServerResponse, "writeHead">).writeHead(status, headers);
 
 async function serve(handler: UniversalHandler, raw: NodeRequest, res: NodeResponse, values: ContextValues): Promise<void> {
   const requestSignal = new PlainAbortSignal();
@@ -68,7 +72,7 @@ async function serve(handler: UniversalHandler, raw: NodeRequest, res: NodeRespo
     return;
   }
   const body = await readAll(uRes);
-  res.writeHead(uRes.status, nodeHeaders(uRes.header));
+  writeHead(res, uRes.status, nodeHeaders(uRes.header));
   if (uRes.trailer) res.addTrailers(nodeHeaders(uRes.trailer));
   res.end(body);
 }

@@ -1,0 +1,155 @@
+import { newObjectId } from "../store/store.js";
+import { AccountDisabledError, TokenError } from "./errors.js";
+import { childRefreshToken, hashRefreshToken, newChainKey, newRefreshToken, sameHash, sessionIdOf } from "./refresh-tokens.js";
+export function createSessionLibrary({ sessions, users, accessTokens, policy, now = Date.now }) {
+    // Rounded up: a token signed this second reports its full lifetime.
+    const seconds = (ms) => Math.max(0, Math.ceil(ms / 1000));
+    async function issue(session, refreshToken) {
+        const access = await accessTokens.sign({ sid: session.id, aud: session.appId, ...(session.userId ? { sub: session.userId } : {}) });
+        return {
+            accessToken: access.token,
+            refreshToken,
+            expiresIn: seconds(access.expiresAt.getTime() - now()),
+            refreshExpiresIn: refreshToken ? seconds(session.expiresAt.getTime() - now()) : 0,
+        };
+    }
+    // Sliding, but never past the session's maximum age: refreshExpiresIn then tells the client the truth.
+    const refreshExpiry = (session, at) => new Date(Math.min(at + policy.refreshTtlSeconds * 1000, session.createdAt.getTime() + (policy.sessionMaxAgeSeconds ?? Infinity) * 1000));
+    const tooOld = (session) => policy.sessionMaxAgeSeconds !== undefined && now() - session.createdAt.getTime() >= policy.sessionMaxAgeSeconds * 1000;
+    /** Ends the user's oldest sessions beyond the cap, so a leaked or forgotten one does not live on. */
+    async function capSessions(userId) {
+        if (policy.maxSessionsPerUser)
+            await sessions.revokeOldest(userId, policy.maxSessionsPerUser, new Date(now()), "session_limit");
+    }
+    const loginRefreshToken = (chainKey, sessionId, loginCode) => childRefreshToken(chainKey, sessionId, `login:${loginCode}`);
+    async function assertUserActive(userId) {
+        const user = await users.get(userId);
+        if (!user)
+            throw new TokenError("revoked");
+        if (user.status === "disabled")
+            throw new AccountDisabledError();
+    }
+    /** Gives the caller of a matched, unrevoked session its next tokens. */
+    async function rotateOrReplay(session, presented, presentedHash) {
+        const child = childRefreshToken(session.chainKey, session.id, presented);
+        if (sameHash(session.refreshHash, presentedHash)) {
+            const at = now();
+            const rotated = await sessions.rotate(session.id, {
+                expectedHash: presentedHash,
+                nextHash: hashRefreshToken(child),
+                rotatedAt: new Date(at),
+                expiresAt: refreshExpiry(session, at),
+            });
+            if (rotated)
+                return issue(rotated, child);
+            // Lost a race with a parallel refresh of the same token: judge it against the new state.
+            const current = await sessions.get(session.id);
+            if (!current || current.revokedAt)
+                throw new TokenError("revoked");
+            return replayOrReject(current, presentedHash, child);
+        }
+        return replayOrReject(session, presentedHash, child);
+    }
+    async function replayOrReject(session, presentedHash, child) {
+        const isParent = sameHash(session.spentRefreshHashes.at(-1), presentedHash);
+        // Strictly inside the window: with no grace, a parent presented in the same millisecond is reuse.
+        const inGrace = now() - session.rotatedAt.getTime() < policy.refreshGraceSeconds * 1000;
+        if (isParent && inGrace && sameHash(session.refreshHash, hashRefreshToken(child)))
+            return issue(session, child);
+        if (session.spentRefreshHashes.some((spent) => sameHash(spent, presentedHash))) {
+            await sessions.revoke(session.id, "refresh_token_reused");
+            throw new TokenError("reused");
+        }
+        throw new TokenError("invalid");
+    }
+    return {
+        /**
+         * Opens a session; a pending one (userId null) gets no refresh token and lives as long as its
+         * access token. With a `loginCode`, the first refresh token is derived from it, so `replay`
+         * can answer a retry of the same login with the same token.
+         */
+        async open(input, loginCode) {
+            const at = now();
+            const id = newObjectId();
+            const chainKey = newChainKey();
+            const refreshToken = !input.userId ? "" : loginCode ? loginRefreshToken(chainKey, id, loginCode) : newRefreshToken(id);
+            const session = await sessions.insert({
+                ...input,
+                id,
+                refreshHash: refreshToken ? hashRefreshToken(refreshToken) : null,
+                spentRefreshHashes: [],
+                rotatedAt: new Date(at),
+                chainKey,
+                createdAt: new Date(at),
+                expiresAt: input.userId ? refreshExpiry({ createdAt: new Date(at) }, at) : new Date(at + policy.accessTtlSeconds * 1000),
+                revokedAt: null,
+            });
+            if (input.userId)
+                await capSessions(input.userId);
+            return { session, tokens: await issue(session, refreshToken) };
+        },
+        /**
+         * The tokens of a session opened by `open(…, loginCode)`, again; null once the session has
+         * ended or moved on (its first refresh token was used), since then the client had the answer.
+         */
+        async replay(sessionId, loginCode) {
+            const session = await sessions.get(sessionId);
+            if (!session || session.revokedAt || session.expiresAt.getTime() <= now())
+                return null;
+            if (!session.userId)
+                return { session, tokens: await issue(session, "") };
+            const refreshToken = loginRefreshToken(session.chainKey, session.id, loginCode);
+            if (!sameHash(session.refreshHash, hashRefreshToken(refreshToken)))
+                return null;
+            return { session, tokens: await issue(session, refreshToken) };
+        },
+        /** Gives a pending session its user and first refresh token; the pending access token stops working. */
+        async promote(session, userId) {
+            const refreshToken = newRefreshToken(session.id);
+            const promoted = await sessions.promote(session.id, userId, hashRefreshToken(refreshToken), refreshExpiry(session, now()));
+            if (!promoted)
+                throw new TokenError("revoked");
+            await capSessions(userId);
+            return { session: promoted, tokens: await issue(promoted, refreshToken) };
+        },
+        /** Rotates a refresh token. Reusing a spent one revokes its session. */
+        async refresh(refreshToken) {
+            const sessionId = sessionIdOf(refreshToken);
+            if (!sessionId)
+                throw new TokenError("invalid");
+            const session = await sessions.get(sessionId);
+            if (!session || !session.userId)
+                throw new TokenError("invalid");
+            const presentedHash = hashRefreshToken(refreshToken);
+            if (session.revokedAt) {
+                throw new TokenError(sameHash(session.refreshHash, presentedHash) || session.spentRefreshHashes.some((spent) => sameHash(spent, presentedHash)) ? "revoked" : "invalid");
+            }
+            if (tooOld(session))
+                throw new TokenError("session_expired");
+            if (session.expiresAt.getTime() <= now())
+                throw new TokenError("expired");
+            await assertUserActive(session.userId);
+            return rotateOrReplay(session, refreshToken, presentedHash);
+        },
+        /**
+         * Verifies an access token and that its session is still live. With `ending`, for Logout, an
+         * expired access token still names its session: the refresh token beside it lives on, so the
+         * session must end. A token older than any session's life names nothing left to end.
+         */
+        async authenticate(accessToken, { ending = false } = {}) {
+            if (!accessToken)
+                throw new TokenError("missing");
+            const claims = await accessTokens.verify(accessToken, ending ? { expiredGraceSeconds: policy.sessionMaxAgeSeconds ?? policy.refreshTtlSeconds } : {});
+            const session = await sessions.get(claims.sid);
+            if (!session || session.revokedAt)
+                throw new TokenError("revoked");
+            if ((session.userId ?? undefined) !== claims.sub || session.appId !== claims.aud)
+                throw new TokenError("invalid");
+            if (!ending && session.expiresAt.getTime() <= now())
+                throw new TokenError("expired");
+            return { session, claims };
+        },
+        revoke: (sessionId) => sessions.revoke(sessionId, "logout"),
+        revokeAllOfUser: (userId) => sessions.revokeAllForUser(userId, "logout_all"),
+    };
+}

@@ -1,0 +1,218 @@
+// The composition root: the only reader of process.env and the only place that decides dev mode.
+import { createPublicKey } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+import { createAccessTokens, generateSigningKey, importSigningKey } from "./auth/access-tokens.js";
+import { createSessionLibrary } from "./auth/sessions.js";
+import { ALL_SEED_ROUTES, ConfigError, defaultConfigFile, loadConfig, WECHAT_PLATFORMS } from "./config/config.js";
+import { createAlipayClient } from "./platforms/alipay-client.js";
+import { createAppleVerifier } from "./platforms/apple-verifier.js";
+import { buildGrpcServer, buildHttpServer } from "./server/servers.js";
+import { createIdentityService } from "./service/identity-service.js";
+import { createWechatSimulator } from "./simulator/simulator.js";
+import { createMetrics, instrumentStore } from "./metrics/metrics.js";
+import { MemoryStore } from "./store/memory-store.js";
+import { MongoStore } from "./store/mongo-store.js";
+import { describeError, describeRequest } from "./util/log-safety.js";
+import { createAccessTokenBroker } from "./wechat/access-token-broker.js";
+import { createWechatClient } from "./wechat/wechat-client.js";
+const WECHAT_API = "https://api.weixin.qq.com";
+const QQ_API = "https://api.q.qq.com";
+const ALIPAY_GATEWAY = "https://openapi.alipay.com/gateway.do";
+const APPLE_JWKS = "https://appleid.apple.com/auth/keys";
+/** Dev mode's one app, answering to app id "demo" and to its appid. */
+export const DEMO_APP = {
+    id: "demo",
+    platform: "wechat-miniprogram",
+    appid: "wx0000000000000001",
+    secret: "demo-secret",
+    registration: "auto",
+    defaultRoles: ["member"],
+};
+// Secrets that must never reach a log line, wherever they appear.
+const REDACT = ["headers", "*.headers", "req.headers.authorization", "req.headers.cookie", "*.accessToken", "*.refreshToken", "*.sessionKey", "*.secret", "*.password"];
+/** Builds everything the configuration asks for and starts listening. */
+export async function startApp(env, options = {}) {
+    const devMode = env.file === null;
+    const useSimulator = devMode || env.wechatSimulator;
+    // The demo app also answers to seed 000's numeric app_id 1.
+    const file = env.file ?? defaultConfigFile([{ ...DEMO_APP, legacyId: 1 }]);
+    const seedRoutes = devMode ? ALL_SEED_ROUTES : file.seedRoutes;
+    const apps = file.apps;
+    // A real config on the embedded store: allowed when the file says so, or against the simulator (nothing real is stored); warned of once listening.
+    const configOnMemory = !devMode && !env.mongodbUri && !options.store;
+    const problems = [];
+    if (!file.signingKeys.length && !useSimulator)
+        problems.push("signingKeys: required when talking to the real WeChat API (print one with `npm run --silent keygen`)");
+    if (file.store === "memory" && env.mongodbUri)
+        problems.push('store: "memory" but MONGODB_URI is set; drop one of them');
+    else if (configOnMemory && file.store !== "memory" && !env.wechatSimulator) {
+        problems.push('MONGODB_URI: required with a config file (the embedded store loses every user on restart; set "store": "memory" in the file to run on it anyway)');
+    }
+    if (problems.length)
+        throw new ConfigError(problems);
+    const keys = file.signingKeys.length ? await importSigningKeys(file.signingKeys) : [(await generateSigningKey()).key];
+    // Serializers replace fastify's: its `req` carries the URL with the query (a seed's ?token=).
+    const serializers = { err: describeError, req: describeRequest };
+    const logger = { level: env.logLevel, redact: { paths: REDACT, censor: "[redacted]" }, serializers, ...(options.logStream ? { stream: options.logStream } : {}) };
+    const closers = [];
+    const close = async () => {
+        for (const closeOne of closers.reverse())
+            await closeOne().catch(() => undefined);
+    };
+    try {
+        let simulator;
+        if (useSimulator) {
+            const appsOf = (platforms, value) => Object.fromEntries(apps.filter((a) => platforms.includes(a.platform)).map((a) => [a.appid, value(a) ?? ""]));
+            simulator = createWechatSimulator({
+                apps: appsOf([...WECHAT_PLATFORMS], (a) => a.secret),
+                qqApps: appsOf(["qq-miniprogram"], (a) => a.secret),
+                // The simulated gateway checks each request with the app's public key, derived from its private key.
+                alipayApps: appsOf(["alipay-miniprogram"], (a) => a.privateKey && createPublicKey(a.privateKey).export({ type: "spki", format: "pem" }).toString()),
+            });
+            closers.push(() => simulator.close());
+            await simulator.listen(env.wechatSimPort, "127.0.0.1");
+        }
+        const metrics = createMetrics();
+        const rawStore = options.store ?? (env.mongodbUri ? await MongoStore.connect(env.mongodbUri, env.mongodbDb) : new MemoryStore());
+        const store = instrumentStore(rawStore, metrics);
+        closers.push(() => store.close());
+        await store.init();
+        const now = options.now ?? Date.now;
+        const accessTokens = createAccessTokens(keys, { issuer: file.issuer, ttlSeconds: file.tokens.accessTtlSeconds, now });
+        const sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: file.tokens, now });
+        const wechat = createWechatClient({ baseUrl: simulator?.url ?? env.wechatApiBase ?? WECHAT_API, ...file.wechat, observe: metrics.observeUpstream });
+        const qq = createWechatClient({ baseUrl: simulator ? `${simulator.url}/qq` : QQ_API, ...file.wechat, observe: (api, outcome, seconds) => metrics.observeUpstream(`qq.${api}`, outcome, seconds) });
+        closers.push(() => wechat.close(), () => qq.close());
+        const platforms = {
+            wechat,
+            qq,
+            alipay: createAlipayClient({ gatewayUrl: simulator ? `${simulator.url}/alipay/gateway.do` : ALIPAY_GATEWAY, timeoutMs: file.wechat.timeoutMs }),
+            apple: createAppleVerifier({ jwksUrl: simulator ? `${simulator.url}/apple/auth/keys` : APPLE_JWKS }),
+        };
+        // Against the simulator, its gateway key is Alipay's.
+        const serviceApps = simulator ? apps.map((a) => (a.platform === "alipay-miniprogram" ? { ...a, alipayPublicKey: simulator.alipayPublicKeyPem } : a)) : apps;
+        const broker = createAccessTokenBroker({ credentials: store.credentials, fetchToken: (app) => wechat.stableToken(app), now, onRefresh: metrics.recordTokenRefresh });
+        const service = createIdentityService({
+            apps: serviceApps,
+            internalCallers: file.internalCallers,
+            rateLimits: file.limits,
+            users: store.users,
+            sessions,
+            replays: store.replays,
+            platforms,
+            broker,
+            now,
+        });
+        const deps = { service, jwks: accessTokens.jwks, logger, maxBodyBytes: file.limits.maxBodyBytes, timeouts: { headersMs: file.limits.headersTimeoutMs, requestMs: file.limits.requestTimeoutMs, keepAliveMs: file.limits.keepAliveTimeoutMs }, maxConcurrentStreams: file.limits.maxConcurrentStreams, shutdownTimeoutMs: 5000, ready: storeReadiness(rawStore), metrics, trustProxy: file.trustProxy, seedRoutes, apps: file.apps };
+        const http = await buildHttpServer(deps);
+        closers.push(() => http.close());
+        const grpc = await buildGrpcServer(deps);
+        closers.push(() => grpc.close());
+        const httpUrl = await listen(http, env.port, env.host);
+        const grpcUrl = await listen(grpc, env.grpcPort, env.host);
+        if (configOnMemory)
+            http.log.warn("store: running on the embedded memory store; every user and session is lost when the process stops");
+        return {
+            httpUrl,
+            grpcUrl,
+            ...(simulator ? { simulatorUrl: simulator.url } : {}),
+            devMode,
+            generatedKey: !file.signingKeys.length,
+            store: env.mongodbUri ? "mongodb" : "memory",
+            close: async () => {
+                const started = performance.now();
+                http.log.info("shutdown started: refusing new connections, letting calls in flight finish");
+                await close();
+                http.log.info({ ms: Math.round(performance.now() - started) }, "shutdown finished");
+            },
+        };
+    }
+    catch (e) {
+        await close();
+        throw e;
+    }
+}
+/** Imports every configured key, naming the entry that is not a usable private key. */
+async function importSigningKeys(jwks) {
+    const problems = [];
+    const keys = await Promise.all(jwks.map((jwk, i) => importSigningKey(jwk).catch((e) => {
+        problems.push(`signingKeys[${i}]: not a usable ${jwk.alg} private key (${e instanceof Error ? e.message : String(e)})`);
+    })));
+    if (problems.length)
+        throw new ConfigError(problems);
+    return keys;
+}
+const READINESS_TIMEOUT_MS = 1000;
+/**
+ * Ready while the store answers within a second: its ping when it has one, else a read of a user
+ * that does not exist. Callers arriving while a check runs share its answer, so probes and health
+ * watches never pile up on a slow store.
+ */
+function storeReadiness(store) {
+    const check = async () => {
+        let timer;
+        const timeout = new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error("store did not answer in time")), READINESS_TIMEOUT_MS);
+        });
+        try {
+            await Promise.race([store.ping ? store.ping() : store.users.get("000000000000000000000000"), timeout]);
+            return true;
+        }
+        catch {
+            return false;
+        }
+        finally {
+            clearTimeout(timer);
+        }
+    };
+    let running;
+    return () => (running ??= check().finally(() => (running = undefined)));
+}
+async function listen(server, port, host) {
+    await server.listen({ port, host });
+    const address = server.server.address();
+    const bound = typeof address === "object" && address ? address.port : port;
+    // A wildcard address is not something to paste into curl.
+    return `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host}:${bound}`;
+}
+function banner(app) {
+    const sim = app.simulatorUrl;
+    const lines = [
+        `identity service ready (${app.devMode ? "dev mode: " : ""}${app.store} store${sim ? ", WeChat simulator" : ""})`,
+        `  JSON / Connect (HTTP/1.1)  ${app.httpUrl}`,
+        `  gRPC / Connect (h2c)       ${app.grpcUrl}`,
+        `  JWKS                       ${app.httpUrl}/.well-known/jwks.json`,
+    ];
+    if (sim)
+        lines.push(`  WeChat simulator           ${sim}`);
+    if (app.generatedKey)
+        lines.push("  signing key: generated for this process (tokens die with it; configure signingKeys to keep them)");
+    if (sim && app.devMode) {
+        lines.push("", "Try it (copy and paste):", `  CODE=$(curl -s -X POST ${sim}/sim/login-code -H 'content-type: application/json' -d '{"appid":"${DEMO_APP.appid}"}' | sed -E 's/.*"code":"([^"]+)".*/\\1/')`, `  TOKEN=$(curl -s -X POST ${app.httpUrl}/identity.v1.IdentityService/Login -H 'content-type: application/json' -d "{\\"appId\\":\\"demo\\",\\"code\\":\\"$CODE\\"}" | sed -E 's/.*"accessToken":"([^"]+)".*/\\1/')`, `  npx buf curl --schema proto --protocol grpc --http2-prior-knowledge -H "authorization: Bearer $TOKEN" ${app.grpcUrl}/identity.v1.IdentityService/CheckLogin`);
+    }
+    return lines.join("\n");
+}
+async function main() {
+    let app;
+    try {
+        app = await startApp(loadConfig(process.env, (path) => readFileSync(path, "utf8")));
+    }
+    catch (e) {
+        const message = e instanceof ConfigError ? e.message : `cannot start: ${e instanceof Error ? e.message : String(e)}`;
+        console.error(`identity: ${message}`);
+        process.exit(1);
+    }
+    console.log(banner(app));
+    let stopping = false;
+    const stop = () => {
+        if (stopping)
+            return;
+        stopping = true;
+        void app.close().then(() => process.exit(0));
+    };
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
+}
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href)
+    await main();

@@ -1,0 +1,104 @@
+import { Code, ConnectError, createConnectRouter } from "@connectrpc/connect";
+import { parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
+import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
+import { universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import { PlainAbortSignal } from "../util/plain-abort-signal.js";
+/** Registers the router's handlers on `scope` (an encapsulated plugin: it takes every content type). */
+export function registerConnectRoutes(scope, options) {
+    const { routes, contextValues, onFailure, ...routerOptions } = options;
+    const router = createConnectRouter(routerOptions);
+    routes(router);
+    // Connect reads the body itself and answers 415 for content types it does not speak.
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser("*", (_req, _payload, done) => done(null, undefined));
+    for (const handler of router.handlers) {
+        scope.all(handler.requestPath, (req, reply) => {
+            reply.hijack();
+            const res = reply.raw;
+            serve(handler, req.raw, res, contextValues(req)).catch((e) => {
+                if (ConnectError.from(e).code === Code.Canceled)
+                    return;
+                onFailure(e, handler);
+                // Connect answers its own errors; this is a bug or a broken socket. Never leave it hanging.
+                if (!res.headersSent)
+                    writeHead(res, 500);
+                if (!res.writableEnded)
+                    res.end();
+            });
+        });
+    }
+}
+// Both answer writeHead(status, headers), but @types/node 24 overloads each differently and TypeScript
+// cannot call a union of overloaded methods: call it through the shape they share.
+const writeHead = (res, status, headers) => res.writeHead(status, headers);
+async function serve(handler, raw, res, values) {
+    const requestSignal = new PlainAbortSignal();
+    res.once("close", () => {
+        if (!res.writableEnded)
+            requestSignal.abort(new ConnectError("the client went away before the answer was out", Code.Canceled));
+    });
+    const uRes = await handler({
+        httpVersion: raw.httpVersion,
+        method: raw.method ?? "",
+        url: `http://${authorityOf(raw)}${raw.url}`,
+        header: clampDeadline(webHeaders(raw.headers)),
+        body: raw,
+        signal: requestSignal.asAbortSignal(),
+        contextValues: values,
+    });
+    // A unary answer is one message: read it whole, then write head, body and trailers at once.
+    // HTTP/1.1 can carry trailers only chunked; leave that rare case (gRPC over HTTP/1.1) to Connect.
+    if (handler.method.methodKind !== "unary" || (uRes.trailer && raw.httpVersionMajor < 2)) {
+        await universalResponseToNodeResponse(uRes, res);
+        return;
+    }
+    const body = await readAll(uRes);
+    writeHead(res, uRes.status, nodeHeaders(uRes.header));
+    if (uRes.trailer)
+        res.addTrailers(nodeHeaders(uRes.trailer));
+    res.end(body);
+}
+async function readAll(uRes) {
+    const chunks = [];
+    // The body is an iterable of a single chunk for unary calls; its end also fills in the trailers.
+    for await (const chunk of uRes.body ?? [])
+        chunks.push(chunk);
+    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+}
+function authorityOf(raw) {
+    return ("authority" in raw ? raw.authority : raw.headers.host) || "localhost";
+}
+function webHeaders(headers) {
+    const web = new Headers();
+    for (const key in headers) {
+        // HTTP/2 pseudo-headers (:path, :method) are not headers.
+        if (key.charCodeAt(0) === 58)
+            continue;
+        const value = headers[key];
+        if (typeof value === "string")
+            web.append(key, value);
+        else if (Array.isArray(value))
+            for (const v of value)
+                web.append(key, v);
+    }
+    return web;
+}
+// Connect turns a deadline header into a timer, and Node fires a timer set beyond 2^31-1 ms after
+// 1 ms (with a TimeoutOverflowWarning): a longer deadline would end the call at once. Clamped to
+// that (24.8 days) it means what the client meant, no hurry, for unary calls and watches alike.
+const MAX_DEADLINE_MS = 2 ** 31 - 1;
+function clampDeadline(header) {
+    if ((parseConnectTimeout(header.get("connect-timeout-ms"), MAX_DEADLINE_MS).timeoutMs ?? 0) > MAX_DEADLINE_MS)
+        header.set("connect-timeout-ms", String(MAX_DEADLINE_MS));
+    // gRPC takes at most 8 digits: whole seconds.
+    if ((parseGrpcTimeout(header.get("grpc-timeout"), MAX_DEADLINE_MS).timeoutMs ?? 0) > MAX_DEADLINE_MS)
+        header.set("grpc-timeout", `${Math.floor(MAX_DEADLINE_MS / 1000)}S`);
+    return header;
+}
+function nodeHeaders(headers) {
+    const node = {};
+    headers?.forEach((value, key) => {
+        node[key] = value;
+    });
+    return node;
+}

@@ -1,0 +1,93 @@
+// gRPC server reflection (grpc.reflection.v1), so buf curl and grpcurl work without a schema.
+// The descriptors are the generated ones: what is served is exactly what the handlers speak.
+// A bidi stream: HTTP/2 only.
+import { create, createRegistry, toBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
+import { ServerReflection, ServerReflectionResponseSchema, } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { apiError } from "../service/errors.js";
+/**
+ * Reflection over `services` (the reflection service itself included, as grpc-go does) and
+ * `extraFiles`: files no service imports that clients still want to resolve, such as the
+ * google.rpc error details.
+ */
+export function createReflectionService(services, extraFiles = []) {
+    const listed = [...services, ServerReflection];
+    const files = new Map();
+    const collect = (file) => {
+        if (files.has(file.proto.name))
+            return;
+        files.set(file.proto.name, file);
+        file.dependencies.forEach(collect);
+    };
+    [...listed.map((s) => s.file), ...extraFiles].forEach(collect);
+    const registry = createRegistry(...files.values());
+    const encoded = new Map([...files].map(([name, file]) => [name, toBinary(FileDescriptorProtoSchema, file.proto)]));
+    /** The file and its transitive imports, leaving out imports this stream has sent already (as grpc-go does). */
+    const withDependencies = (file, sent) => {
+        const out = [];
+        const queue = [file];
+        const seen = new Set();
+        for (let next = queue.shift(); next; next = queue.shift()) {
+            const name = next.proto.name;
+            if (seen.has(name))
+                continue;
+            seen.add(name);
+            if (next === file || !sent.has(name))
+                out.push(encoded.get(name));
+            sent.add(name);
+            queue.push(...next.dependencies);
+        }
+        return out;
+    };
+    /** The file declaring a type, service, extension, or a method or field of one. */
+    const fileOfSymbol = (symbol) => {
+        const found = registry.get(symbol);
+        if (found)
+            return found.file;
+        const dot = symbol.lastIndexOf(".");
+        const parent = dot > 0 ? registry.get(symbol.slice(0, dot)) : undefined;
+        const member = symbol.slice(dot + 1);
+        if (parent?.kind === "service" && parent.methods.some((m) => m.name === member))
+            return parent.file;
+        if (parent?.kind === "message" && (parent.fields.some((f) => f.name === member) || parent.oneofs.some((o) => o.name === member)))
+            return parent.file;
+        return undefined;
+    };
+    const answer = (req, sent) => {
+        const respond = (messageResponse) => create(ServerReflectionResponseSchema, { validHost: req.host, originalRequest: req, messageResponse });
+        const notFound = (what) => respond({ case: "errorResponse", value: { errorCode: Code.NotFound, errorMessage: `${what} not found` } });
+        const fileResponse = (file, what) => file ? respond({ case: "fileDescriptorResponse", value: { fileDescriptorProto: withDependencies(file, sent) } }) : notFound(what);
+        const { messageRequest: request } = req;
+        switch (request.case) {
+            case "fileByFilename":
+                return fileResponse(files.get(request.value), `file ${request.value}`);
+            case "fileContainingSymbol":
+                return fileResponse(fileOfSymbol(request.value), `symbol ${request.value}`);
+            case "fileContainingExtension": {
+                const { containingType, extensionNumber } = request.value;
+                const extendee = registry.getMessage(containingType);
+                return fileResponse(extendee && registry.getExtensionFor(extendee, extensionNumber)?.file, `extension ${containingType}(${extensionNumber})`);
+            }
+            case "allExtensionNumbersOfType": {
+                const baseTypeName = request.value;
+                if (!registry.getMessage(baseTypeName))
+                    return notFound(`type ${baseTypeName}`);
+                const extensionNumber = [...registry].flatMap((d) => (d.kind === "extension" && d.extendee.typeName === baseTypeName ? [d.number] : []));
+                return respond({ case: "allExtensionNumbersResponse", value: { baseTypeName, extensionNumber } });
+            }
+            case "listServices":
+                return respond({ case: "listServicesResponse", value: { service: listed.map((s) => ({ name: s.typeName })) } });
+            default:
+                throw apiError("REQUEST_INVALID", "the reflection request names no message_request");
+        }
+    };
+    return {
+        async *serverReflectionInfo(requests) {
+            // Which files this stream has sent, so an import is sent once per stream.
+            const sent = new Set();
+            for await (const req of requests)
+                yield answer(req, sent);
+        },
+    };
+}

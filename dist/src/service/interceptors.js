@@ -1,0 +1,43 @@
+import { Code, createContextKey, createContextValues } from "@connectrpc/connect";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { describeError } from "../util/log-safety.js";
+import { WechatError } from "../wechat/wechat-client.js";
+import { toConnectError } from "./errors.js";
+/** The request-scoped logger (fastify's request.log, carrying the request id). */
+export const kRequestLog = createContextKey(undefined, { description: "request logger" });
+/**
+ * Outermost interceptor: turns every failure into a Connect error with a reason, logs one line
+ * per RPC, and logs unexpected errors once. Messages and tokens stay out of the log line.
+ */
+export function createOutermostInterceptor(fallbackLog, onRpc = () => undefined) {
+    return (next) => async (req) => {
+        const log = req.contextValues.get(kRequestLog) ?? fallbackLog;
+        const started = performance.now();
+        const method = req.method.name;
+        const finish = (code, reason, upstream) => {
+            const ms = Math.round((performance.now() - started) * 100) / 100;
+            log.info({ rpc: method, code, reason, ms, ...(upstream ? { upstream } : {}) }, "rpc");
+            onRpc({ method, code, ...(reason ? { reason } : {}), seconds: ms / 1000 });
+        };
+        try {
+            const res = await next(req);
+            finish("ok");
+            return res;
+        }
+        catch (e) {
+            const { error, known } = toConnectError(e);
+            if (!known)
+                log.error({ rpc: method, err: describeError(e) }, "rpc failed unexpectedly");
+            // Why the platform was unavailable (refused, unresolvable, timed out) is the operator's, not the client's.
+            const upstream = e instanceof WechatError ? e.message : undefined;
+            finish(Code[error.code], error.findDetails(ErrorInfoSchema)[0]?.reason, upstream);
+            throw error;
+        }
+    };
+}
+/** The client's address as the listener sees it (a proxy's X-Forwarded-For is not trusted). */
+export const kClientAddress = createContextKey("", { description: "client address" });
+/** A request's context values, the same for Connect calls and the seed routes that invoke the service. */
+export function requestContextValues(request) {
+    return createContextValues().set(kRequestLog, request.log).set(kClientAddress, request.ip);
+}

@@ -1,0 +1,284 @@
+import { ObjectId } from "mongodb";
+import { DuplicateKeyError, keyKind, newObjectId, NotFoundError, SPENT_HASHES_KEPT, uniqueKeysOf, VersionConflictError, } from "./store.js";
+// The embedded store: the MongoDB store's contract kept in Maps. Records are cloned on the way in
+// and out so no caller can reach stored state, and every check-then-write runs without an await
+// in between, which makes it atomic on the event loop.
+/**
+ * A deep copy of a stored record: plain objects, arrays, Dates and primitives, which is all a
+ * record holds (attributes are JSON). Several times cheaper than structuredClone, which
+ * serializes; CheckLogin reads two records a call.
+ */
+function copyOf(value) {
+    if (typeof value !== "object" || value === null)
+        return value;
+    if (value instanceof Date)
+        return new Date(value.getTime());
+    if (Array.isArray(value))
+        return value.map(copyOf);
+    const copy = {};
+    for (const key of Object.keys(value)) {
+        const field = copyOf(value[key]);
+        // An own "__proto__" stays data, never a prototype (the service refuses such keys anyway).
+        if (key === "__proto__")
+            Object.defineProperty(copy, key, { value: field, enumerable: true, writable: true, configurable: true });
+        else
+            copy[key] = field;
+    }
+    return copy;
+}
+/** How often expired entries are dropped; MongoDB's TTL monitor also runs once a minute. */
+const SWEEP_INTERVAL_MS = 60_000;
+/** Entries a write looks at once a sweep is due: 100k sessions took one write 18–20 ms to scan whole. */
+const SWEEP_SLICE = 1_000;
+/**
+ * Drops a map's expired entries, as a TTL index does in MongoDB, so a long-running process does
+ * not grow without bound. Once due, each write continues the sweep by SWEEP_SLICE entries, so no
+ * single request pays for scanning the whole map.
+ */
+class ExpirySweep {
+    entries;
+    expiresAt;
+    onDrop;
+    nextSweepAt = Date.now() + SWEEP_INTERVAL_MS;
+    /** Where the sweep in progress stands; a Map's iterator stays valid while entries come and go. */
+    cursor = null;
+    constructor(entries, expiresAt, 
+    /** Told of each entry dropped, so indexes over the map stay exact. */
+    onDrop = () => { }) {
+        this.entries = entries;
+        this.expiresAt = expiresAt;
+        this.onDrop = onDrop;
+    }
+    /** Cheap to call on every write: does a slice of work only while a sweep is due. */
+    run() {
+        const now = Date.now();
+        if (!this.cursor) {
+            if (now < this.nextSweepAt)
+                return;
+            this.cursor = this.entries.entries();
+        }
+        for (let seen = 0; seen < SWEEP_SLICE; seen++) {
+            const next = this.cursor.next();
+            if (next.done) {
+                this.cursor = null;
+                this.nextSweepAt = now + SWEEP_INTERVAL_MS;
+                return;
+            }
+            const [key, entry] = next.value;
+            if (this.expiresAt(entry).getTime() > now)
+                continue;
+            this.entries.delete(key);
+            this.onDrop(entry);
+        }
+    }
+}
+/** The stored form of an id: ObjectId hex in lower case, as MongoDB reads it back; null if not one. */
+function storedId(id) {
+    return /^[0-9a-f]{24}$/i.test(id) ? id.toLowerCase() : null;
+}
+export class MemoryUserStore {
+    users = new Map();
+    /** Unique key → id of the user holding it: the in-process twin of the unique index on `keys`. */
+    owners = new Map();
+    async insert(draft) {
+        const keys = uniqueKeysOf(draft);
+        this.assertFree(keys, null);
+        const user = { ...copyOf(draft), id: newObjectId(), version: 0 };
+        this.users.set(user.id, user);
+        for (const key of keys)
+            this.owners.set(key, user.id);
+        return copyOf(user);
+    }
+    async get(id) {
+        const user = this.find(id);
+        return user ? copyOf(user) : null;
+    }
+    async findByKeys(keys) {
+        const ids = new Set(keys.flatMap((key) => this.owners.get(key) ?? []));
+        return [...ids].flatMap((id) => {
+            const user = this.users.get(id);
+            return user ? [copyOf(user)] : [];
+        });
+    }
+    async replace(next) {
+        const current = this.find(next.id);
+        if (!current)
+            throw new NotFoundError("user");
+        if (current.version !== next.version)
+            throw new VersionConflictError();
+        const keys = uniqueKeysOf(next);
+        this.assertFree(keys, current.id);
+        for (const key of uniqueKeysOf(current))
+            this.owners.delete(key);
+        for (const key of keys)
+            this.owners.set(key, current.id);
+        const user = { ...copyOf(next), id: current.id, version: current.version + 1 };
+        this.users.set(user.id, user);
+        return copyOf(user);
+    }
+    find(id) {
+        const key = storedId(id);
+        return key === null ? undefined : this.users.get(key);
+    }
+    assertFree(keys, self) {
+        for (const key of keys) {
+            const owner = this.owners.get(key);
+            if (owner !== undefined && owner !== self)
+                throw new DuplicateKeyError(keyKind(key));
+        }
+    }
+}
+export class MemorySessionStore {
+    sessions = new Map();
+    /**
+     * User id → the ids of its stored sessions not revoked, for the per-user cap and logout-all
+     * (MongoDB uses its index on userId). Revoked sessions stay stored until they expire, for reuse
+     * detection, but leave this index, so a login looks at the few live ones, not at every login
+     * of the last 30 days.
+     */
+    liveByUser = new Map();
+    sweep = new ExpirySweep(this.sessions, (session) => session.expiresAt, (session) => this.unindex(session));
+    async insert(draft) {
+        // Parsed like the MongoDB store does, so a malformed caller-chosen id fails the same way.
+        const id = draft.id === undefined ? newObjectId() : ObjectId.createFromHexString(draft.id).toHexString();
+        if (this.sessions.has(id))
+            throw new DuplicateKeyError("unknown");
+        this.sweep.run();
+        const session = { ...copyOf(draft), id };
+        this.sessions.set(id, session);
+        if (session.userId !== null)
+            this.index(session.userId, id);
+        return copyOf(session);
+    }
+    async get(id) {
+        const session = this.find(id);
+        return session ? copyOf(session) : null;
+    }
+    async rotate(id, rotation) {
+        const session = this.find(id);
+        if (!session || session.revokedAt !== null || session.refreshHash !== rotation.expectedHash)
+            return null;
+        session.refreshHash = rotation.nextHash;
+        session.spentRefreshHashes = [...session.spentRefreshHashes, rotation.expectedHash].slice(-SPENT_HASHES_KEPT);
+        session.rotatedAt = new Date(rotation.rotatedAt);
+        session.expiresAt = new Date(rotation.expiresAt);
+        return copyOf(session);
+    }
+    async promote(id, userId, refreshHash, expiresAt) {
+        const session = this.find(id);
+        if (!session || session.userId !== null || session.revokedAt !== null)
+            return null;
+        session.userId = userId;
+        this.index(userId, id);
+        session.refreshHash = refreshHash;
+        // The first refresh token is issued now.
+        session.rotatedAt = new Date();
+        session.expiresAt = new Date(expiresAt);
+        return copyOf(session);
+    }
+    async revoke(id, reason) {
+        const session = this.find(id);
+        // The first revocation stands: its reason (e.g. token reuse) is the one worth keeping.
+        if (session && session.revokedAt === null)
+            this.end(session, reason, Date.now());
+    }
+    async revokeAllForUser(userId, reason) {
+        const at = Date.now();
+        const live = this.liveSessionsOf(userId);
+        for (const session of live)
+            this.end(session, reason, at);
+        return live.length;
+    }
+    async revokeOldest(userId, keep, now, reason) {
+        const live = this.liveSessionsOf(userId).filter((s) => s.expiresAt > now);
+        // Ties (one millisecond) go by id, which grows within a process.
+        const excess = live.sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || b.id.localeCompare(a.id)).slice(keep);
+        for (const session of excess)
+            this.end(session, reason, Date.now());
+        return excess.length;
+    }
+    find(id) {
+        const key = storedId(id);
+        return key === null ? undefined : this.sessions.get(key);
+    }
+    index(userId, id) {
+        const ids = this.liveByUser.get(userId) ?? new Set();
+        ids.add(id);
+        this.liveByUser.set(userId, ids);
+    }
+    unindex(session) {
+        if (session.userId === null)
+            return;
+        const ids = this.liveByUser.get(session.userId);
+        ids?.delete(session.id);
+        if (ids?.size === 0)
+            this.liveByUser.delete(session.userId);
+    }
+    end(session, reason, at) {
+        session.revokedAt = new Date(at);
+        session.revokeReason = reason;
+        this.unindex(session);
+    }
+    /** Every id in the index is of a stored session: revoking and sweeping both take it out. */
+    liveSessionsOf(userId) {
+        return Array.from(this.liveByUser.get(userId) ?? [], (id) => this.sessions.get(id));
+    }
+}
+export class MemoryReplayStore {
+    entries = new Map();
+    sweep = new ExpirySweep(this.entries, (entry) => entry.expiresAt);
+    async remember(key, value, expiresAt) {
+        const live = this.live(key);
+        if (live)
+            return { value: copyOf(live.value), created: false };
+        this.sweep.run();
+        this.entries.set(key, { value: copyOf(value), expiresAt: new Date(expiresAt) });
+        return { value: copyOf(value), created: true };
+    }
+    async recall(key) {
+        const live = this.live(key);
+        return live ? copyOf(live.value) : null;
+    }
+    /** Expiry is checked here, not left to the sweep, which runs only now and then. */
+    live(key) {
+        const entry = this.entries.get(key);
+        return entry && entry.expiresAt.getTime() > Date.now() ? entry : undefined;
+    }
+}
+export class MemoryCredentialStore {
+    credentials = new Map();
+    async get(appid) {
+        const credential = this.credentials.get(appid);
+        return credential ? copyOf(credential) : null;
+    }
+    async acquireLease(appid, owner, until, now) {
+        const current = this.credentials.get(appid) ?? { appid, accessToken: null, expiresAt: null, leaseOwner: null, leaseUntil: null };
+        const lapsed = current.leaseUntil !== null && current.leaseUntil.getTime() <= now.getTime();
+        if (current.leaseOwner !== null && current.leaseOwner !== owner && !lapsed)
+            return false;
+        this.credentials.set(appid, { ...current, leaseOwner: owner, leaseUntil: new Date(until) });
+        return true;
+    }
+    async saveToken(appid, owner, accessToken, expiresAt) {
+        const current = this.credentials.get(appid);
+        const lease = current && current.leaseOwner !== owner ? { leaseOwner: current.leaseOwner, leaseUntil: current.leaseUntil } : { leaseOwner: null, leaseUntil: null };
+        this.credentials.set(appid, { appid, accessToken, expiresAt: new Date(expiresAt), ...lease });
+    }
+    async expireToken(appid, accessToken) {
+        const current = this.credentials.get(appid);
+        if (current?.accessToken !== accessToken)
+            return false;
+        // No token at all, as before the first fetch: nothing can mistake it for a usable one.
+        current.accessToken = null;
+        current.expiresAt = null;
+        return true;
+    }
+}
+export class MemoryStore {
+    users = new MemoryUserStore();
+    sessions = new MemorySessionStore();
+    replays = new MemoryReplayStore();
+    credentials = new MemoryCredentialStore();
+    async init() { }
+    async close() { }
+}
