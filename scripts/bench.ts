@@ -58,10 +58,26 @@ interface Options {
   profileDir?: string;
 }
 
-const SCENARIO_IDS = ["bare", "health-json", "health-grpc", "checklogin-json", "checklogin-grpc", "getuser-json", "login-returning", "login-new", "refresh-json", "checklogin-json-half", "health-json-half", "bare-half"];
+const SCENARIO_IDS = [
+  "bare",
+  "health-json",
+  "health-grpc",
+  "checklogin-json",
+  "checklogin-grpc",
+  "getuser-json",
+  "login-returning",
+  "login-new",
+  "refresh-json",
+  "checklogin-json-half",
+  "health-json-half",
+  "bare-half",
+];
 
 function onlyOf(list: string): string[] {
-  const ids = list.split(",").map((s) => s.trim()).filter(Boolean);
+  const ids = list
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = ids.filter((id) => !SCENARIO_IDS.includes(id));
   if (unknown.length) throw new Error(`--only: unknown scenario ${unknown.join(", ")} (known: ${SCENARIO_IDS.join(", ")})`);
   // The half-rate run is paced at half of what CheckLogin JSON reached.
@@ -86,7 +102,9 @@ function parseOptions(argv: string[]): Options {
     },
   });
   if (values.help) {
-    console.log(`usage: node --import tsx scripts/bench.ts [--smoke] [--duration S] [--connections N] [--users N] [--scale N | --no-scale] [--out DIR] [--only ID,…]\nscenarios: ${SCENARIO_IDS.join(", ")}`);
+    console.log(
+      `usage: node --import tsx scripts/bench.ts [--smoke] [--duration S] [--connections N] [--users N] [--scale N | --no-scale] [--out DIR] [--only ID,…]\nscenarios: ${SCENARIO_IDS.join(", ")}`,
+    );
     process.exit(0);
   }
   const num = (name: string, raw: string | undefined, fallback: number, min: number) => {
@@ -373,7 +391,9 @@ interface HttpLoad {
 export function runHttp(load: HttpLoad): Promise<RunStats> {
   const latencies: number[] = [];
   const errorKinds: Record<string, number> = {};
-  const count = (kind: string) => void (errorKinds[kind] = (errorKinds[kind] ?? 0) + 1);
+  const count = (kind: string) => {
+    errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+  };
   let unexpected = 0;
   const request: autocannon.Request = {
     method: "POST",
@@ -741,20 +761,14 @@ interface Phase {
 }
 
 /** How long a run goes: the warm-up (seconds, or in smoke a request count), else the measured duration. */
-const timingOf = (opts: Options) => (warm: boolean) =>
-  !warm ? { duration: opts.duration } : opts.warmupSeconds ? { duration: opts.warmupSeconds } : { amount: opts.warmupRequests };
+const timingOf = (opts: Options) => (warm: boolean) => (!warm ? { duration: opts.duration } : opts.warmupSeconds ? { duration: opts.warmupSeconds } : { amount: opts.warmupRequests });
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** What a scenario is, before it is measured. */
 type ScenarioMeta = Omit<Scenario, keyof RunStats | "rssBefore" | "rssAfter" | "serverLoopDelayP99" | "serverLoopDelayMax">;
 
-async function measure(
-  child: Child,
-  meta: ScenarioMeta,
-  run: (warm: boolean) => Promise<RunStats>,
-  log: (s: string) => void,
-): Promise<Scenario> {
+async function measure(child: Child, meta: ScenarioMeta, run: (warm: boolean) => Promise<RunStats>, log: (s: string) => void): Promise<Scenario> {
   const service = child.grpcUrl !== undefined;
   // Each scenario starts from a collected heap, so none pays for the garbage of the one before
   // (after seeding 100k users, the first scenario otherwise ran into old-generation collections).
@@ -803,7 +817,9 @@ async function runPhase(opts: Options, configPath: string, name: string, scale: 
         bytesPerUserRss: (after.rss - before.rss) / scale,
         bytesPerUserHeap: (after.heapUsed - before.heapUsed) / scale,
       };
-      log(`  ${scale} users in ${seeded.seconds.toFixed(0)} s; RSS ${fmtMB(rssStart)} → ${fmtMB(rssAfter)} (${fmtMB(after.rss)} after a full GC); live heap ${fmtMB(before.heapUsed)} → ${fmtMB(after.heapUsed)}`);
+      log(
+        `  ${scale} users in ${seeded.seconds.toFixed(0)} s; RSS ${fmtMB(rssStart)} → ${fmtMB(rssAfter)} (${fmtMB(after.rss)} after a full GC); live heap ${fmtMB(before.heapUsed)} → ${fmtMB(after.heapUsed)}`,
+      );
     }
 
     log(`preparing ${opts.users} signed-in users`);
@@ -814,7 +830,7 @@ async function runPhase(opts: Options, configPath: string, name: string, scale: 
     const returning = seededOpenids.length ? seededOpenids : signed.map((s) => s.openid);
     const refreshPool = signed.map((s) => s.refresh);
     const http1 = { url: child.httpUrl, pid: child.pid, connections: opts.connections };
-     const scenarios = phase.scenarios;
+    const scenarios = phase.scenarios;
     const timing = timingOf(opts);
     const add = async (meta: ScenarioMeta, run: (warm: boolean) => Promise<RunStats>) => {
       if (!opts.only || opts.only.includes(meta.id)) scenarios.push(await measure(child, meta, run, log));
@@ -824,19 +840,27 @@ async function runPhase(opts: Options, configPath: string, name: string, scale: 
     const grpc = createGrpcTransport({ baseUrl: child.grpcUrl! });
     const health = createClient(Health, grpc);
     const identity = createClient(IdentityService, grpc);
-    const loop = (call: (i: number) => Promise<unknown>) => (warm: boolean) =>
-      runLoop(call, { pid: child.pid, concurrency: opts.grpcConcurrency, ...timing(warm) });
+    const loop = (call: (i: number) => Promise<unknown>) => (warm: boolean) => runLoop(call, { pid: child.pid, concurrency: opts.grpcConcurrency, ...timing(warm) });
     let rotation = 0;
     const nextBearer = () => ({ headers: { authorization: bearers[rotation++ % bearers.length]! } });
 
-    await add({ id: "health-json", label: "Health/Check JSON (trivial RPC)", transport: "HTTP/1.1 Connect JSON", generator: "autocannon", trivialId: "health-json" }, (warm) => runHttp({ ...http1, path: HEALTH_CHECK, ...timing(warm) }));
-    await add({ id: "health-grpc", label: "Health/Check gRPC (trivial RPC)", transport: "h2c gRPC", generator: "grpc loop", trivialId: "health-grpc" }, loop(() => health.check({})));
-    await add({ id: "checklogin-json", label: "CheckLogin JSON", transport: "HTTP/1.1 Connect JSON", generator: "autocannon", trivialId: "health-json" }, (warm) => runHttp({ ...http1, path: `${SERVICE}/CheckLogin`, next: nextBearer, ...timing(warm) }));
+    await add({ id: "health-json", label: "Health/Check JSON (trivial RPC)", transport: "HTTP/1.1 Connect JSON", generator: "autocannon", trivialId: "health-json" }, (warm) =>
+      runHttp({ ...http1, path: HEALTH_CHECK, ...timing(warm) }),
+    );
+    await add(
+      { id: "health-grpc", label: "Health/Check gRPC (trivial RPC)", transport: "h2c gRPC", generator: "grpc loop", trivialId: "health-grpc" },
+      loop(() => health.check({})),
+    );
+    await add({ id: "checklogin-json", label: "CheckLogin JSON", transport: "HTTP/1.1 Connect JSON", generator: "autocannon", trivialId: "health-json" }, (warm) =>
+      runHttp({ ...http1, path: `${SERVICE}/CheckLogin`, next: nextBearer, ...timing(warm) }),
+    );
     await add(
       { id: "checklogin-grpc", label: "CheckLogin gRPC", transport: "h2c gRPC", generator: "grpc loop", trivialId: "health-grpc" },
       loop((i) => identity.checkLogin({}, { headers: { authorization: bearers[i % bearers.length]! } })),
     );
-    await add({ id: "getuser-json", label: "GetUser JSON", transport: "HTTP/1.1 Connect JSON", generator: "autocannon", trivialId: "health-json" }, (warm) => runHttp({ ...http1, path: `${SERVICE}/GetUser`, next: nextBearer, ...timing(warm) }));
+    await add({ id: "getuser-json", label: "GetUser JSON", transport: "HTTP/1.1 Connect JSON", generator: "autocannon", trivialId: "health-json" }, (warm) =>
+      runHttp({ ...http1, path: `${SERVICE}/GetUser`, next: nextBearer, ...timing(warm) }),
+    );
 
     // Login: one fresh code a request. The warm-up (a fixed count) tells the rate, which sizes the pool.
     const loginRun = (mint: (n: number) => Promise<string[]>, firstLogin: boolean) => {
@@ -865,7 +889,18 @@ async function runPhase(opts: Options, configPath: string, name: string, scale: 
     let pick = 0;
     await add(
       { id: "login-returning", label: "Login, returning user", transport: "HTTP/1.1 Connect JSON", generator: "autocannon", trivialId: "health-json" },
-      loginRun((n) => mintCodes(child, n, Array.from({ length: n }, () => returning[(pick = (pick + 7919) % returning.length)]!)), false),
+      loginRun(
+        (n) =>
+          mintCodes(
+            child,
+            n,
+            Array.from({ length: n }, () => {
+              pick = (pick + 7919) % returning.length;
+              return returning[pick]!;
+            }),
+          ),
+        false,
+      ),
     );
     await add(
       { id: "login-new", label: "Login, new user", transport: "HTTP/1.1 Connect JSON", generator: "autocannon", trivialId: "health-json" },
@@ -874,40 +909,37 @@ async function runPhase(opts: Options, configPath: string, name: string, scale: 
 
     // Refresh: every answer's new refresh token goes back into the pool; no token is sent twice.
     let head = 0;
-    await add(
-      { id: "refresh-json", label: "Refresh", transport: "HTTP/1.1 Connect JSON", generator: "autocannon", trivialId: "health-json" },
-      (warm) => {
-        const load: HttpLoad = {
-          ...http1,
-          path: `${SERVICE}/Refresh`,
-          next: () => {
-            if (head >= refreshPool.length) load.exhausted = true;
-            return { body: JSON.stringify({ refreshToken: refreshPool[Math.min(head++, refreshPool.length - 1)] }) };
-          },
-          onAnswer: (body) => {
-            const token = /"refreshToken":"([^"]+)"/.exec(body)?.[1];
-            if (token) refreshPool.push(token);
-            return token !== undefined;
-          },
-          ...timing(warm),
-        };
-        return runHttp(load);
-      },
-    );
+    await add({ id: "refresh-json", label: "Refresh", transport: "HTTP/1.1 Connect JSON", generator: "autocannon", trivialId: "health-json" }, (warm) => {
+      const load: HttpLoad = {
+        ...http1,
+        path: `${SERVICE}/Refresh`,
+        next: () => {
+          if (head >= refreshPool.length) load.exhausted = true;
+          return { body: JSON.stringify({ refreshToken: refreshPool[Math.min(head++, refreshPool.length - 1)] }) };
+        },
+        onAnswer: (body) => {
+          const token = /"refreshToken":"([^"]+)"/.exec(body)?.[1];
+          if (token) refreshPool.push(token);
+          return token !== undefined;
+        },
+        ...timing(warm),
+      };
+      return runHttp(load);
+    });
 
     // p99 at half of CheckLogin JSON's maximum rate, paced evenly.
     const checkMax = scenarios.find((s) => s.id === "checklogin-json")?.rps ?? 0;
     const half = Math.max(1, Math.round(checkMax / 2));
-    if (checkMax) await add(
-      { id: "checklogin-json-half", label: `CheckLogin JSON at ${fmtInt(half)}/s (half)`, transport: "HTTP/1.1 Connect JSON", generator: "paced", trivialId: "health-json" },
-      (warm) => runPaced({ ...http1, path: `${SERVICE}/CheckLogin`, rate: half, duration: warm ? 1 : opts.duration, headerSets: bearers.map((authorization) => ({ authorization })) }),
-    );
+    if (checkMax)
+      await add({ id: "checklogin-json-half", label: `CheckLogin JSON at ${fmtInt(half)}/s (half)`, transport: "HTTP/1.1 Connect JSON", generator: "paced", trivialId: "health-json" }, (warm) =>
+        runPaced({ ...http1, path: `${SERVICE}/CheckLogin`, rate: half, duration: warm ? 1 : opts.duration, headerSets: bearers.map((authorization) => ({ authorization })) }),
+      );
     // The same paced load on the trivial RPC and on bare fastify: the p99 of Connect's own stack on
     // this server, and of a server that does nothing, on this machine with this generator.
-    if (checkMax) await add(
-      { id: "health-json-half", label: `Health/Check JSON at ${fmtInt(half)}/s`, transport: "HTTP/1.1 Connect JSON", generator: "paced", trivialId: "health-json" },
-      (warm) => runPaced({ ...http1, path: HEALTH_CHECK, rate: half, duration: warm ? 1 : opts.duration }),
-    );
+    if (checkMax)
+      await add({ id: "health-json-half", label: `Health/Check JSON at ${fmtInt(half)}/s`, transport: "HTTP/1.1 Connect JSON", generator: "paced", trivialId: "health-json" }, (warm) =>
+        runPaced({ ...http1, path: HEALTH_CHECK, rate: half, duration: warm ? 1 : opts.duration }),
+      );
     if (checkMax && (!opts.only || opts.only.includes("bare-half"))) {
       scenarios.push(
         await measureBare(
@@ -998,7 +1030,8 @@ function targetsOf(phases: Phase[]): Report["targets"] {
     const trivial = get(phase, "health-json-half");
     const floor = get(phase, "bare-half");
     const context = [trivial && `Health/Check ${fmtMs(trivial.p99)} ms`, floor && `bare fastify ${fmtMs(floor.p99)} ms`].filter(Boolean).join(", ");
-    if (half) out.push({ name: `CheckLogin JSON p99 at half rate (${phase.name})`, value: `${fmtMs(half.p99)} ms${context ? ` (at the same rate: ${context})` : ""}`, target: "< 10 ms", met: half.p99 < 10 });
+    if (half)
+      out.push({ name: `CheckLogin JSON p99 at half rate (${phase.name})`, value: `${fmtMs(half.p99)} ms${context ? ` (at the same rate: ${context})` : ""}`, target: "< 10 ms", met: half.p99 < 10 });
   }
   const errors = phases.reduce((a, p) => a + p.scenarios.reduce((b, s) => b + s.errors, 0), 0);
   out.push({ name: "errors under load", value: String(errors), target: "0", met: errors === 0 });
@@ -1046,7 +1079,9 @@ function svgOf(report: Report): string {
   parts.push(`<text x="16" y="22" font-size="15" font-weight="bold">identity service: requests per second (higher is better), p99 latency</text>`);
   const s = report.settings;
   const m = report.machine;
-  parts.push(`<text x="16" y="40" fill="#555">${esc(`${m.cpus} cores (${m.cpuModel}), Node ${m.node}, ${s.store} store, WeChat simulator in its own process; ${s.connections} connections, ${s.durationSeconds} s a run`)}</text>`);
+  parts.push(
+    `<text x="16" y="40" fill="#555">${esc(`${m.cpus} cores (${m.cpuModel}), Node ${m.node}, ${s.store} store, WeChat simulator in its own process; ${s.connections} connections, ${s.durationSeconds} s a run`)}</text>`,
+  );
   if (scaled) {
     parts.push(`<rect x="16" y="50" width="12" height="10" fill="#4c78a8"/><text x="32" y="59">${esc(empty!.name)}</text>`);
     parts.push(`<rect x="146" y="50" width="12" height="10" fill="#9ecae9"/><text x="162" y="59">${esc(`${scaled.name} stored`)}</text>`);
@@ -1061,12 +1096,19 @@ function svgOf(report: Report): string {
     parts.push(`<text x="${x(v)}" y="${top - 14 - dy}" text-anchor="middle" fill="${color}" font-size="11">${esc(label)}</text>`);
   };
   ceiling(report.ceilings.bareFastify, `bare fastify ${fmtInt(report.ceilings.bareFastify)}/s`, "#e45756", 0);
-  ceiling(report.ceilings.trivialJson, `trivial RPC (JSON) ${fmtInt(report.ceilings.trivialJson)}/s`, "#f58518", Math.abs(x(report.ceilings.bareFastify) - x(report.ceilings.trivialJson)) < 160 ? 12 : 0);
+  ceiling(
+    report.ceilings.trivialJson,
+    `trivial RPC (JSON) ${fmtInt(report.ceilings.trivialJson)}/s`,
+    "#f58518",
+    Math.abs(x(report.ceilings.bareFastify) - x(report.ceilings.trivialJson)) < 160 ? 12 : 0,
+  );
   rows.forEach((row, i) => {
     const y = top + i * rowH;
     parts.push(`<text x="${left - 8}" y="${y + 14}" text-anchor="end">${esc(row.label)}</text>`);
     const barH = scaled ? 14 : 16;
-    parts.push(`<rect x="${left}" y="${y + 2}" width="${Math.max(1, x(row.rps) - left)}" height="${barH}" fill="${row.id.startsWith("bare") ? "#e45756" : row.id.startsWith("health") ? "#f58518" : "#4c78a8"}"/>`);
+    parts.push(
+      `<rect x="${left}" y="${y + 2}" width="${Math.max(1, x(row.rps) - left)}" height="${barH}" fill="${row.id.startsWith("bare") ? "#e45756" : row.id.startsWith("health") ? "#f58518" : "#4c78a8"}"/>`,
+    );
     parts.push(valueLabel(x(row.rps) + 6, y + 14, `${fmtInt(row.rps)}/s · p99 ${fmtMs(row.p99)} ms${row.errors ? ` · ${row.errors} errors` : ""}`, 12, "#333"));
     const other = scaled?.scenarios.find((s2) => s2.id === row.id);
     if (other && row.id !== "bare") {
@@ -1074,9 +1116,11 @@ function svgOf(report: Report): string {
       parts.push(valueLabel(x(other.rps) + 6, y + 28, `${fmtInt(other.rps)}/s · p99 ${fmtMs(other.p99)} ms`, 10, "#555"));
     }
   });
-  parts.push(`<text x="16" y="${H - 12}" fill="#777" font-size="11">${esc(`${report.generatedAt.slice(0, 10)} · HTTP/1.1 rows: autocannon; gRPC rows: a ${s.grpcConcurrency}-call loop over one h2c connection; paced rows: open-loop at half of CheckLogin JSON's rate in that phase`)}</text>`);
+  parts.push(
+    `<text x="16" y="${H - 12}" fill="#777" font-size="11">${esc(`${report.generatedAt.slice(0, 10)} · HTTP/1.1 rows: autocannon; gRPC rows: a ${s.grpcConcurrency}-call loop over one h2c connection; paced rows: open-loop at half of CheckLogin JSON's rate in that phase`)}</text>`,
+  );
   parts.push("</svg>");
-  return parts.join("\n") + "\n";
+  return `${parts.join("\n")}\n`;
 }
 
 function niceStep(raw: number): number {
@@ -1092,7 +1136,9 @@ async function main(): Promise<number> {
   const started = performance.now();
   const log = (s: string) => console.log(s);
   const store = process.env.MONGODB_URI ? "MongoDB" : "embedded (memory)";
-  log(`identity benchmark (${opts.smoke ? "smoke" : "full"}): ${opts.duration} s a scenario, ${opts.connections} connections, ${opts.users} signed-in users, ${store} store${opts.scale ? `, then ${opts.scale} stored users` : ""}`);
+  log(
+    `identity benchmark (${opts.smoke ? "smoke" : "full"}): ${opts.duration} s a scenario, ${opts.connections} connections, ${opts.users} signed-in users, ${store} store${opts.scale ? `, then ${opts.scale} stored users` : ""}`,
+  );
 
   const tmp = mkdtempSync(join(os.tmpdir(), "identity-bench-config-"));
   const configPath = await writeBenchConfig(tmp);
@@ -1121,7 +1167,13 @@ async function main(): Promise<number> {
     const rpsOf = (id: string) => empty.scenarios.find((s) => s.id === id)?.rps ?? 0;
     const report: Report = {
       generatedAt: new Date().toISOString(),
-      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model.trim() ?? "?", memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.versions.node, platform: `${os.platform()} ${os.release()}` },
+      machine: {
+        cpus: os.cpus().length,
+        cpuModel: os.cpus()[0]?.model.trim() ?? "?",
+        memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+        node: process.versions.node,
+        platform: `${os.platform()} ${os.release()}`,
+      },
       settings: {
         mode: opts.smoke ? "smoke" : "full",
         durationSeconds: opts.duration,
@@ -1139,7 +1191,10 @@ async function main(): Promise<number> {
 
     for (const phase of phases) {
       log(`\n== ${phase.name}: ${phase.storedUsers} users, ${phase.storedSessions} sessions stored before the runs; server RSS ${fmtMB(phase.rssStart)} at start, ${fmtMB(phase.rssEnd)} at the end`);
-      if (phase.seed) log(`   seeding: ${phase.seed.users} users in ${phase.seed.seconds.toFixed(0)} s (minting codes ${phase.seed.mintSeconds.toFixed(0)} s, Login ${phase.seed.loginSeconds.toFixed(0)} s); per 100k users + sessions: live heap +${fmtMB(phase.seed.bytesPerUserHeap * 100_000)}, RSS +${fmtMB(phase.seed.bytesPerUserRss * 100_000)} (both after a full GC; RSS right after seeding, before GC: ${fmtMB(phase.seed.rssAfter)})`);
+      if (phase.seed)
+        log(
+          `   seeding: ${phase.seed.users} users in ${phase.seed.seconds.toFixed(0)} s (minting codes ${phase.seed.mintSeconds.toFixed(0)} s, Login ${phase.seed.loginSeconds.toFixed(0)} s); per 100k users + sessions: live heap +${fmtMB(phase.seed.bytesPerUserHeap * 100_000)}, RSS +${fmtMB(phase.seed.bytesPerUserRss * 100_000)} (both after a full GC; RSS right after seeding, before GC: ${fmtMB(phase.seed.rssAfter)})`,
+        );
       log(table(phase));
     }
     log("\n% trivial: against Health/Check on the same transport (JSON rows: HTTP/1.1 JSON; gRPC rows: h2c gRPC)");
@@ -1154,7 +1209,7 @@ async function main(): Promise<number> {
     mkdirSync(opts.out, { recursive: true });
     const jsonPath = join(opts.out, "latest.json");
     const svgPath = join(opts.out, "latest.svg");
-    writeFileSync(jsonPath, JSON.stringify(report, null, 2) + "\n");
+    writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(svgPath, svgOf(report));
     const shown = (p: string) => (p.startsWith(ROOT) ? relative(ROOT, p) : p);
     log(`\nwrote ${shown(jsonPath)} and ${shown(svgPath)} in ${((performance.now() - started) / 1000).toFixed(0)} s`);
@@ -1181,7 +1236,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   } else if (process.argv[2] === "--render") {
     // Redraws the chart of a saved report: `bench.ts --render bench/latest.json` writes bench/latest.svg.
     const jsonPath = process.argv[3] ?? join(ROOT, "bench", "latest.json");
-    writeFileSync(jsonPath.replace(/\.json$/, "") + ".svg", svgOf(JSON.parse(readFileSync(jsonPath, "utf8")) as Report));
+    writeFileSync(`${jsonPath.replace(/\.json$/, "")}.svg`, svgOf(JSON.parse(readFileSync(jsonPath, "utf8")) as Report));
   } else {
     process.exitCode = await main().catch((e: unknown) => {
       console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));

@@ -47,9 +47,10 @@ function headingIds(text) {
   return ids;
 }
 
-const files = process.argv.length > 2
-  ? process.argv.slice(2).map((file) => resolve(file))
-  : [join(root, "README.md"), join(root, "SECURITY.md"), ...markdownUnder(join(root, "docs"))].filter((file) => existsSync(file));
+const files =
+  process.argv.length > 2
+    ? process.argv.slice(2).map((file) => resolve(file))
+    : [join(root, "README.md"), join(root, "SECURITY.md"), ...markdownUnder(join(root, "docs"))].filter((file) => existsSync(file));
 
 const broken = [];
 let checked = 0;

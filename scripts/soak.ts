@@ -65,12 +65,21 @@ async function main(): Promise<number> {
     let rate = Number(values.rate ?? NaN);
     if (!(rate > 0)) {
       let i = 0;
-      const max = await runHttp({ url: child.httpUrl, path: `${SERVICE}/CheckLogin`, pid: child.pid, connections: 50, duration: 5, next: () => ({ headers: { authorization: `Bearer ${signed[i++ % signed.length]!.access}` } }) });
+      const max = await runHttp({
+        url: child.httpUrl,
+        path: `${SERVICE}/CheckLogin`,
+        pid: child.pid,
+        connections: 50,
+        duration: 5,
+        next: () => ({ headers: { authorization: `Bearer ${signed[i++ % signed.length]!.access}` } }),
+      });
       rate = Math.round(max.rps / 2);
       console.log(`CheckLogin maximum ${Math.round(max.rps)}/s: soaking at ${rate}/s`);
     }
     const samples = await soak(child, signed, rate, minutes, (s) =>
-      console.log(`${String(s.atSeconds).padStart(4)} s  ${Math.round(s.rps)}/s  p50 ${s.p50.toFixed(1)} ms  p99 ${s.p99.toFixed(1)} ms  5xx ${s.status5xx}  lost ${s.lost}  other errors ${s.otherErrors}  RSS ${(s.rss / 1048576).toFixed(1)} MB${s.status5xx + s.lost + s.otherErrors ? `  ${JSON.stringify(s.errorKinds)}` : ""}`),
+      console.log(
+        `${String(s.atSeconds).padStart(4)} s  ${Math.round(s.rps)}/s  p50 ${s.p50.toFixed(1)} ms  p99 ${s.p99.toFixed(1)} ms  5xx ${s.status5xx}  lost ${s.lost}  other errors ${s.otherErrors}  RSS ${(s.rss / 1048576).toFixed(1)} MB${s.status5xx + s.lost + s.otherErrors ? `  ${JSON.stringify(s.errorKinds)}` : ""}`,
+      ),
     );
     const { heapAfterWarmup, sessionsAfterWarmup } = samples;
     const end = await collectGarbage(child);
@@ -81,12 +90,28 @@ async function main(): Promise<number> {
     const allowance = heapAfterWarmup * 0.1 + sessionsAfterWarmup * SESSION_ALLOWANCE_BYTES;
     const flat = growth <= allowance;
     const passed = total5xx === 0 && lost === 0 && flat;
-    const report = { generatedAt: new Date().toISOString(), rate, minutes, total5xx, lost, otherErrors, heapAfterWarmup, heapAtEnd: end.heapUsed, rssAtEnd: end.rss, sessionsAfterWarmup, heapGrowthBytes: growth, allowanceBytes: allowance, samples: samples.list };
+    const report = {
+      generatedAt: new Date().toISOString(),
+      rate,
+      minutes,
+      total5xx,
+      lost,
+      otherErrors,
+      heapAfterWarmup,
+      heapAtEnd: end.heapUsed,
+      rssAtEnd: end.rss,
+      sessionsAfterWarmup,
+      heapGrowthBytes: growth,
+      allowanceBytes: allowance,
+      samples: samples.list,
+    };
     const out = values.out ?? join(ROOT, "bench");
     mkdirSync(out, { recursive: true });
     writeFileSync(join(out, "soak.json"), `${JSON.stringify(report, null, 2)}\n`);
     const mb = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MB`;
-    console.log(`\n5xx: ${total5xx}; lost: ${lost}; other errors: ${otherErrors}; live heap after the first minute ${mb(heapAfterWarmup)}, at the end ${mb(end.heapUsed)} (both after a full GC): +${mb(growth)} with ${sessionsAfterWarmup} sessions created meanwhile (allowed +${mb(allowance)})`);
+    console.log(
+      `\n5xx: ${total5xx}; lost: ${lost}; other errors: ${otherErrors}; live heap after the first minute ${mb(heapAfterWarmup)}, at the end ${mb(end.heapUsed)} (both after a full GC): +${mb(growth)} with ${sessionsAfterWarmup} sessions created meanwhile (allowed +${mb(allowance)})`,
+    );
     console.log(`${passed ? "passed" : "FAILED"}: wrote ${join(out, "soak.json")}`);
     return passed ? 0 : 1;
   } finally {
@@ -98,7 +123,7 @@ async function main(): Promise<number> {
 async function soak(child: Child, signed: Signed[], rate: number, minutes: number, log: (s: Sample) => void): Promise<{ list: Sample[]; heapAfterWarmup: number; sessionsAfterWarmup: number }> {
   const refreshPool = signed.map((s) => s.refresh);
   const openids = signed.map((s) => s.openid);
-  let codes: string[] = [];
+  const codes: string[] = [];
   let minting: Promise<void> | null = null;
   const topUpCodes = () => {
     // Half a minute of logins left: mint another minute's worth (codes live five minutes).

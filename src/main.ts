@@ -87,8 +87,7 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
   try {
     let simulator: WechatSimulator | undefined;
     if (useSimulator) {
-      const appsOf = (platforms: string[], value: (app: App) => string | undefined) =>
-        Object.fromEntries(apps.filter((a) => platforms.includes(a.platform)).map((a) => [a.appid, value(a) ?? ""]));
+      const appsOf = (platforms: string[], value: (app: App) => string | undefined) => Object.fromEntries(apps.filter((a) => platforms.includes(a.platform)).map((a) => [a.appid, value(a) ?? ""]));
       const secretOf = (a: App) => ("secret" in a ? a.secret : undefined);
       simulator = createWechatSimulator({
         apps: appsOf([...WECHAT_PLATFORMS], secretOf),
@@ -112,7 +111,10 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     const sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: file.tokens, now });
     const wechat = createWechatClient({ baseUrl: simulator?.url ?? env.wechatApiBase ?? WECHAT_API, ...file.wechat, observe: metrics.observeUpstream });
     const qq = createWechatClient({ baseUrl: simulator ? `${simulator.url}/qq` : QQ_API, ...file.wechat, observe: (api, outcome, seconds) => metrics.observeUpstream(`qq.${api}`, outcome, seconds) });
-    closers.push(() => wechat.close(), () => qq.close());
+    closers.push(
+      () => wechat.close(),
+      () => qq.close(),
+    );
     const platforms = {
       wechat,
       qq,
@@ -134,7 +136,20 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
       now,
     });
 
-    const deps = { service, jwks: accessTokens.jwks, logger, maxBodyBytes: file.limits.maxBodyBytes, timeouts: { headersMs: file.limits.headersTimeoutMs, requestMs: file.limits.requestTimeoutMs, keepAliveMs: file.limits.keepAliveTimeoutMs }, maxConcurrentStreams: file.limits.maxConcurrentStreams, shutdownTimeoutMs: 5000, ready: storeReadiness(rawStore), metrics, trustProxy: file.trustProxy, seedRoutes, apps: file.apps };
+    const deps = {
+      service,
+      jwks: accessTokens.jwks,
+      logger,
+      maxBodyBytes: file.limits.maxBodyBytes,
+      timeouts: { headersMs: file.limits.headersTimeoutMs, requestMs: file.limits.requestTimeoutMs, keepAliveMs: file.limits.keepAliveTimeoutMs },
+      maxConcurrentStreams: file.limits.maxConcurrentStreams,
+      shutdownTimeoutMs: 5000,
+      ready: storeReadiness(rawStore),
+      metrics,
+      trustProxy: file.trustProxy,
+      seedRoutes,
+      apps: file.apps,
+    };
     const http = await buildHttpServer(deps);
     closers.push(() => http.close());
     const grpc = await buildGrpcServer(deps);

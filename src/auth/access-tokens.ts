@@ -53,9 +53,7 @@ export async function importSigningKey(jwk: JWK): Promise<SigningKey> {
   if (!ALGORITHMS.includes(alg)) throw new Error(`unsupported signing algorithm ${String(jwk.alg)}`);
   if (!jwk.kid) throw new Error("signing key has no kid");
   const privateKey = createPrivateKey({ key: jwk as import("node:crypto").JsonWebKey, format: "jwk" });
-  const fits = alg === "ES256"
-    ? privateKey.asymmetricKeyType === "ec" && privateKey.asymmetricKeyDetails?.namedCurve === "prime256v1"
-    : privateKey.asymmetricKeyType === "ed25519";
+  const fits = alg === "ES256" ? privateKey.asymmetricKeyType === "ec" && privateKey.asymmetricKeyDetails?.namedCurve === "prime256v1" : privateKey.asymmetricKeyType === "ed25519";
   if (!fits) throw new Error(`signing key ${jwk.kid} is not an ${alg === "ES256" ? "ES256 (P-256)" : "EdDSA (Ed25519)"} key`);
   const { d: _private, ...publicJwk } = jwk;
   return { kid: jwk.kid, alg, privateKey, publicJwk: { ...publicJwk, use: "sig" } };
@@ -83,9 +81,10 @@ export function createAccessTokens(keys: SigningKey[], options: AccessTokenOptio
       const exp = iat + options.ttlSeconds;
       const payload = { sid: claims.sid, iss: options.issuer, aud: claims.aud, iat, exp, ...(claims.sub ? { sub: claims.sub } : {}) };
       const signingInput = `${protectedHeader}.${base64url(JSON.stringify(payload))}`;
-      const signature = current.alg === "ES256"
-        ? signBytes("sha256", Buffer.from(signingInput), { key: current.privateKey, dsaEncoding: "ieee-p1363" })
-        : signBytes(null, Buffer.from(signingInput), current.privateKey);
+      const signature =
+        current.alg === "ES256"
+          ? signBytes("sha256", Buffer.from(signingInput), { key: current.privateKey, dsaEncoding: "ieee-p1363" })
+          : signBytes(null, Buffer.from(signingInput), current.privateKey);
       return { token: `${signingInput}.${signature.toString("base64url")}`, expiresAt: new Date(exp * 1000) };
     },
 

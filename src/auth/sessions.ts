@@ -55,8 +55,7 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
   const refreshExpiry = (session: Pick<SessionRecord, "createdAt">, at: number) =>
     new Date(Math.min(at + policy.refreshTtlSeconds * 1000, session.createdAt.getTime() + (policy.sessionMaxAgeSeconds ?? Infinity) * 1000));
 
-  const tooOld = (session: SessionRecord) =>
-    policy.sessionMaxAgeSeconds !== undefined && now() - session.createdAt.getTime() >= policy.sessionMaxAgeSeconds * 1000;
+  const tooOld = (session: SessionRecord) => policy.sessionMaxAgeSeconds !== undefined && now() - session.createdAt.getTime() >= policy.sessionMaxAgeSeconds * 1000;
 
   /** Ends the user's oldest sessions beyond the cap, so a leaked or forgotten one does not live on. */
   async function capSessions(userId: string): Promise<void> {
@@ -156,7 +155,7 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
       const sessionId = sessionIdOf(refreshToken);
       if (!sessionId) throw new TokenError("invalid");
       const session = await sessions.get(sessionId);
-      if (!session || !session.userId) throw new TokenError("invalid");
+      if (!session?.userId) throw new TokenError("invalid");
       const presentedHash = hashRefreshToken(refreshToken);
       if (session.revokedAt) {
         throw new TokenError(sameHash(session.refreshHash, presentedHash) || session.spentRefreshHashes.some((spent) => sameHash(spent, presentedHash)) ? "revoked" : "invalid");

@@ -64,7 +64,10 @@ const seedRoutesSchema = z.strictObject({
   applet: z.strictObject({}).optional(),
   multiPlatform: z
     .strictObject({
-      path: z.string().regex(/^(\/[A-Za-z0-9._~-]+)+$/, "must be a path like /module/iot/codeGetInfo").default("/module/iot/codeGetInfo"),
+      path: z
+        .string()
+        .regex(/^(\/[A-Za-z0-9._~-]+)+$/, "must be a path like /module/iot/codeGetInfo")
+        .default("/module/iot/codeGetInfo"),
       // Trusting an openid the client sends lets anyone sign in as anyone: off unless asked for (README).
       allowClientIdentity: z.boolean().default(false),
     })
@@ -78,7 +81,12 @@ export const ALL_SEED_ROUTES: SeedRoutesConfig = seedRoutesSchema.parse({ smalla
 
 const limitsSchema = z
   .strictObject({
-    maxBodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+    maxBodyBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(16 * 1024 * 1024)
+      .default(64 * 1024),
     /** Logins per client address per minute. */
     loginsPerAddress: z.number().int().min(1).default(600),
     /** Logins per app per minute, all addresses together. */

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { createRemoteJWKSet, errors, jwtVerify } from "jose";
+import { createRemoteJWKSet, errors, type JWTPayload, jwtVerify } from "jose";
 
 // Checks a Sign in with Apple identity token (wechat-api.md §7c): RS256 signature by a key from
 // Apple's JWKS (picked by the token's kid; jose never follows a jku or x5u in the token), issuer,
@@ -74,7 +74,7 @@ export function createAppleVerifier(options: AppleVerifierOptions) {
   return {
     async verify(idToken: string, expected: AppleVerifyOptions): Promise<AppleIdentity> {
       if (expected.audience.length === 0) throw new TypeError("audience must list at least one client id");
-      let payload;
+      let payload: JWTPayload;
       try {
         ({ payload } = await jwtVerify(idToken, keys, {
           algorithms: ["RS256"],

@@ -1,16 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { AccountDisabledError, TokenError } from "../auth/errors.js";
 import { sameHash } from "../auth/refresh-tokens.js";
-import {
-  DuplicateKeyError,
-  identityKey,
-  unionidKey,
-  VersionConflictError,
-  type IdentityRecord,
-  type UserDraft,
-  type UserRecord,
-  type UserStore,
-} from "../store/store.js";
+import { DuplicateKeyError, identityKey, unionidKey, VersionConflictError, type IdentityRecord, type UserDraft, type UserRecord, type UserStore } from "../store/store.js";
 import { apiError } from "./errors.js";
 
 const UPDATE_ATTEMPTS = 5;
@@ -24,12 +15,9 @@ export function newInviteCode(): string {
 }
 
 /** Profile fields a platform may tell us about a new user. */
-export type PlatformProfile = Partial<
-  Pick<UserRecord, "nickname" | "avatarUrl" | "gender" | "phoneNumber" | "purePhoneNumber" | "countryCode" | "username" | "passwordHash" | "inviterId">
->;
+export type PlatformProfile = Partial<Pick<UserRecord, "nickname" | "avatarUrl" | "gender" | "phoneNumber" | "purePhoneNumber" | "countryCode" | "username" | "passwordHash" | "inviterId">>;
 
-const hasIdentity = (user: UserRecord, identity: IdentityRecord) =>
-  user.identities.some((i) => i.platform === identity.platform && i.appid === identity.appid && i.openid === identity.openid);
+const hasIdentity = (user: UserRecord, identity: IdentityRecord) => user.identities.some((i) => i.platform === identity.platform && i.appid === identity.appid && i.openid === identity.openid);
 
 /** Whether the user still lacks the identity, or the unionid it brings. */
 const lacks = (user: UserRecord, identity: IdentityRecord) => !hasIdentity(user, identity) || (Boolean(identity.unionid) && !user.unionid);

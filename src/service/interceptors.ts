@@ -48,5 +48,7 @@ export const kClientAddress = createContextKey<string>("", { description: "clien
 
 /** A request's context values, the same for Connect calls and the seed routes that invoke the service. */
 export function requestContextValues(request: { log: unknown; ip: string }): ContextValues {
-  return createContextValues().set(kRequestLog, request.log as Logger).set(kClientAddress, request.ip);
+  return createContextValues()
+    .set(kRequestLog, request.log as Logger)
+    .set(kClientAddress, request.ip);
 }

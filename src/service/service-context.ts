@@ -119,10 +119,7 @@ export function createServiceContext({
   }
 
   function openSession(app: App, userId: string | null, identity: IdentityRecord, sessionKey: string | undefined, loginCode?: string) {
-    return sessions.open(
-      { appKey: app.id, userId, platform: identity.platform, appid: identity.appid, openid: identity.openid, unionid: identity.unionid, sessionKey },
-      loginCode || undefined,
-    );
+    return sessions.open({ appKey: app.id, userId, platform: identity.platform, appid: identity.appid, openid: identity.openid, unionid: identity.unionid, sessionKey }, loginCode || undefined);
   }
 
   /** A pending session's user, found or created from what the platform told us, and its first full tokens. */

@@ -47,10 +47,7 @@ const privileged: Record<string, (user: User) => Partial<Pick<UserRecord, Privil
     throw fieldInvalid("user.status", "must be USER_STATUS_ACTIVE or USER_STATUS_DISABLED");
   },
 };
-const READ_ONLY_FIELDS = new Set([
-  "id", "version", "phone_number", "pure_phone_number", "country_code", "invite_code", "inviter_id",
-  "has_password", "identities", "create_time", "update_time",
-]);
+const READ_ONLY_FIELDS = new Set(["id", "version", "phone_number", "pure_phone_number", "country_code", "invite_code", "inviter_id", "has_password", "identities", "create_time", "update_time"]);
 
 const USERNAME = /^[A-Za-z][A-Za-z0-9_.-]{2,31}$/;
 
@@ -78,7 +75,10 @@ function checkNickname(field: string, nickname: string): string {
 
 /** The same rule for a platform's profile, which the user cannot fix: controls stripped, cut to the limit, "" when nothing visible is left. */
 export function cleanNickname(nickname: string): string {
-  const clean = [...nickname].filter((c) => !NICKNAME_CONTROL.test(c)).slice(0, LIMITS.nicknameChars).join("");
+  const clean = [...nickname]
+    .filter((c) => !NICKNAME_CONTROL.test(c))
+    .slice(0, LIMITS.nicknameChars)
+    .join("");
   return INVISIBLE_ONLY.test(clean) ? "" : clean;
 }
 const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
@@ -170,7 +170,10 @@ const validators: Record<ProfileField, (user: User, now: Date) => UserRecord[Pro
 // Keys must be safe as MongoDB field names and as plain-object keys.
 function checkJson(value: JsonValue, depth: number): void {
   if (depth > LIMITS.attributesDepth) throw fieldInvalid("user.attributes", `nested at most ${LIMITS.attributesDepth} levels`);
-  if (Array.isArray(value)) return value.forEach((v) => checkJson(v, depth + 1));
+  if (Array.isArray(value)) {
+    for (const v of value) checkJson(v, depth + 1);
+    return;
+  }
   // A binary Struct can carry Infinity, which no JSON answer can then hold: every read would fail.
   if (typeof value === "number" && !Number.isFinite(value)) throw fieldInvalid("user.attributes", "numbers must be finite");
   if (value === null || typeof value !== "object") return;

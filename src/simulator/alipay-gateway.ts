@@ -79,11 +79,6 @@ function randomUserId(): string {
   return `2088${String(randomInt(0, 1e12)).padStart(12, "0")}`;
 }
 
-/** Shaped like the newer open_id: 47 characters, starting with "0". */
-function randomOpenId(): string {
-  return `0${randomBytes(36).toString("base64url").replace(/[-_]/g, "A").slice(0, 46)}`;
-}
-
 export function createAlipayGateway(apps: Record<string, string>, clock: Clock) {
   const appKeys = new Map<string, KeyObject>();
   for (const [appid, pem] of Object.entries(apps)) {

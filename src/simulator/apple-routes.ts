@@ -24,7 +24,11 @@ const idTokenBody = z.strictObject({
   email: z.email().optional(),
   nonce: z.string().min(1).max(512).optional(),
   // Negative gives a token that expired that many seconds (plus the lifetime) ago.
-  expiresInSeconds: z.int().min(-86_400 * 365).max(86_400 * 365).optional(),
+  expiresInSeconds: z
+    .int()
+    .min(-86_400 * 365)
+    .max(86_400 * 365)
+    .optional(),
 });
 
 /** Shaped like Apple's team-scoped user id: "001234.<32 hex>.0123". */

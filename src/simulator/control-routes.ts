@@ -31,7 +31,10 @@ export const loginCodeBody = z.strictObject({
 const phoneCodeBody = z.strictObject({
   appid,
   phoneNumber: z.string().regex(/^\+?[0-9]{4,20}$/, "must be digits, optionally after a +"),
-  countryCode: z.string().regex(/^[0-9]{1,4}$/, "must be 1 to 4 digits").default("86"),
+  countryCode: z
+    .string()
+    .regex(/^[0-9]{1,4}$/, "must be 1 to 4 digits")
+    .default("86"),
 });
 
 const encryptBody = z.strictObject({
@@ -73,9 +76,7 @@ export class ControlError extends Error {
 }
 
 function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .map((issue) => (issue.path.length > 0 ? `${issue.path.join(".")}: ${issue.message}` : issue.message))
-    .join("; ");
+  return error.issues.map((issue) => (issue.path.length > 0 ? `${issue.path.join(".")}: ${issue.message}` : issue.message)).join("; ");
 }
 
 function parseBody<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
@@ -91,12 +92,7 @@ function parseBody<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
 }
 
 /** A JSON-in, JSON-out control endpoint whose body `schema` validates; a ControlError becomes its status. */
-export function postControl<S extends z.ZodType>(
-  app: FastifyInstance,
-  url: string,
-  schema: S,
-  handle: (input: z.output<S>) => object,
-): void {
+export function postControl<S extends z.ZodType>(app: FastifyInstance, url: string, schema: S, handle: (input: z.output<S>) => object): void {
   app.post(url, async (request, reply) => {
     try {
       return handle(parseBody(schema, request.body));
@@ -121,8 +117,7 @@ export function mintLoginCode(state: WechatState, input: z.output<typeof loginCo
 export function registerControlRoutes(app: FastifyInstance, deps: ControlRouteDeps): void {
   const { state, faults, calls, clock } = deps;
   const requireApp = (id: string) => requireKnownApp(state, id);
-  const post = <S extends z.ZodType>(url: string, schema: S, handle: (input: z.output<S>) => object) =>
-    postControl(app, url, schema, handle);
+  const post = <S extends z.ZodType>(url: string, schema: S, handle: (input: z.output<S>) => object) => postControl(app, url, schema, handle);
 
   post("/sim/login-code", loginCodeBody, (input) => mintLoginCode(state, input));
 

@@ -2,12 +2,7 @@ import { randomBytes } from "node:crypto";
 
 // What the simulated WeChat looks like on the wire: its paths, its errcodes and its error bodies.
 
-export const WECHAT_PATHS = [
-  "/sns/jscode2session",
-  "/cgi-bin/stable_token",
-  "/wxa/business/getuserphonenumber",
-  "/wxa/checksession",
-] as const;
+export const WECHAT_PATHS = ["/sns/jscode2session", "/cgi-bin/stable_token", "/wxa/business/getuserphonenumber", "/wxa/checksession"] as const;
 export type WechatPath = (typeof WECHAT_PATHS)[number];
 
 // errmsg texts as the real API spells them (wechat-api.md §0–4).

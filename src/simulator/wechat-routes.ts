@@ -44,9 +44,7 @@ export function required(source: Record<string, unknown>, name: string, missing:
 function jsonObject(body: string | undefined): Record<string, unknown> | undefined {
   try {
     const value: unknown = JSON.parse(body ?? "");
-    return typeof value === "object" && value !== null && !Array.isArray(value)
-      ? (value as Record<string, unknown>)
-      : undefined;
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }

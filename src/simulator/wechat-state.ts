@@ -218,9 +218,7 @@ export function createWechatState(apps: Record<string, string>, clock: Clock) {
       const prefix = `+${record.countryCode}`;
       return {
         phoneNumber: record.phoneNumber,
-        purePhoneNumber: record.phoneNumber.startsWith(prefix)
-          ? record.phoneNumber.slice(prefix.length)
-          : record.phoneNumber,
+        purePhoneNumber: record.phoneNumber.startsWith(prefix) ? record.phoneNumber.slice(prefix.length) : record.phoneNumber,
         countryCode: Number(record.countryCode),
         watermark: { timestamp: seconds(record.issuedAt), appid },
       };

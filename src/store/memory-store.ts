@@ -163,7 +163,12 @@ export class MemorySessionStore implements SessionStore {
   private readonly sweep: ExpirySweep<SessionRecord>;
 
   constructor(private readonly now: () => number = Date.now) {
-    this.sweep = new ExpirySweep(this.sessions, (session) => session.expiresAt, now, (session) => this.unindex(session));
+    this.sweep = new ExpirySweep(
+      this.sessions,
+      (session) => session.expiresAt,
+      now,
+      (session) => this.unindex(session),
+    );
   }
 
   async insert(draft: SessionDraft): Promise<SessionRecord> {

@@ -150,9 +150,7 @@ export class MongoUserStore implements UserStore {
     const _id = parseId(next.id);
     if (!_id) throw new NotFoundError("user");
     const { id: _, version, ...fields } = next;
-    const result = await guard(() =>
-      this.collection.replaceOne({ _id, __v: version }, { ...fields, __v: version + 1, keys: indexKeys(next, _id) }),
-    );
+    const result = await guard(() => this.collection.replaceOne({ _id, __v: version }, { ...fields, __v: version + 1, keys: indexKeys(next, _id) }));
     if (result.matchedCount === 0) {
       const exists = await guard(() => this.collection.countDocuments({ _id }, { limit: 1 }));
       throw exists ? new VersionConflictError() : new NotFoundError("user");
@@ -219,20 +217,20 @@ export class MongoSessionStore implements SessionStore {
   }
 
   async revokeAllForUser(userId: string, reason: string): Promise<number> {
-    const result = await guard(() =>
-      this.collection.updateMany({ userId, revokedAt: null }, { $set: { revokedAt: new Date(this.now()), revokeReason: reason } }),
-    );
+    const result = await guard(() => this.collection.updateMany({ userId, revokedAt: null }, { $set: { revokedAt: new Date(this.now()), revokeReason: reason } }));
     return result.modifiedCount;
   }
 
   async revokeOldest(userId: string, keep: number, now: Date, reason: string): Promise<number> {
     const excess = await guard(() =>
-      this.collection.find({ userId, revokedAt: null, expiresAt: { $gt: now } }, { projection: { _id: 1 } }).sort({ createdAt: -1, _id: -1 }).skip(keep).toArray(),
+      this.collection
+        .find({ userId, revokedAt: null, expiresAt: { $gt: now } }, { projection: { _id: 1 } })
+        .sort({ createdAt: -1, _id: -1 })
+        .skip(keep)
+        .toArray(),
     );
     if (excess.length === 0) return 0;
-    const result = await guard(() =>
-      this.collection.updateMany({ _id: { $in: excess.map((d) => d._id) }, revokedAt: null }, { $set: { revokedAt: new Date(this.now()), revokeReason: reason } }),
-    );
+    const result = await guard(() => this.collection.updateMany({ _id: { $in: excess.map((d) => d._id) }, revokedAt: null }, { $set: { revokedAt: new Date(this.now()), revokeReason: reason } }));
     return result.modifiedCount;
   }
 }

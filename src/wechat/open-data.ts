@@ -52,7 +52,11 @@ export function decryptOpenData(sessionKey: string, encryptedData: string, iv: s
 
 /** Whether `signature` is sha1(rawData + session_key), compared in constant time. */
 export function rawDataSignatureMatches(rawData: string, sessionKey: string, signature: string): boolean {
-  const expected = Buffer.from(createHash("sha1").update(rawData + sessionKey, "utf8").digest("hex"));
+  const expected = Buffer.from(
+    createHash("sha1")
+      .update(rawData + sessionKey, "utf8")
+      .digest("hex"),
+  );
   const given = Buffer.from(signature);
   return given.length === expected.length && timingSafeEqual(given, expected);
 }

@@ -7,16 +7,7 @@ import { sessionKeySignature } from "./open-data.js";
 // api.q.qq.com, whose jscode2session has WeChat's path, fields and errcodes; use code2Session there).
 // WeChat answers errors as HTTP 200 with {errcode, errmsg}; branch on errcode, never errmsg.
 
-export type WechatErrorKind =
-  | "code_invalid"
-  | "code_used"
-  | "user_blocked"
-  | "rate_limited"
-  | "unavailable"
-  | "misconfigured"
-  | "token_invalid"
-  | "circuit_open"
-  | "unexpected";
+export type WechatErrorKind = "code_invalid" | "code_used" | "user_blocked" | "rate_limited" | "unavailable" | "misconfigured" | "token_invalid" | "circuit_open" | "unexpected";
 
 export class WechatError extends Error {
   constructor(
@@ -176,7 +167,10 @@ export function createWechatClient(options: WechatClientOptions) {
   }
 
   async function sendWithin(api: string, url: string, init: HttpRequest, limit: AttemptSignal): Promise<[outcome: string, result: Attempt]> {
-    const unavailable = (outcome: string, sent: boolean, detail = outcome): [string, Attempt] => [outcome, { ok: false, error: new WechatError("unavailable", api, undefined, undefined, detail), sent }];
+    const unavailable = (outcome: string, sent: boolean, detail = outcome): [string, Attempt] => [
+      outcome,
+      { ok: false, error: new WechatError("unavailable", api, undefined, undefined, detail), sent },
+    ];
     // A failure while waiting is our timeout or the caller's abort before it is anything else.
     const cut = (otherwise: string) => (limit.timedOut() ? "timeout" : limit.signal.aborted ? "aborted" : otherwise);
     let answer: Answer;
@@ -202,8 +196,8 @@ export function createWechatClient(options: WechatClientOptions) {
   const breakers = new Map<string, Breaker>();
   const breakerOf = (api: string): Breaker | undefined => {
     if (!options.breaker) return undefined;
-    let breaker = breakers.get(api);
-    if (!breaker) breakers.set(api, (breaker = createBreaker(options.breaker)));
+    const breaker = breakers.get(api) ?? createBreaker(options.breaker);
+    breakers.set(api, breaker);
     return breaker;
   };
 
