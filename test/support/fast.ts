@@ -34,6 +34,8 @@ export interface Fast {
   wechat: WechatState;
   /** A login code for the demo app unless `appid` says otherwise. */
   mintCode(request?: Partial<LoginCodeRequest>): { code: string; openid: string; unionid?: string };
+  /** The service's log lines as pino writes them (JSON with a level), for expectCleanLogs. */
+  logs: string[];
   /** Mints a code and logs in with it. */
   login(request?: Partial<LoginCodeRequest>, appId?: string): Promise<LoggedIn>;
 }
@@ -53,7 +55,10 @@ export async function startFast(file?: object): Promise<Fast> {
   const store = new MemoryStore();
   const fake = createFakePlatforms(secretsOf(config, WECHAT_PLATFORMS), secretsOf(config, ["qq-miniprogram"]), clock);
   const service = createIdentityService(await serviceDeps(config, store, fake.clients, clock.now));
-  const { routes, options } = createRoutes({ service, ready: async () => true, maxBodyBytes: config.limits.maxBodyBytes, log: QUIET, closing: new AbortController().signal });
+  const logs: string[] = [];
+  const line = (level: number) => (obj: object, msg?: string) => void logs.push(JSON.stringify({ level, ...obj, msg }));
+  const log = { info: line(30), error: line(50) };
+  const { routes, options } = createRoutes({ service, ready: async () => true, maxBodyBytes: config.limits.maxBodyBytes, log, closing: new AbortController().signal });
   const transport = createRouterTransport(routes, { router: { ...options, interceptors: [clientAddress, ...options.interceptors] } });
   const client = createClient(IdentityService, transport);
   const mintCode = (request: Partial<LoginCodeRequest> = {}) => fake.wechat.mintLoginCode({ appid: DEMO_APPID, ...request });
@@ -63,6 +68,7 @@ export async function startFast(file?: object): Promise<Fast> {
     clock,
     store,
     wechat: fake.wechat,
+    logs,
     mintCode,
     async login(request, appId = "demo") {
       const minted = mintCode(request);
@@ -104,7 +110,6 @@ export async function refusal(call: Promise<unknown>): Promise<{ code: Code; rea
 // Fixed at load, near the real time: the memory store still reads Date.now for its sweeps.
 const START = Date.now();
 const signingKey = generateSigningKey().then(({ key }) => key);
-const QUIET = { info: () => undefined, error: () => undefined };
 
 const clientAddress: Interceptor = (next) => (req) => {
   req.contextValues.set(kClientAddress, req.header.get(CLIENT_ADDRESS) ?? TEST_ADDRESS);
