@@ -216,31 +216,3 @@ describe("GetPhone and BindPhone", () => {
     expect([res.status, reasonOf(res)]).toEqual([400, "FIELD_INVALID"]);
   });
 });
-
-describe("retrying a Login with the same wx.login code", () => {
-  it("gets the same session back instead of CODE_USED", async () => {
-    const { code } = await mintCode(h.sim);
-    const first = await rpc(h.httpUrl, "Login", { appId: "demo", code });
-    const retry = await rpc(h.httpUrl, "Login", { appId: "demo", code });
-    expect(retry.status).toBe(200);
-    expect(decodeJwt(retry.json.tokens.accessToken).sid).toBe(decodeJwt(first.json.tokens.accessToken).sid);
-    expect(retry.json.tokens.refreshToken).toBe(first.json.tokens.refreshToken);
-    expect(retry.json).toMatchObject({ registered: true, firstLogin: true, user: { id: first.json.user.id } });
-  });
-
-  it("says CODE_USED once the session has moved on", async () => {
-    const { code } = await mintCode(h.sim);
-    const first = await rpc(h.httpUrl, "Login", { appId: "demo", code });
-    await rpc(h.httpUrl, "Refresh", { refreshToken: first.json.tokens.refreshToken });
-    expect(reasonOf(await rpc(h.httpUrl, "Login", { appId: "demo", code }))).toBe("CODE_USED");
-  });
-
-  it("answers parallel duplicates with one session", async () => {
-    const { code } = await mintCode(h.sim);
-    const results = await Promise.all(Array.from({ length: 5 }, () => rpc(h.httpUrl, "Login", { appId: "demo", code })));
-    const ok = results.filter((r) => r.status === 200);
-    expect(ok.length).toBeGreaterThanOrEqual(1);
-    expect(new Set(ok.map((r) => decodeJwt(r.json.tokens.accessToken).sid)).size).toBe(1);
-    for (const r of results.filter((r) => r.status !== 200)) expect(reasonOf(r)).toBe("CODE_USED");
-  });
-});

@@ -1,7 +1,7 @@
 // Password accounts, linking a WeChat identity to them, invites and account status, in memory.
 import { Code } from "@connectrpc/connect";
 import { beforeAll, describe, expect, it } from "vitest";
-import { as, byCode, byPassword, refusal, startFast, type Fast } from "../support/fast.js";
+import { as, byCode, byPassword, refusal, refusalOf, startFast, type Fast } from "../support/fast.js";
 
 let f: Fast;
 beforeAll(async () => {
@@ -85,7 +85,7 @@ describe("password accounts", () => {
     // is asked for the current password, as a later call would be.
     for (const r of results) {
       if (r.status === "rejected") {
-        const { code, reason } = await refusal(Promise.reject(r.reason));
+        const { code, reason } = refusalOf(r.reason);
         expect([[Code.Aborted, "VERSION_CONFLICT"], [Code.Unauthenticated, "BAD_CREDENTIALS"]]).toContainEqual([code, reason]);
       }
     }

@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { beforeAll, describe, expect, it } from "vitest";
-import { as, byPassword, CLIENT_ADDRESS, DEMO_APPID, refusal, startFast, type Fast } from "../support/fast.js";
+import { as, byPassword, CLIENT_ADDRESS, DEMO_APPID, refusal, refusalOf, startFast, type Fast } from "../support/fast.js";
 
 const app = { id: "demo", platform: "wechat-miniprogram", appid: DEMO_APPID, secret: "s" };
 const API_KEY = "internal-key-for-brute-force-tests";
@@ -22,8 +22,11 @@ const passwordLogin = (username: string, password: string, address = nextAddress
   f.client.login({ ...byPassword(username, password), ...extra }, from(address));
 const register = async (username: string) => (await passwordLogin(username, "correct horse battery", nextAddress(), { bindCode: f.mintCode().code })).tokens!.accessToken;
 
-/** A call's outcome as a reason ("OK" when it succeeded) and the ConnectError's code and message. */
-const outcome = (call: Promise<unknown>) => call.then(() => ({ code: Code.Unknown, reason: "OK", message: "" }), () => refusal(call));
+/** A call's outcome: "OK" when it succeeded, else its refusal's reason, code and message. */
+const outcome = (call: Promise<unknown>) => call.then(() => ({ reason: "OK" }), (e: unknown) => {
+  const { code, reason, message } = refusalOf(e);
+  return { code, reason, message };
+});
 const tally = async (calls: Promise<unknown>[]) => {
   const counts: Record<string, number> = {};
   for (const { reason } of await Promise.all(calls.map(outcome))) counts[reason ?? "?"] = (counts[reason ?? "?"] ?? 0) + 1;

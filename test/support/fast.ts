@@ -96,13 +96,27 @@ export function as(token: string, headers: Record<string, string> = {}): CallOpt
 }
 
 /** What a refused call said: its code, ErrorInfo reason and metadata. Fails the test if the call succeeded. */
-export async function refusal(call: Promise<unknown>): Promise<{ code: Code; reason: string | undefined; metadata: Record<string, string>; message: string }> {
-  const error = await call.then(
-    () => {
-      throw new Error("the call succeeded");
-    },
-    (e: unknown) => ConnectError.from(e),
+export async function refusal(call: Promise<unknown>): Promise<Refusal> {
+  return refusalOf(
+    await call.then(
+      () => {
+        throw new Error("the call succeeded");
+      },
+      (e: unknown) => e,
+    ),
   );
+}
+
+export interface Refusal {
+  code: Code;
+  reason: string | undefined;
+  metadata: Record<string, string>;
+  message: string;
+}
+
+/** A call's error as a client branches on it (for Promise.allSettled's rejections). */
+export function refusalOf(e: unknown): Refusal {
+  const error = ConnectError.from(e);
   const info = error.findDetails(ErrorInfoSchema)[0];
   return { code: error.code, reason: info?.reason, metadata: info?.metadata ?? {}, message: error.rawMessage };
 }
