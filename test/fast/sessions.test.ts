@@ -1,7 +1,9 @@
 // Sessions of the dev-mode app: access-token expiry on the clock, unknown refresh tokens, logout,
-// parallel first logins, and the only app standing in for a missing appId.
+// parallel first logins, the only app standing in for a missing appId; and the routes' Health.
 import { Code } from "@connectrpc/connect";
 import { beforeAll, describe, expect, it } from "vitest";
+import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
+import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import { as, byCode, DEMO_APPID, refusal, startFast, type Fast } from "../support/fast.js";
 
 let f: Fast;
@@ -60,5 +62,13 @@ describe("Login", () => {
   it("uses the only configured app when appId is omitted, and accepts the appid as the app id", async () => {
     expect((await f.client.login(byCode(f.mintCode().code))).registered).toBe(true);
     expect((await f.client.login({ appId: DEMO_APPID, ...byCode(f.mintCode().code) })).registered).toBe(true);
+  });
+});
+
+describe("Health, served by the same routes", () => {
+  it("says SERVING for the server and the identity service, and NOT_FOUND for a service it does not have", async () => {
+    for (const service of ["", IdentityService.typeName]) expect((await f.health.check({ service })).status).toBe(ServingStatus.SERVING);
+    const unknown = await refusal(f.health.check({ service: "no.such.Service" }));
+    expect([unknown.code, unknown.reason]).toEqual([Code.NotFound, "SERVICE_UNKNOWN"]);
   });
 });
