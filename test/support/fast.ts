@@ -13,6 +13,7 @@ import { createRoutes } from "../../src/server/routes.js";
 import { createIdentityService, type IdentityServiceDeps } from "../../src/service/identity-service.js";
 import { kClientAddress } from "../../src/service/interceptors.js";
 import type { PlatformClients } from "../../src/service/platform-login.js";
+import { encryptOpenData } from "../../src/simulator/crypto.js";
 import { createClock, type Clock, type LoginCodeRequest, type WechatState } from "../../src/simulator/wechat-state.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
 import { createAccessTokenBroker } from "../../src/wechat/access-token-broker.js";
@@ -36,6 +37,8 @@ export interface Fast {
   mintCode(request?: Partial<LoginCodeRequest>): { code: string; openid: string; unionid?: string };
   /** The service's log lines as pino writes them (JSON with a level), for expectCleanLogs. */
   logs: string[];
+  /** Open data as WeChat hands it to the mini-program: under the user's current session_key, with the app's watermark unless `data` has one. */
+  encrypt(openid: string, data: object, appid?: string): { encryptedData: string; iv: string };
   /** Mints a code and logs in with it. */
   login(request?: Partial<LoginCodeRequest>, appId?: string): Promise<LoggedIn>;
 }
@@ -70,6 +73,10 @@ export async function startFast(file?: object): Promise<Fast> {
     wechat: fake.wechat,
     logs,
     mintCode,
+    encrypt(openid, data, appid = DEMO_APPID) {
+      const watermark = { appid, timestamp: Math.floor(clock.now() / 1000) };
+      return encryptOpenData(fake.wechat.currentSessionKey(appid, openid)!, JSON.stringify({ watermark, ...data }));
+    },
     async login(request, appId = "demo") {
       const minted = mintCode(request);
       const res = await client.login({ appId, ...byCode(minted.code) });
