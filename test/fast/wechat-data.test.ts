@@ -10,16 +10,16 @@ import { as, refusal, refusalOf, startFast, type Fast } from "../support/fast.js
 const GATED = "wx00000000000000c3";
 const OTHER = "wx00000000000000d4";
 
+// An explicit-registration app, and a second app of the same open platform account.
+const GATED_APPS = [
+  { id: "gated", platform: "wechat-miniprogram", appid: GATED, secret: "gated-secret", registration: "explicit" },
+  { id: "other", platform: "wechat-miniprogram", appid: OTHER, secret: "other-secret" },
+];
+
 let f: Fast;
 let gated: Fast;
 beforeAll(async () => {
-  f = await startFast();
-  gated = await startFast({
-    apps: [
-      { id: "gated", platform: "wechat-miniprogram", appid: GATED, secret: "gated-secret", registration: "explicit" },
-      { id: "other", platform: "wechat-miniprogram", appid: OTHER, secret: "other-secret" },
-    ],
-  });
+  [f, gated] = await Promise.all([startFast(), startFast({ apps: GATED_APPS })]);
 });
 
 const key = (seed: string) => createHash("md5").update(seed).digest("base64");
