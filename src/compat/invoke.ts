@@ -1,15 +1,16 @@
-// Calls the very ServiceImpl the Connect routes serve, in process, through the same outermost
-// interceptor: logging, metrics and error mapping are the Connect API's. Seed routes only translate.
+// Calls the very ServiceImpl the Connect routes serve, in process, through the interceptors
+// createRoutes gives them: logging, metrics and error mapping are the Connect API's. Seed routes
+// only translate. Not through a router transport: context values (the request's logger and address,
+// a seed's trusted extras) are server-side and would not cross it.
 import { create, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
-import { ConnectError, createHandlerContext, type ContextValues, type ServiceImpl, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
+import { ConnectError, createHandlerContext, type ContextValues, type Interceptor, type ServiceImpl, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
 import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type { FastifyRequest } from "fastify";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
-import type { RpcSample } from "../metrics/metrics.js";
 import { TokenError } from "../auth/errors.js";
 import { isReason, toConnectError, type Reason } from "../service/errors.js";
-import { createOutermostInterceptor, requestContextValues, type Logger } from "../service/interceptors.js";
+import { requestContextValues } from "../service/interceptors.js";
 
 /** A failed call as a seed needs it: the reason, the HTTP status Connect would have used, a retry hint. */
 export interface Failure {
@@ -31,9 +32,9 @@ export type Invoke = <I extends DescMessage, O extends DescMessage>(
 
 type UnaryFn = (req: UnaryRequest) => Promise<UnaryResponse>;
 
-export function createInvoke(service: ServiceImpl<typeof IdentityService>, fallbackLog: Logger, recordRpc: (sample: RpcSample) => void): Invoke {
-  const intercept = createOutermostInterceptor(fallbackLog, recordRpc) as unknown as (next: UnaryFn) => UnaryFn;
-  const call: UnaryFn = intercept(async (req) => {
+export function createInvoke(service: ServiceImpl<typeof IdentityService>, interceptors: Interceptor[]): Invoke {
+  // The first interceptor is the outermost, as in a Connect router.
+  const call = (interceptors as unknown as Array<(next: UnaryFn) => UnaryFn>).reduceRight<UnaryFn>((next, intercept) => intercept(next), async (req) => {
     const impl = service[req.method.localName as keyof typeof service] as unknown as (message: unknown, ctx: unknown) => Promise<MessageInitShape<DescMessage>>;
     const ctx = createHandlerContext({
       service: IdentityService,

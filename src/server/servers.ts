@@ -1,25 +1,19 @@
-import type { JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
-import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { setMaxListeners } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import http2 from "node:http2";
 import type { Socket } from "node:net";
-import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { fastify, LogController, type FastifyInstance } from "fastify";
 import type { PinoLoggerOptions } from "fastify/types/logger.js";
-import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
-import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
-import { Health } from "../../gen/health/v1/health_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import { createInvoke } from "../compat/invoke.js";
 import { registerSeedRoutes, type SeedApp } from "../compat/seed-routes.js";
 import type { SeedRoutesConfig } from "../config/config.js";
 import type { RpcSample } from "../metrics/metrics.js";
-import { createOutermostInterceptor, requestContextValues, type Logger } from "../service/interceptors.js";
-import { createHealthService, type Readiness } from "./health.js";
-import { createReflectionService } from "./reflection.js";
+import { requestContextValues, type Logger } from "../service/interceptors.js";
+import type { Readiness } from "./health.js";
+import { createRoutes, type Routes } from "./routes.js";
 import { registerConnectRoutes } from "./connect-adapter.js";
-import { guardRouter } from "./request-guard.js";
 import { describeError } from "../util/log-safety.js";
 
 export interface ServerDeps {
@@ -52,12 +46,6 @@ export interface ConnectionTimeouts {
   keepAliveMs: number;
 }
 
-// The request compressions both listeners accept (the request guard decompresses them itself).
-const COMPRESSIONS = [compressionGzip, compressionBrotli];
-
-// Always emit scalar fields, so a JSON client sees `"registered": false` rather than nothing.
-const JSON_OPTIONS: Partial<JsonReadOptions & JsonWriteOptions> = { alwaysEmitImplicit: true };
-
 /** HTTP/1.1 listener: Connect (JSON and binary), gRPC-Web, the seed-compatible routes, the JWKS, and a small index at /. */
 export async function buildHttpServer(deps: ServerDeps): Promise<FastifyInstance> {
   const { headersMs, requestMs, keepAliveMs } = deps.timeouts;
@@ -80,8 +68,8 @@ export async function buildHttpServer(deps: ServerDeps): Promise<FastifyInstance
     done();
   });
   app.server.on("request", (req: IncomingMessage, res: ServerResponse) => res.once("finish", () => closing && req.socket.end()));
-  await registerConnect(app, deps);
-  await registerSeedRoutes(app, deps.seedRoutes, { invoke: createInvoke(deps.service, app.log as Logger, deps.metrics.recordRpc), apps: deps.apps });
+  const routes = await registerConnect(app, deps);
+  await registerSeedRoutes(app, deps.seedRoutes, { invoke: createInvoke(deps.service, routes.options.interceptors), apps: deps.apps });
   app.get("/.well-known/jwks.json", async (_req, reply) => {
     reply.header("cache-control", "public, max-age=300");
     return deps.jwks();
@@ -168,7 +156,8 @@ export async function buildGrpcServer(deps: ServerDeps): Promise<FastifyInstance
 // The RPC interceptor logs one line per call; fastify's two lines per request would double it.
 const quietRequests = () => new LogController({ disableRequestLogging: true });
 
-async function registerConnect(app: FastifyInstance, deps: ServerDeps, options: { reflection?: boolean } = {}): Promise<void> {
+/** Serves the Connect routes on `app`; answers them, for the seed routes to call through the same interceptors. */
+async function registerConnect(app: FastifyInstance, deps: ServerDeps, options: { reflection?: boolean } = {}): Promise<Routes> {
   // Every in-flight call listens on this signal; close() gives them shutdownTimeoutMs, then aborts.
   const shutdown = new AbortController();
   setMaxListeners(0, shutdown.signal);
@@ -182,21 +171,14 @@ async function registerConnect(app: FastifyInstance, deps: ServerDeps, options: 
     closing.abort();
     done();
   });
+  const routes = createRoutes({ ...deps, log: app.log as Logger, recordRpc: deps.metrics.recordRpc, closing: closing.signal, ...options });
   // An encapsulated scope: the Connect routes take every content type, the app's other routes keep fastify's parsers.
   await app.register(async (scope) => registerConnectRoutes(scope, {
-    routes: (router: ConnectRouter) => {
-      router.service(IdentityService, deps.service);
-      router.service(Health, createHealthService({ ready: deps.ready, services: [IdentityService.typeName], closing: closing.signal }));
-      guardRouter(router, { maxBodyBytes: deps.maxBodyBytes, compressions: COMPRESSIONS, jsonOptions: JSON_OPTIONS });
-      // After the guard, which reads a whole request body before passing it on: a bidi stream has no whole body.
-      if (options.reflection) router.service(ServerReflection, createReflectionService([IdentityService, Health], [file_google_rpc_error_details]));
-    },
-    interceptors: [createOutermostInterceptor(app.log as Logger, deps.metrics.recordRpc)],
-    jsonOptions: JSON_OPTIONS,
-    acceptCompression: COMPRESSIONS,
-    readMaxBytes: deps.maxBodyBytes,
+    ...routes.options,
+    routes: routes.routes,
     shutdownSignal: shutdown.signal,
     contextValues: requestContextValues,
     onFailure: (e, handler) => app.log.error({ rpc: handler.method.name, err: describeError(e) }, "rpc could not be answered"),
   }));
+  return routes;
 }

@@ -48,7 +48,7 @@ export async function expectRefusedEverywhere(h: Harness, client: Client<typeof 
 }
 
 /** Nothing the service logged is at error level (a bug) or carries any of `secrets`. */
-export function expectCleanLogs(h: Harness, secrets: string[]): void {
+export function expectCleanLogs(h: { logs: string[] }, secrets: string[]): void {
   const text = h.logs.join("\n");
   for (const secret of secrets) expect(text).not.toContain(secret);
   const bugs = h.logs.filter((line) => (JSON.parse(line) as { level: number }).level >= 50);

@@ -1,0 +1,56 @@
+// The Connect API as one value: what both listeners serve, what the seed routes invoke, and what
+// tests run in memory with createRouterTransport(routes, { router: options }).
+import type { JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
+import type { ConnectRouter, ConnectRouterOptions, Interceptor, ServiceImpl } from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
+import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { Health } from "../../gen/health/v1/health_pb.js";
+import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
+import type { RpcSample } from "../metrics/metrics.js";
+import { createOutermostInterceptor, type Logger } from "../service/interceptors.js";
+import { createHealthService, type Readiness } from "./health.js";
+import { createReflectionService } from "./reflection.js";
+import { guardRouter } from "./request-guard.js";
+
+export interface RoutesDeps {
+  service: ServiceImpl<typeof IdentityService>;
+  ready: Readiness;
+  maxBodyBytes: number;
+  /** For calls whose context carries no request logger. */
+  log: Logger;
+  recordRpc?: (sample: RpcSample) => void;
+  /** Aborted when shutdown begins: health watches end then. */
+  closing: AbortSignal;
+  /** Server reflection is a bidi stream, which needs HTTP/2: only the h2c listener asks for it. */
+  reflection?: boolean;
+}
+
+export interface Routes {
+  routes(router: ConnectRouter): void;
+  options: ConnectRouterOptions & { interceptors: Interceptor[] };
+}
+
+// The request compressions both listeners accept (the request guard decompresses them itself).
+const COMPRESSIONS = [compressionGzip, compressionBrotli];
+
+// Always emit scalar fields, so a JSON client sees `"registered": false` rather than nothing.
+const JSON_OPTIONS: Partial<JsonReadOptions & JsonWriteOptions> = { alwaysEmitImplicit: true };
+
+export function createRoutes(deps: RoutesDeps): Routes {
+  return {
+    routes(router) {
+      router.service(IdentityService, deps.service);
+      router.service(Health, createHealthService({ ready: deps.ready, services: [IdentityService.typeName], closing: deps.closing }));
+      guardRouter(router, { maxBodyBytes: deps.maxBodyBytes, compressions: COMPRESSIONS, jsonOptions: JSON_OPTIONS });
+      // After the guard, which reads a whole request body before passing it on: a bidi stream has no whole body.
+      if (deps.reflection) router.service(ServerReflection, createReflectionService([IdentityService, Health], [file_google_rpc_error_details]));
+    },
+    options: {
+      interceptors: [createOutermostInterceptor(deps.log, deps.recordRpc)],
+      jsonOptions: JSON_OPTIONS,
+      acceptCompression: COMPRESSIONS,
+      readMaxBytes: deps.maxBodyBytes,
+    },
+  };
+}
