@@ -55,7 +55,7 @@ export interface LoggedIn {
 export async function startFast(file?: object): Promise<Fast> {
   const config = file ? loadConfig({ IDENTITY_CONFIG: "fast.json" }, () => JSON.stringify(file)).file! : defaultConfigFile([{ ...DEMO_APP, legacyId: 1 }]);
   const clock = createClock(() => START);
-  const store = new MemoryStore();
+  const store = new MemoryStore({ now: clock.now });
   const fake = createFakePlatforms(secretsOf(config, WECHAT_PLATFORMS), secretsOf(config, ["qq-miniprogram"]), clock);
   const service = createIdentityService(await serviceDeps(config, store, fake.clients, clock.now));
   const logs: string[] = [];
@@ -128,8 +128,8 @@ export function refusalOf(e: unknown): Refusal {
   return { code: error.code, reason: info?.reason, metadata: info?.metadata ?? {}, message: error.rawMessage };
 }
 
-// Fixed at load, near the real time: the memory store still reads Date.now for its sweeps.
-const START = Date.now();
+// A fixed instant, not the real time: every clock of the service and its store is the test's.
+const START = Date.UTC(2026, 0, 1);
 const signingKey = generateSigningKey().then(({ key }) => key);
 
 const clientAddress: Interceptor = (next) => (req) => {
