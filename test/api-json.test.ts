@@ -133,7 +133,6 @@ describe("tokens and sessions", () => {
     const basic = await rpc(h.httpUrl, "GetUser", {}, undefined, { authorization: "Basic Zm9vOmJhcg==" });
     expect(reasonOf(basic)).toBe("TOKEN_INVALID");
   });
-
 });
 
 describe("UpdateUser in JSON", () => {

@@ -39,7 +39,11 @@ const loginWith = (appKey: string, body: object) => rpc(h.httpUrl, "Login", { ap
 
 describe("each platform signs in through Login", () => {
   it("WeChat official-account pages, app and website exchange their OAuth code", async () => {
-    for (const [appKey, appid] of [["oa", OA], ["app", APP], ["web", WEB]] as const) {
+    for (const [appKey, appid] of [
+      ["oa", OA],
+      ["app", APP],
+      ["web", WEB],
+    ] as const) {
       const { code, openid } = await oauthCode(appid);
       const res = await loginWith(appKey, { code });
       expect(res.status, res.text).toBe(200);
@@ -98,7 +102,11 @@ describe("one person, one user", () => {
     const unionid = `u_person_${Date.now()}`;
     const first = await login(h, { appid: MP, unionid }, "mp");
     const ids = [first.body.user.id];
-    for (const [appKey, appid] of [["oa", OA], ["app", APP], ["web", WEB]] as const) {
+    for (const [appKey, appid] of [
+      ["oa", OA],
+      ["app", APP],
+      ["web", WEB],
+    ] as const) {
       const res = await loginWith(appKey, { code: (await oauthCode(appid, { unionid })).code });
       expect(res.json.firstLogin).toBe(false);
       ids.push(res.json.user.id);

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { generateSigningKey } from "../src/auth/access-tokens.js";
 import { MemoryStore } from "../src/store/memory-store.js";
 import { StoreUnavailableError, type Store } from "../src/store/store.js";
-import { DEMO_APPID, login, mintCode, reasonOf, rpc, startHarness, type Harness } from "./support/harness.js";
+import { DEMO_APPID, login, mintCode, reasonOf, rpc, startHarness } from "./support/harness.js";
 
 const app = { id: "demo", platform: "wechat-miniprogram", appid: DEMO_APPID, secret: "s" };
 
@@ -35,8 +35,7 @@ describe("behind a proxy", () => {
   it("takes the client address from X-Forwarded-For only when the proxy is trusted", async () => {
     const trusting = await startHarness({ apps: [app], trustProxy: ["127.0.0.1"], limits: { loginsPerAddress: 2 } });
     try {
-      const from = async (address: string) =>
-        (await rpc(trusting.httpUrl, "Login", { code: (await mintCode(trusting.sim)).code }, undefined, { "x-forwarded-for": address })).status;
+      const from = async (address: string) => (await rpc(trusting.httpUrl, "Login", { code: (await mintCode(trusting.sim)).code }, undefined, { "x-forwarded-for": address })).status;
       expect([await from("198.51.100.1"), await from("198.51.100.1"), await from("198.51.100.1")]).toEqual([200, 200, 429]);
       expect(await from("198.51.100.2")).toBe(200);
     } finally {
@@ -106,7 +105,15 @@ function flakyStore(store: Store, isDown: () => boolean): Store {
         return (...args: unknown[]) => (isDown() ? Promise.reject(new StoreUnavailableError(new Error("connection refused"))) : value.apply(target, args));
       },
     });
-  return { ...store, init: () => store.init(), close: () => store.close(), users: guard(store.users), sessions: guard(store.sessions), replays: guard(store.replays), credentials: guard(store.credentials) };
+  return {
+    ...store,
+    init: () => store.init(),
+    close: () => store.close(),
+    users: guard(store.users),
+    sessions: guard(store.sessions),
+    replays: guard(store.replays),
+    credentials: guard(store.credentials),
+  };
 }
 
 describe("an unreachable WeChat", () => {
@@ -141,7 +148,7 @@ describe("an unreachable WeChat", () => {
     try {
       expect(await upstreamLogOf(`http://127.0.0.1:${(silent.address() as AddressInfo).port}`)).toMatch(/jscode2session: unavailable \(timeout\)/);
     } finally {
-      held.forEach((socket) => socket.destroy());
+      for (const socket of held) socket.destroy();
       await new Promise((resolve) => silent.close(resolve));
     }
   });

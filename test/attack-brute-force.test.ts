@@ -79,7 +79,11 @@ describe("secret comparisons", () => {
     // The simulator plays WeChat in tests; it guards no secret of ours.
     const found = files("src")
       .filter((f) => !f.startsWith(join("src", "simulator")))
-      .flatMap((f) => readFileSync(f, "utf8").split("\n").map((line) => ({ f, line })))
+      .flatMap((f) =>
+        readFileSync(f, "utf8")
+          .split("\n")
+          .map((line) => ({ f, line })),
+      )
       .filter(({ f, line }) => SECRETISH.test(line) && !(ALLOWED[f] && line.includes(ALLOWED[f])));
     expect(found).toEqual([]);
   });

@@ -149,7 +149,7 @@ describe("input shapes (default limits)", () => {
 
   it("refuses 10,000 levels of nesting in a field and in attributes, without a 500", async () => {
     const arrays = (n: number) => "[".repeat(n) + "]".repeat(n);
-    const objects = (n: number) => '{"a":'.repeat(n) + "1" + "}".repeat(n);
+    const objects = (n: number) => `${'{"a":'.repeat(n)}1${"}".repeat(n)}`;
     for (const deep of [arrays(10_000), objects(10_000)]) {
       expectClientError(await rpc(h.httpUrl, "Login", `{"code":${deep}}`), ["REQUEST_INVALID", "FIELD_INVALID"]);
       expectClientError(await update(`{"user":{"attributes":{"x":${deep}}},"updateMask":"attributes"}`), ["REQUEST_INVALID", "FIELD_INVALID"]);
@@ -278,7 +278,8 @@ describe("input shapes (default limits)", () => {
   });
 
   it("refuses a gzip bomb as REQUEST_TOO_LARGE in every compressed form", async () => {
-    const bomb = (format: Format) => (format === "json" ? Buffer.from(JSON.stringify({ userId: "a".repeat(5_000_000) })) : Buffer.from(toBinary(GetUserRequestSchema, create(GetUserRequestSchema, { userId: "a".repeat(5_000_000) }))));
+    const bomb = (format: Format) =>
+      format === "json" ? Buffer.from(JSON.stringify({ userId: "a".repeat(5_000_000) })) : Buffer.from(toBinary(GetUserRequestSchema, create(GetUserRequestSchema, { userId: "a".repeat(5_000_000) })));
     for (const form of FORMS.filter((f) => f.compressed)) {
       expect(await form.send(h, "GetUser", form.pack(bomb(form.format)), me.access), form.name).toMatchObject({ code: Code.InvalidArgument, reason: "REQUEST_TOO_LARGE" });
     }
@@ -373,7 +374,9 @@ const connectPost = (format: Format, encoding: "gzip" | "br"): Form => ({
   compressed: true,
   pack: encoding === "gzip" ? gzip : (b) => brotliCompressSync(b),
   send: async (h, method, payload, token) =>
-    connectOutcome(await fetch(`${h.httpUrl}/${SERVICE}/${method}`, { method: "POST", headers: { "content-type": `application/${format}`, "content-encoding": encoding, ...bearer(token) }, body: payload })),
+    connectOutcome(
+      await fetch(`${h.httpUrl}/${SERVICE}/${method}`, { method: "POST", headers: { "content-type": `application/${format}`, "content-encoding": encoding, ...bearer(token) }, body: payload }),
+    ),
 });
 
 const connectGet = (format: Format, compressed: boolean): Form => ({
@@ -394,7 +397,13 @@ const grpcWeb = (format: Format): Form => ({
   compressed: true,
   pack: gzip,
   send: async (h, method, payload, token) =>
-    grpcWebOutcome(await fetch(`${h.httpUrl}/${SERVICE}/${method}`, { method: "POST", headers: { "content-type": `application/grpc-web+${format}`, "grpc-encoding": "gzip", ...bearer(token) }, body: grpcFrame(payload, 1) })),
+    grpcWebOutcome(
+      await fetch(`${h.httpUrl}/${SERVICE}/${method}`, {
+        method: "POST",
+        headers: { "content-type": `application/grpc-web+${format}`, "grpc-encoding": "gzip", ...bearer(token) },
+        body: grpcFrame(payload, 1),
+      }),
+    ),
 });
 
 const grpcH2c = (format: Format): Form => ({
@@ -403,7 +412,10 @@ const grpcH2c = (format: Format): Form => ({
   compressed: true,
   pack: gzip,
   send: async (h, method, payload, token) =>
-    grpcOutcome((await h2Request(h.grpcUrl, `/${SERVICE}/${method}`, { "content-type": `application/grpc+${format}`, te: "trailers", "grpc-encoding": "gzip", ...bearer(token) }, grpcFrame(payload, 1))).trailers),
+    grpcOutcome(
+      (await h2Request(h.grpcUrl, `/${SERVICE}/${method}`, { "content-type": `application/grpc+${format}`, te: "trailers", "grpc-encoding": "gzip", ...bearer(token) }, grpcFrame(payload, 1)))
+        .trailers,
+    ),
 });
 
 /** Every way Connect reads a message besides a plain POST body: a GET's query, compressed bodies, compressed envelopes. */

@@ -39,7 +39,10 @@ describe("seed 002 /applet/login", () => {
     expect(phone.json).toEqual({ success: true, message: "获取成功", code: 200, result: "13800138000" });
     const bound = await postForm(h.httpUrl, `${BASE}/bindPhoneNumber`, { token, phoneCode: code });
     expect(bound.json).toEqual({ success: true, message: "绑定成功", code: 200, result: "绑定成功" });
-    for (const [path, message] of [["checkLogin", "登录有效"], ["getUserInfo", "获取成功"]]) {
+    for (const [path, message] of [
+      ["checkLogin", "登录有效"],
+      ["getUserInfo", "获取成功"],
+    ]) {
       const res = await get(h.httpUrl, `${BASE}/${path}`, { token });
       expect(res.json).toMatchObject({ success: true, code: 200, message, result: { phone: "13800138000", openid } });
       expectShape(res.json.result, USER_INFO);

@@ -27,7 +27,10 @@ describe("seed profiles", () => {
 
   it("apply the Connect API's rate limits, in the seed's envelope with retry-after", async () => {
     const answers = [];
-    for (let i = 0; i < 3; i++) answers.push(await fetch(`${limited.httpUrl}/applet/login/wxLogin`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ code: (await mintCode(limited.sim)).code }) }));
+    for (let i = 0; i < 3; i++)
+      answers.push(
+        await fetch(`${limited.httpUrl}/applet/login/wxLogin`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ code: (await mintCode(limited.sim)).code }) }),
+      );
     const last = answers[2]!;
     expect(await last.json()).toMatchObject({ success: false, code: 429, result: null });
     expect(Number(last.headers.get("retry-after"))).toBeGreaterThan(0);

@@ -25,10 +25,28 @@ afterAll(async () => {
 });
 
 const PROFILE = {
-  uid: "string", avatar: "string", c_code: "string", phone: "string", email: "string", username: "string", male: "string",
-  birthday: "string", nickname: "string", type: "string", phone_active: "number", email_active: "number", status: "number",
-  create_at: "string", update_at: "string", change_username: "number", integral: "number|null", invite_code: "string",
-  token: "string", first_login: "boolean", set_password: "boolean", settled_in_status: "number",
+  uid: "string",
+  avatar: "string",
+  c_code: "string",
+  phone: "string",
+  email: "string",
+  username: "string",
+  male: "string",
+  birthday: "string",
+  nickname: "string",
+  type: "string",
+  phone_active: "number",
+  email_active: "number",
+  status: "number",
+  create_at: "string",
+  update_at: "string",
+  change_username: "number",
+  integral: "number|null",
+  invite_code: "string",
+  token: "string",
+  first_login: "boolean",
+  set_password: "boolean",
+  settled_in_status: "number",
 };
 
 describe("seed 003 multi-platform login", () => {
@@ -64,7 +82,11 @@ describe("seed 003 multi-platform login", () => {
   });
 
   it("refuses an unconfigured login_method/login_type with status 0", async () => {
-    for (const [login_method, login_type] of [["Alipay", "wx_small"], ["WeChat", "wx_public"], ["Weibo", "x"]]) {
+    for (const [login_method, login_type] of [
+      ["Alipay", "wx_small"],
+      ["WeChat", "wx_public"],
+      ["Weibo", "x"],
+    ]) {
       const res = await postJson(multi.httpUrl, PATH, { login_method, login_type, code: "abc" });
       expect([res.status, res.json.status, typeof res.json.msg]).toEqual([200, 0, "string"]);
       // Refused for the mapping, before the (invalid) code is ever tried.
@@ -80,7 +102,11 @@ describe("seed 003 multi-platform login", () => {
 
   it("answers {status: 0, msg} for a bad code and wrong types, never a 500", async () => {
     expect((await postJson(h.httpUrl, DEV_PATH, { login_method: "WeChat", login_type: "wx_small", code: "nope" })).json).toMatchObject({ status: 0 });
-    for (const body of [{ login_method: "WeChat", login_type: "wx_small", code: 5 }, { login_method: ["WeChat"], code: "x" }, { login_method: "WeChat", login_type: "wx_small", code: "x", pid: { a: 1 } }]) {
+    for (const body of [
+      { login_method: "WeChat", login_type: "wx_small", code: 5 },
+      { login_method: ["WeChat"], code: "x" },
+      { login_method: "WeChat", login_type: "wx_small", code: "x", pid: { a: 1 } },
+    ]) {
       const res = await postJson(h.httpUrl, DEV_PATH, body);
       expect([res.status, res.json.status, typeof res.json.msg], JSON.stringify(body)).toEqual([200, 0, "string"]);
       expectNoStack(res);

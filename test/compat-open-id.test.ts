@@ -37,7 +37,11 @@ describe("seed 004 getWeChatAppletOpenId", () => {
   it("answers 2004 without a code, 200 when WeChat refuses the code, 440007 otherwise, never a 500", async () => {
     expect((await postJson(h.httpUrl, PATH, { appid: DEMO_APPID })).json.code).toBe(2004);
     expect((await postJson(h.httpUrl, PATH, { appid: DEMO_APPID, code: "not-a-code" })).json).toMatchObject({ code: 200, msg: "获取微信openid失败" });
-    for (const body of [{ appid: "wx9999999999999999", code: "x" }, { appid: DEMO_APPID, code: 42 }, { appid: ["x"], code: "x" }]) {
+    for (const body of [
+      { appid: "wx9999999999999999", code: "x" },
+      { appid: DEMO_APPID, code: 42 },
+      { appid: ["x"], code: "x" },
+    ]) {
       const res = await postJson(h.httpUrl, PATH, body);
       expect([res.status, res.json.code, typeof res.json.msg], JSON.stringify(body)).toEqual([200, 440007, "string"]);
       expectNoStack(res);

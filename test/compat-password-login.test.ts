@@ -45,7 +45,11 @@ describe("seed 001 /login", () => {
     await postJson(h.httpUrl, "/login", { username: name, password: "correct horse", code: (await mintCode(h.sim)).code });
     expect((await postJson(h.httpUrl, "/login", { username: name, password: "wrong horse" })).json).toEqual({ status: 1, msg: "用户名或密码不正确!" });
     expect((await postJson(h.httpUrl, "/login", { username: username(), password: "whatever1" })).json).toEqual({ status: 1, msg: "用户名或密码不正确!" });
-    for (const body of [{ username: 12345, password: "x" }, { username: name, password: ["a"] }, { username: name, password: "correct horse", code: { x: 1 } }]) {
+    for (const body of [
+      { username: 12345, password: "x" },
+      { username: name, password: ["a"] },
+      { username: name, password: "correct horse", code: { x: 1 } },
+    ]) {
       const res = await postJson(h.httpUrl, "/login", body);
       expect([res.status, res.json.status, typeof res.json.msg]).toEqual([200, 1, "string"]);
       expectNoStack(res);

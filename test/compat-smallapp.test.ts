@@ -20,18 +20,20 @@ beforeAll(async () => {
   const store = new MemoryStore();
   const { insert, replace } = store.users;
   store.users.insert = async (draft) => {
-    if (failNext.insert) throw ((failNext.insert = false), new StoreUnavailableError("test"));
+    if (failNext.insert) {
+      failNext.insert = false;
+      throw new StoreUnavailableError("test");
+    }
     return insert.call(store.users, draft);
   };
   store.users.replace = async (user) => {
-    if (failNext.replace) throw ((failNext.replace = false), new StoreUnavailableError("test"));
+    if (failNext.replace) {
+      failNext.replace = false;
+      throw new StoreUnavailableError("test");
+    }
     return replace.call(store.users, user);
   };
-  gated = await startHarness(
-    { apps: [{ id: "gated", platform: "wechat-miniprogram", appid: GATED, secret: "s", registration: "explicit", legacyId: 7 }], seedRoutes: { smallapp: {} } },
-    {},
-    store,
-  );
+  gated = await startHarness({ apps: [{ id: "gated", platform: "wechat-miniprogram", appid: GATED, secret: "s", registration: "explicit", legacyId: 7 }], seedRoutes: { smallapp: {} } }, {}, store);
 });
 afterAll(async () => {
   await h.close();
@@ -122,7 +124,8 @@ describe("seed 000 oauth", () => {
     const register = await postJson(gated.httpUrl, OAUTH, { app_id: 7, token: pending.token, ...(await encrypt(gated.sim, GATED, pending.openid, { openId: pending.openid })) });
     expect(register.json.code).toBe(8526);
 
-    const registered = (await postJson(gated.httpUrl, OAUTH, { app_id: 7, token: pending.token, ...(await encrypt(gated.sim, GATED, pending.openid, { openId: pending.openid })) })).json.token as string;
+    const registered = (await postJson(gated.httpUrl, OAUTH, { app_id: 7, token: pending.token, ...(await encrypt(gated.sim, GATED, pending.openid, { openId: pending.openid })) })).json
+      .token as string;
     failNext.replace = true;
     const update = await postJson(gated.httpUrl, OAUTH, { app_id: 7, token: registered, ...(await encrypt(gated.sim, GATED, pending.openid, { openId: pending.openid, nickName: "Later" })) });
     expect(update.json.code).toBe(8525);

@@ -17,7 +17,9 @@ else if (!own) process.stderr.write(`faults-store: the store-killing test is ski
 const gaps = uri ? await gapsOf(uri, "faults-store") : new Set();
 const racesHold = !gaps.has("atomic-conditional-writes");
 if (uri && !racesHold) {
-  process.stderr.write("faults-store: the cross-instance refresh race and the token refetch after expiry are skipped on this server (atomic-conditional-writes: two instances can both take the refresh lease); they run on MongoDB\n");
+  process.stderr.write(
+    "faults-store: the cross-instance refresh race and the token refetch after expiry are skipped on this server (atomic-conditional-writes: two instances can both take the refresh lease); they run on MongoDB\n",
+  );
 }
 
 const uniqueDb = () => `identity_faults_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;

@@ -14,8 +14,7 @@ import { MemoryStore } from "../src/store/memory-store.js";
 import type { Store, UserStore } from "../src/store/store.js";
 import { mintCode, SERVICE, startHarness, type Harness } from "./support/harness.js";
 
-const bufCurl = async (...args: string[]) =>
-  (await promisify(execFile)("npx", ["--no-install", "buf", "curl", "--protocol", "grpc", "--http2-prior-knowledge", ...args], { timeout: 30_000 })).stdout;
+const bufCurl = async (...args: string[]) => (await promisify(execFile)("npx", ["--no-install", "buf", "curl", "--protocol", "grpc", "--http2-prior-knowledge", ...args], { timeout: 30_000 })).stdout;
 
 /** A memory store whose reads (and ping, should the port grow one) fail while `state.down`. */
 function storeThatCanFail() {

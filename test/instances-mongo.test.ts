@@ -62,9 +62,7 @@ describe.skipIf(!uri)("two instances on one MongoDB", () => {
 
   it.runIf(racesHold)("keeps version conflicts across instances", async () => {
     const { access } = await login(a);
-    const results = await Promise.all(
-      [a, b, a, b].map((h, i) => rpc(h.httpUrl, "UpdateUser", { user: { nickname: `n${i}` }, updateMask: "nickname", expectedVersion: 0 }, access)),
-    );
+    const results = await Promise.all([a, b, a, b].map((h, i) => rpc(h.httpUrl, "UpdateUser", { user: { nickname: `n${i}` }, updateMask: "nickname", expectedVersion: 0 }, access)));
     expect(results.filter((r) => r.status === 200).length).toBe(1);
     expect(results.filter((r) => reasonOf(r) === "VERSION_CONFLICT").length).toBe(3);
   });

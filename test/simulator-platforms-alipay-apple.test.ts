@@ -16,7 +16,6 @@ const GATEWAY = "/alipay/gateway.do";
 const T0 = Date.UTC(2026, 0, 1, 4, 0, 0);
 const MINUTE = 60_000;
 
-
 const pemOf = (key: KeyObject) => key.export({ type: "spki", format: "pem" }).toString();
 let appKeys: { privateKey: KeyObject; publicKey: KeyObject };
 let otherKeys: { privateKey: KeyObject; publicKey: KeyObject };

@@ -74,9 +74,7 @@ function oauthToken(code: string, params: Record<string, string> = {}): Promise<
 
 describe("endpoint list", () => {
   it("lists the QQ and OAuth endpoints", async () => {
-    expect((await call("/")).body.endpoints).toEqual(
-      expect.arrayContaining([`GET ${QQ_PATH}`, "POST /sim/qq/login-code", `GET ${OAUTH_PATH}`, "POST /sim/oauth-code"]),
-    );
+    expect((await call("/")).body.endpoints).toEqual(expect.arrayContaining([`GET ${QQ_PATH}`, "POST /sim/qq/login-code", `GET ${OAUTH_PATH}`, "POST /sim/oauth-code"]));
   });
 });
 

@@ -58,7 +58,10 @@ function expectOneLineRefusal(run: ReturnType<typeof runToExit>, field: RegExp) 
 const refusesConnections = (port: number) =>
   new Promise<boolean>((resolve) => {
     const socket = connect(port, "127.0.0.1");
-    socket.once("connect", () => (socket.destroy(), resolve(false)));
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(false);
+    });
     socket.once("error", () => resolve(true));
   });
 
@@ -70,7 +73,12 @@ describe("npm start", { timeout: 30_000 }, () => {
     expect(banner).toMatch(/identity service ready \(dev mode: memory store, WeChat simulator\)/);
     // The indented block under "Try it"; log lines may follow it.
     const after = banner.slice(banner.indexOf("Try it")).split("\n").slice(1);
-    const example = after.slice(0, after.findIndex((l) => !l.startsWith("  "))).map((l) => l.trim());
+    const example = after
+      .slice(
+        0,
+        after.findIndex((l) => !l.startsWith("  ")),
+      )
+      .map((l) => l.trim());
     expect(example).toHaveLength(3);
     const run = spawnSync("bash", ["-euo", "pipefail", "-c", example.join("\n")], { encoding: "utf8", timeout: 30_000 });
     expect(run.status, run.stderr).toBe(0);
@@ -117,7 +125,14 @@ describe("npm start", { timeout: 30_000 }, () => {
     // pino's lines carry the service's pid; the banner names the port.
     const pid = Number(/"pid":(\d+)/.exec(output())![1]);
     const port = Number(/JSON \/ Connect \(HTTP\/1\.1\)\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(output())![1]);
-    const alive = () => { try { process.kill(pid, 0); return true; } catch { return false; } };
+    const alive = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
     try {
       expect(pid).not.toBe(child.pid);
       expect(await refusesConnections(port)).toBe(false);
@@ -138,7 +153,7 @@ describe("npm start", { timeout: 30_000 }, () => {
     expectOneLineRefusal(runToExit({ NODE_ENV: "production", IDENTITY_CONFIG: "" }), /^identity: invalid configuration: IDENTITY_CONFIG: /);
   });
 
-  it("refuses a config file without MONGODB_URI unless it says \"store\": \"memory\", and warns when it does", async () => {
+  it('refuses a config file without MONGODB_URI unless it says "store": "memory", and warns when it does', async () => {
     expectOneLineRefusal(runToExit({ IDENTITY_CONFIG: writeConfig(await realConfig()) }), /^identity: invalid configuration: MONGODB_URI: /);
     const banner = await start({ IDENTITY_CONFIG: writeConfig(await realConfig({ store: "memory" })) }).ready;
     expect(banner).toMatch(/identity service ready \(memory store\)/);

@@ -115,7 +115,6 @@ const collisions: { kind: UniqueKeyKind; fields: () => [Partial<UserDraft>, Part
   },
 ];
 
-
 interface ContractOptions {
   skip?: boolean;
   gaps?: ReadonlySet<Gap>;
@@ -195,7 +194,10 @@ function describeStoreContract(name: string, makeStore: (now: () => number) => P
         expect(got).toEqual({ ...draft, id: inserted.id, version: 0 });
         expect(got?.nickname).toBeUndefined();
         // Nothing of the storage shape (_id, __v, keys) leaks into the record.
-        const setKeys = (o: object) => Object.entries(o).flatMap(([k, v]) => (v === undefined ? [] : [k])).sort();
+        const setKeys = (o: object) =>
+          Object.entries(o)
+            .flatMap(([k, v]) => (v === undefined ? [] : [k]))
+            .sort();
         expect(setKeys(got ?? {})).toEqual(setKeys({ ...draft, id: "", version: 0 }));
       });
 
@@ -298,9 +300,7 @@ function describeStoreContract(name: string, makeStore: (now: () => number) => P
 
       needs("unique-multikey")("of 20 parallel inserts with one identity, exactly one succeeds", async () => {
         const shared = identity();
-        const results = await Promise.allSettled(
-          Array.from({ length: 20 }, (_, i) => store.users.insert(userDraft({ nickname: `racer ${i}`, identities: [shared] }))),
-        );
+        const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => store.users.insert(userDraft({ nickname: `racer ${i}`, identities: [shared] }))));
         const won = results.filter((r) => r.status === "fulfilled");
         expect(won).toHaveLength(1);
         for (const r of results) {
@@ -547,7 +547,7 @@ function describeStoreContract(name: string, makeStore: (now: () => number) => P
         (remembered.value.nested as { n: number }).n = 2;
         const recalled = await store.replays.recall(key);
         expect(recalled).toEqual(stored);
-        (recalled?.nested as { tags: string[] }).tags.push("x");
+        (recalled!.nested as { tags: string[] }).tags.push("x");
         expect(await store.replays.recall(key)).toEqual(stored);
         expect(await store.replays.recall(unique("replay"))).toBeNull();
       });
@@ -797,10 +797,7 @@ describe.skipIf(!uri)("MongoStore indexes", () => {
       const db = client.db(fixture.dbName);
       expect(await db.collection("users").indexes()).toContainEqual(expect.objectContaining({ key: { keys: 1 }, unique: true }));
       expect(await db.collection("sessions").indexes()).toEqual(
-        expect.arrayContaining([
-          expect.objectContaining({ key: { userId: 1 } }),
-          expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 }),
-        ]),
+        expect.arrayContaining([expect.objectContaining({ key: { userId: 1 } }), expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 })]),
       );
       expect(await db.collection("replays").indexes()).toContainEqual(expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 }));
     } finally {

@@ -151,7 +151,21 @@ describe("buf curl", () => {
     const { access, body } = await login(h);
     const { stdout } = await promisify(execFile)(
       "npx",
-      ["--no-install", "buf", "curl", "--schema", "proto", "--protocol", "grpc", "--http2-prior-knowledge", "-H", `authorization: Bearer ${access}`, "-d", "{}", `${h.grpcUrl}/identity.v1.IdentityService/GetUser`],
+      [
+        "--no-install",
+        "buf",
+        "curl",
+        "--schema",
+        "proto",
+        "--protocol",
+        "grpc",
+        "--http2-prior-knowledge",
+        "-H",
+        `authorization: Bearer ${access}`,
+        "-d",
+        "{}",
+        `${h.grpcUrl}/identity.v1.IdentityService/GetUser`,
+      ],
       { timeout: 30_000 },
     );
     expect(JSON.parse(stdout).user.id).toBe(body.user.id);

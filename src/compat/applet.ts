@@ -28,7 +28,7 @@ export async function registerApplet(server: FastifyInstance, { invoke, apps }: 
   function answer(reply: FastifyReply, failure: Failure, messages: Partial<Record<Reason, string>> = {}) {
     withRetryHint(reply, failure);
     // The seed's codes are 400, 401, 403, 404 and 500 (429 added for our rate limits).
-    const code = failure.status === 409 ? 400 : failure.status >= 500 ? 500 : failure.status;
+    const code = failure.status === 409 ? 400 : Math.min(failure.status, 500);
     return fail(code, messages[failure.reason] ?? messageOf(failure.reason));
   }
 

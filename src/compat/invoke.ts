@@ -3,7 +3,7 @@
 // only translate. Not through a router transport: context values (the request's logger and address,
 // a seed's trusted extras) are server-side and would not cross it.
 import { create, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
-import { ConnectError, createHandlerContext, type ContextValues, type Interceptor, type ServiceImpl, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
+import { type ConnectError, createHandlerContext, type ContextValues, type Interceptor, type ServiceImpl, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
 import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type { FastifyRequest } from "fastify";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
@@ -34,20 +34,23 @@ type UnaryFn = (req: UnaryRequest) => Promise<UnaryResponse>;
 
 export function createInvoke(service: ServiceImpl<typeof IdentityService>, interceptors: Interceptor[]): Invoke {
   // The first interceptor is the outermost, as in a Connect router.
-  const call = (interceptors as unknown as Array<(next: UnaryFn) => UnaryFn>).reduceRight<UnaryFn>((next, intercept) => intercept(next), async (req) => {
-    const impl = service[req.method.localName as keyof typeof service] as unknown as (message: unknown, ctx: unknown) => Promise<MessageInitShape<DescMessage>>;
-    const ctx = createHandlerContext({
-      service: IdentityService,
-      method: req.method,
-      protocolName: "seed",
-      requestMethod: req.requestMethod,
-      url: req.url,
-      requestHeader: req.header,
-      contextValues: req.contextValues,
-    });
-    const output = await impl(req.message, ctx);
-    return { stream: false, service: IdentityService, method: req.method, header: ctx.responseHeader, trailer: ctx.responseTrailer, message: create(req.method.output, output) };
-  });
+  const call = (interceptors as unknown as Array<(next: UnaryFn) => UnaryFn>).reduceRight<UnaryFn>(
+    (next, intercept) => intercept(next),
+    async (req) => {
+      const impl = service[req.method.localName as keyof typeof service] as unknown as (message: unknown, ctx: unknown) => Promise<MessageInitShape<DescMessage>>;
+      const ctx = createHandlerContext({
+        service: IdentityService,
+        method: req.method,
+        protocolName: "seed",
+        requestMethod: req.requestMethod,
+        url: req.url,
+        requestHeader: req.header,
+        contextValues: req.contextValues,
+      });
+      const output = await impl(req.message, ctx);
+      return { stream: false, service: IdentityService, method: req.method, header: ctx.responseHeader, trailer: ctx.responseTrailer, message: create(req.method.output, output) };
+    },
+  );
 
   return async (method, input, request, accessToken, extend = (values) => values) => {
     const contextValues = extend(requestContextValues(request));

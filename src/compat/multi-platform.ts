@@ -53,12 +53,8 @@ export async function registerMultiPlatform(server: FastifyInstance, { path, all
       const openid = asserted ? text(fields, "openid") : "";
       if (asserted && !ASSERTED_OPENID.test(openid)) throw new SeedInputError("openid");
       const credential = app.platform === "apple" ? { case: "idToken" as const, value: idToken } : { case: "code" as const, value: code };
-      const res = await invoke(
-        IdentityService.method.login,
-        { appId: app.id, credential, nonce: text(fields, "nonce"), inviterId: inviterOf(fields) },
-        request,
-        undefined,
-        (values) => (asserted ? values.set(kAssertedSignIn, { openid }) : values),
+      const res = await invoke(IdentityService.method.login, { appId: app.id, credential, nonce: text(fields, "nonce"), inviterId: inviterOf(fields) }, request, undefined, (values) =>
+        asserted ? values.set(kAssertedSignIn, { openid }) : values,
       );
       if (!res.ok) {
         withRetryHint(reply, res);
@@ -69,7 +65,11 @@ export async function registerMultiPlatform(server: FastifyInstance, { path, all
       if (!user) return fail(messageOf("NOT_REGISTERED"));
       // A new user takes the asserted nickname and avatar through UpdateUser, with its validation.
       if (asserted && firstLogin) user = (await profileFromClient(invoke, fields, tokens!.accessToken, request)) ?? user;
-      return { status: 200, msg: firstLogin ? "注册成功" : "登录成功", data: { ...profileOf(user), token: tokens!.accessToken, session_key: "", first_login: firstLogin, set_password: user.hasPassword } };
+      return {
+        status: 200,
+        msg: firstLogin ? "注册成功" : "登录成功",
+        data: { ...profileOf(user), token: tokens!.accessToken, session_key: "", first_login: firstLogin, set_password: user.hasPassword },
+      };
     });
   });
 }

@@ -3,7 +3,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Health, HealthCheckResponse_ServingStatus as ServingStatus, HealthCheckResponseSchema } from "../../gen/health/v1/health_pb.js";
+import { type Health, HealthCheckResponse_ServingStatus as ServingStatus, HealthCheckResponseSchema } from "../../gen/health/v1/health_pb.js";
 import { apiError } from "../service/errors.js";
 
 /** True when the app can serve requests (its store answers); never rejects, never left pending for long. */

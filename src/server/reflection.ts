@@ -4,12 +4,7 @@
 import { create, createRegistry, toBinary, type DescFile, type DescService, type MessageInitShape } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, type ServiceImpl } from "@connectrpc/connect";
-import {
-  ServerReflection,
-  ServerReflectionResponseSchema,
-  type ServerReflectionRequest,
-  type ServerReflectionResponse,
-} from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection, ServerReflectionResponseSchema, type ServerReflectionRequest, type ServerReflectionResponse } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { apiError } from "../service/errors.js";
 
 /**

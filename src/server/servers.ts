@@ -173,12 +173,14 @@ async function registerConnect(app: FastifyInstance, deps: ServerDeps, options: 
   });
   const routes = createRoutes({ ...deps, log: app.log as Logger, recordRpc: deps.metrics.recordRpc, closing: closing.signal, ...options });
   // An encapsulated scope: the Connect routes take every content type, the app's other routes keep fastify's parsers.
-  await app.register(async (scope) => registerConnectRoutes(scope, {
-    ...routes.options,
-    routes: routes.routes,
-    shutdownSignal: shutdown.signal,
-    contextValues: requestContextValues,
-    onFailure: (e, handler) => app.log.error({ rpc: handler.method.name, err: describeError(e) }, "rpc could not be answered"),
-  }));
+  await app.register(async (scope) =>
+    registerConnectRoutes(scope, {
+      ...routes.options,
+      routes: routes.routes,
+      shutdownSignal: shutdown.signal,
+      contextValues: requestContextValues,
+      onFailure: (e, handler) => app.log.error({ rpc: handler.method.name, err: describeError(e) }, "rpc could not be answered"),
+    }),
+  );
   return routes;
 }

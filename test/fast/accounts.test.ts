@@ -86,7 +86,10 @@ describe("password accounts", () => {
     for (const r of results) {
       if (r.status === "rejected") {
         const { code, reason } = refusalOf(r.reason);
-        expect([[Code.Aborted, "VERSION_CONFLICT"], [Code.Unauthenticated, "BAD_CREDENTIALS"]]).toContainEqual([code, reason]);
+        expect([
+          [Code.Aborted, "VERSION_CONFLICT"],
+          [Code.Unauthenticated, "BAD_CREDENTIALS"],
+        ]).toContainEqual([code, reason]);
       }
     }
     const winner = won[0]!;

@@ -23,10 +23,14 @@ const passwordLogin = (username: string, password: string, address = nextAddress
 const register = async (username: string) => (await passwordLogin(username, "correct horse battery", nextAddress(), { bindCode: f.mintCode().code })).tokens!.accessToken;
 
 /** A call's outcome: "OK" when it succeeded, else its refusal's reason, code and message. */
-const outcome = (call: Promise<unknown>) => call.then(() => ({ reason: "OK" }), (e: unknown) => {
-  const { code, reason, message } = refusalOf(e);
-  return { code, reason, message };
-});
+const outcome = (call: Promise<unknown>) =>
+  call.then(
+    () => ({ reason: "OK" }),
+    (e: unknown) => {
+      const { code, reason, message } = refusalOf(e);
+      return { code, reason, message };
+    },
+  );
 const tally = async (calls: Promise<unknown>[]) => {
   const counts: Record<string, number> = {};
   for (const { reason } of await Promise.all(calls.map(outcome))) counts[reason ?? "?"] = (counts[reason ?? "?"] ?? 0) + 1;

@@ -172,6 +172,9 @@ describe("what is kept", () => {
 
   it("logged no bug and no token", () => {
     expect(f.logs.length).toBeGreaterThan(50);
-    expectCleanLogs(f, issued.map((t) => t.split(".").at(-1)!));
+    expectCleanLogs(
+      f,
+      issued.map((t) => t.split(".").at(-1)!),
+    );
   });
 });

@@ -38,7 +38,11 @@ describe("GetUser and UpdateUser", () => {
     const { user } = await updateUser(f, body, as(access));
     expect(user).toMatchObject({ nickname: "小明", birthday: "1990-02-28", attributes: { bmi: 22.5, fat: 15.2 }, version: 1 });
 
-    expect((await updateUser(f, { user: { nickname: "ignored", email: "y@example.com" }, updateMask: "email" }, as(access))).user).toMatchObject({ nickname: "小明", email: "y@example.com", version: 2 });
+    expect((await updateUser(f, { user: { nickname: "ignored", email: "y@example.com" }, updateMask: "email" }, as(access))).user).toMatchObject({
+      nickname: "小明",
+      email: "y@example.com",
+      version: 2,
+    });
     expect((await updateUser(f, { user: {}, updateMask: "email" }, as(access))).user).toMatchObject({ email: "", version: 3 });
     expect((await updateUser(f, { user: { nickname: "小红" } }, as(access))).user).toMatchObject({ nickname: "小红", email: "", version: 4 });
     expect((await f.client.getUser({}, as(access))).user).toMatchObject({ nickname: "小红", version: 4 });

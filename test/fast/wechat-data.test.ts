@@ -38,7 +38,11 @@ describe("Oauth", () => {
   });
 
   it("keeps a decrypted nickName by the one nickname rule: control characters stripped, an invisible one dropped", async () => {
-    const cases: Array<[string, string]> = [["\u001b[31mRed\r\n\u0000", "[31mRed"], ["\u200b\u3164\u2800", ""], ["  ", ""]];
+    const cases: Array<[string, string]> = [
+      ["\u001b[31mRed\r\n\u0000", "[31mRed"],
+      ["\u200b\u3164\u2800", ""],
+      ["  ", ""],
+    ];
     for (const [nickName, stored] of cases) {
       const me = await f.login();
       expect((await f.client.oauth(f.encrypt(me.openid, { openId: me.openid, nickName }), as(me.access))).user!.nickname).toBe(stored);
@@ -49,7 +53,9 @@ describe("Oauth", () => {
     const sessionKey = key("oauth-sig");
     const me = await f.login({ sessionKey });
     const rawData = JSON.stringify({ nickName: "Sig" });
-    const signature = createHash("sha1").update(rawData + sessionKey).digest("hex");
+    const signature = createHash("sha1")
+      .update(rawData + sessionKey)
+      .digest("hex");
     const payload = f.encrypt(me.openid, { openId: me.openid, nickName: "Sig" });
     expect((await f.client.oauth({ ...payload, rawData, signature }, as(me.access))).user!.nickname).toBe("Sig");
     const forged = await refusal(f.client.oauth({ ...payload, rawData: rawData.replace("Sig", "Evil"), signature }, as(me.access)));

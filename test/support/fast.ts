@@ -1,7 +1,7 @@
 // The fast test level: the real service and routes (createRoutes), in memory through
 // createRouterTransport, on the memory store, a steppable clock and in-process platforms. For the
 // service's branches; wire behaviour stays with the real-listener suites (harness.ts).
-import { Code, ConnectError, createClient, createRouterTransport, type CallOptions, type Client, type Interceptor } from "@connectrpc/connect";
+import { type Code, ConnectError, createClient, createRouterTransport, type CallOptions, type Client, type Interceptor } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Health } from "../../gen/health/v1/health_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";

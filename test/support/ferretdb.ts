@@ -31,15 +31,7 @@ export async function startOwnFerretDb(): Promise<OwnFerretDb> {
 
   async function start(): Promise<void> {
     const log = join(dir, `ferretdb-${Date.now()}.log`);
-    const args = [
-      "--handler=sqlite",
-      `--sqlite-url=file:${dir}/`,
-      `--state-dir=${dir}`,
-      `--listen-addr=127.0.0.1:${port}`,
-      "--debug-addr=-",
-      "--telemetry=disable",
-      "--log-format=text",
-    ];
+    const args = ["--handler=sqlite", `--sqlite-url=file:${dir}/`, `--state-dir=${dir}`, `--listen-addr=127.0.0.1:${port}`, "--debug-addr=-", "--telemetry=disable", "--log-format=text"];
     // Its log goes to a file: the line naming the port it got is how a port-0 start is read.
     const out = openSync(log, "w");
     child = spawn(FERRETDB_BINARY, args, { stdio: ["ignore", out, out] });

@@ -76,7 +76,10 @@ export async function mintCode(sim: string, body: { appid?: string; openid?: str
   return (await simPost(sim, "/sim/login-code", { appid: DEMO_APPID, ...body })) as { code: string; openid: string; unionid: string | null };
 }
 
-export async function injectFault(sim: string, fault: { path: string; errcode?: number; status?: number; delayMs?: number; times?: number; drop?: boolean; reset?: boolean; body?: "truncated" | "garbage" }) {
+export async function injectFault(
+  sim: string,
+  fault: { path: string; errcode?: number; status?: number; delayMs?: number; times?: number; drop?: boolean; reset?: boolean; body?: "truncated" | "garbage" },
+) {
   await simPost(sim, "/sim/faults", fault);
 }
 

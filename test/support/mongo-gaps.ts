@@ -32,4 +32,3 @@ export async function gapsOf(serverUri: string, suite: string): Promise<Set<Gap>
     await client.close();
   }
 }
-

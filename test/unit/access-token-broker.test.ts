@@ -76,8 +76,7 @@ describe.each(stores)("brokers sharing the %s", (_name, makeStore, runs) => {
     return made.dispose;
   });
 
-  const brokers = (n: number) =>
-    Array.from({ length: n }, () => createAccessTokenBroker({ credentials: store.credentials, fetchToken: (a) => client.stableToken(a), now: () => clock, pollMs: 5 }));
+  const brokers = (n: number) => Array.from({ length: n }, () => createAccessTokenBroker({ credentials: store.credentials, fetchToken: (a) => client.stableToken(a), now: () => clock, pollMs: 5 }));
   const check = (broker: ReturnType<typeof brokers>[number]) => broker.withToken(app, (token) => client.checkSessionKey(token, openid, sessionKey));
 
   it.runIf(runs)("fetch the token once between them under parallel load", async () => {

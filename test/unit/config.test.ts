@@ -3,8 +3,7 @@ import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../src/config/config.js";
 
 const app = { id: "demo", platform: "wechat-miniprogram", appid: "wx0000000000000001", secret: "s" };
-const withFile = (file: unknown, env: Record<string, string> = {}) =>
-  loadConfig({ IDENTITY_CONFIG: "/etc/identity.json", ...env }, () => (typeof file === "string" ? file : JSON.stringify(file)));
+const withFile = (file: unknown, env: Record<string, string> = {}) => loadConfig({ IDENTITY_CONFIG: "/etc/identity.json", ...env }, () => (typeof file === "string" ? file : JSON.stringify(file)));
 
 function problemsOf(fn: () => unknown): string[] {
   try {
@@ -32,7 +31,7 @@ describe("loadConfig", () => {
     expect(withFile({ apps: [app] }, { HOST: "10.0.0.5" }).host).toBe("10.0.0.5");
   });
 
-  it("refuses production without a config file, and takes \"store\": \"memory\" in one", () => {
+  it('refuses production without a config file, and takes "store": "memory" in one', () => {
     expect(problemsOf(() => loadConfig({ NODE_ENV: "production" }, () => ""))[0]).toMatch(/^IDENTITY_CONFIG: /);
     expect(withFile({ apps: [app], store: "memory" }, { NODE_ENV: "production" }).file?.store).toBe("memory");
     expect(problemsOf(() => withFile({ apps: [app], store: "mongo" }))[0]).toMatch(/^store: /);
@@ -66,12 +65,27 @@ describe("loadConfig", () => {
   it("refuses unknown keys, duplicate apps, two defaults, no apps", () => {
     expect(problemsOf(() => withFile({ apps: [app], sekret: 1 }))[0]).toMatch(/^\(config file\)/);
     expect(problemsOf(() => withFile({ apps: [app, { ...app, appid: "wx0000000000000002" }] }))[0]).toMatch(/^apps\[1\]\.id/);
-    expect(problemsOf(() => withFile({ apps: [{ ...app, default: true }, { ...app, id: "b", appid: "wx0000000000000002", default: true }] }))[0]).toMatch(/^apps:/);
+    expect(
+      problemsOf(() =>
+        withFile({
+          apps: [
+            { ...app, default: true },
+            { ...app, id: "b", appid: "wx0000000000000002", default: true },
+          ],
+        }),
+      )[0],
+    ).toMatch(/^apps:/);
     expect(problemsOf(() => withFile({ apps: [] }))[0]).toMatch(/^apps:/);
   });
 
   it("says when the file can't be read or is not JSON", () => {
-    expect(problemsOf(() => loadConfig({ IDENTITY_CONFIG: "/nope" }, () => { throw new Error("ENOENT"); }))[0]).toMatch(/^IDENTITY_CONFIG: cannot read/);
+    expect(
+      problemsOf(() =>
+        loadConfig({ IDENTITY_CONFIG: "/nope" }, () => {
+          throw new Error("ENOENT");
+        }),
+      )[0],
+    ).toMatch(/^IDENTITY_CONFIG: cannot read/);
     expect(problemsOf(() => withFile("{apps"))[0]).toMatch(/^IDENTITY_CONFIG: .* is not JSON/);
   });
 
@@ -95,7 +109,9 @@ describe("deploy/", () => {
   });
 
   it("keeps /metrics off the proxy's public HTTP listener", () => {
-    const http = read("deploy/nginx.conf").split(/^server \{/m).find((block) => /listen 8080;/.test(block))!;
+    const http = read("deploy/nginx.conf")
+      .split(/^server \{/m)
+      .find((block) => /listen 8080;/.test(block))!;
     expect(http).toMatch(/location \/metrics \{\s*return 404;\s*\}/);
   });
 });

@@ -22,7 +22,10 @@ function clientThrowing(error: unknown) {
       }),
     { router: { interceptors: [createOutermostInterceptor(log)] } },
   );
-  const call = () => createClient(IdentityService, transport).getUser({}).catch((e: unknown) => ConnectError.from(e));
+  const call = () =>
+    createClient(IdentityService, transport)
+      .getUser({})
+      .catch((e: unknown) => ConnectError.from(e));
   return { call, lines };
 }
 

@@ -5,14 +5,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { SignJWT, UnsecuredJWT } from "jose";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import {
-  AlipayError,
-  createAlipayClient,
-  kindOfAlipayError,
-  rawMember,
-  signingContent,
-  type AlipayApp,
-} from "../../src/platforms/alipay-client.js";
+import { AlipayError, createAlipayClient, kindOfAlipayError, rawMember, signingContent, type AlipayApp } from "../../src/platforms/alipay-client.js";
 import { shanghaiTimestamp } from "../../src/platforms/shanghai-time.js";
 import { AppleTokenError, createAppleVerifier } from "../../src/platforms/apple-verifier.js";
 import { createWechatSimulator, type WechatSimulator } from "../../src/simulator/simulator.js";
@@ -86,9 +79,7 @@ describe("Alipay client against the simulator", () => {
   it("reports a wrong app key or an unknown app as misconfigured", async () => {
     const wrongKey = { ...app, privateKeyPem: pkcs8(foreignKeys.privateKey) };
     expect(await alipayOutcome(client().oauthToken(wrongKey, await authCode()))).toBe("misconfigured:isv.invalid-signature");
-    expect(await alipayOutcome(client().oauthToken({ ...app, appid: "2021999999999999" }, await authCode()))).toBe(
-      "misconfigured:isv.invalid-app-id",
-    );
+    expect(await alipayOutcome(client().oauthToken({ ...app, appid: "2021999999999999" }, await authCode()))).toBe("misconfigured:isv.invalid-app-id");
   });
 
   it("refuses unusable keys before sending anything, without quoting them", async () => {
@@ -288,13 +279,7 @@ describe("Apple identity-token verifier", () => {
 
   /** A token with Apple's claims for us, signed by someone else. */
   async function forged(kid: string, key: KeyObject | Uint8Array, alg = "RS256"): Promise<string> {
-    return new SignJWT({ sub: "001234.forged.0123" })
-      .setProtectedHeader({ alg, kid })
-      .setIssuer("https://appleid.apple.com")
-      .setAudience(CLIENT_ID)
-      .setIssuedAt()
-      .setExpirationTime("10m")
-      .sign(key);
+    return new SignJWT({ sub: "001234.forged.0123" }).setProtectedHeader({ alg, kid }).setIssuer("https://appleid.apple.com").setAudience(CLIENT_ID).setIssuedAt().setExpirationTime("10m").sign(key);
   }
 
   it("returns sub and email of a valid token for one of our client ids", async () => {
@@ -345,12 +330,7 @@ describe("Apple identity-token verifier", () => {
 
   it("refuses alg none and an HMAC keyed with Apple's public key", async () => {
     const kid = await simKid();
-    const unsecured = new UnsecuredJWT({ sub: "001234.none.0123" })
-      .setIssuer("https://appleid.apple.com")
-      .setAudience(CLIENT_ID)
-      .setIssuedAt()
-      .setExpirationTime("10m")
-      .encode();
+    const unsecured = new UnsecuredJWT({ sub: "001234.none.0123" }).setIssuer("https://appleid.apple.com").setAudience(CLIENT_ID).setIssuedAt().setExpirationTime("10m").encode();
     expect(await appleOutcome(verifier().verify(unsecured, { audience: [CLIENT_ID] }))).toBe("invalid");
     const jwks = await (await fetch(`${sim.url}/apple/auth/keys`)).text();
     const confused = await forged(kid, new TextEncoder().encode(jwks), "HS256");

@@ -44,8 +44,19 @@ async function kindOf(promise: Promise<unknown>): Promise<string> {
 describe("errcode mapping", () => {
   it("maps the documented errcodes and treats the rest as unexpected", () => {
     expect([40029, 42003, 40163, 40226, 45011, 45009, -1, 40001, 42001, 40014, 40125, 40013, 12345].map(kindOfErrcode)).toEqual([
-      "code_invalid", "code_invalid", "code_used", "user_blocked", "rate_limited", "rate_limited", "unavailable", "token_invalid", "token_invalid",
-      "token_invalid", "misconfigured", "misconfigured", "unexpected",
+      "code_invalid",
+      "code_invalid",
+      "code_used",
+      "user_blocked",
+      "rate_limited",
+      "rate_limited",
+      "unavailable",
+      "token_invalid",
+      "token_invalid",
+      "token_invalid",
+      "misconfigured",
+      "misconfigured",
+      "unexpected",
     ]);
   });
 });
@@ -106,7 +117,13 @@ describe("code2Session", () => {
     const server = createHttpServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(huge));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const attempts: string[] = [];
-    const padded = createWechatClient({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, timeoutMs: 2000, retries: 1, retryDelayMs: 1, observe: (_api, outcome) => attempts.push(outcome) });
+    const padded = createWechatClient({
+      baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      timeoutMs: 2000,
+      retries: 1,
+      retryDelayMs: 1,
+      observe: (_api, outcome) => attempts.push(outcome),
+    });
     try {
       expect(await kindOf(padded.code2Session(app, "x"))).toBe("unavailable");
       expect(attempts).toEqual(["bad_response"]);
@@ -170,8 +187,7 @@ describe("stableToken", () => {
 
 describe("getPhoneNumber", () => {
   const path = "/wxa/business/getuserphonenumber";
-  const phoneCode = async (phoneNumber: string, countryCode?: string) =>
-    ((await simPost(sim.url, "/sim/phone-code", { appid: app.appid, phoneNumber, countryCode })) as { code: string }).code;
+  const phoneCode = async (phoneNumber: string, countryCode?: string) => ((await simPost(sim.url, "/sim/phone-code", { appid: app.appid, phoneNumber, countryCode })) as { code: string }).code;
 
   it("redeems a phone code once; the country code comes back as a string", async () => {
     const token = (await client.stableToken(app)).accessToken;

@@ -2,13 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encryptOpenData } from "../../src/simulator/crypto.js";
 import { createWechatSimulator, type WechatSimulator } from "../../src/simulator/simulator.js";
-import {
-  decryptOpenData,
-  hmacSha256Hex,
-  OpenDataError,
-  rawDataSignatureMatches,
-  sessionKeySignature,
-} from "../../src/wechat/open-data.js";
+import { decryptOpenData, hmacSha256Hex, OpenDataError, rawDataSignatureMatches, sessionKeySignature } from "../../src/wechat/open-data.js";
 import { DEMO_APPID, mintCode, simPost } from "../support/harness.js";
 
 // The sample of WeChat's "开放数据校验与解密" doc (signature.html, aes-sample).
