@@ -19,7 +19,9 @@ import { MemoryStore } from "../../src/store/memory-store.js";
 import { createAccessTokenBroker } from "../../src/wechat/access-token-broker.js";
 import { createFakePlatforms } from "./fake-platforms.js";
 
-export const DEMO_APPID = DEMO_APP.appid;
+import { DEMO_APPID } from "./harness.js";
+
+export { DEMO_APPID };
 /** The client address every call comes from, unless its CLIENT_ADDRESS header names another. */
 export const TEST_ADDRESS = "192.0.2.1";
 /** A test's own header: the in-memory transport has no socket to take the address from. */

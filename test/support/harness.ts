@@ -1,9 +1,9 @@
 // Starts the real service (both listeners, the simulator) on port 0 and talks to it as clients do.
 import { loadConfig } from "../../src/config/config.js";
-import { startApp, type RunningApp } from "../../src/main.js";
+import { DEMO_APP, startApp, type RunningApp } from "../../src/main.js";
 import type { Store } from "../../src/store/store.js";
 
-export const DEMO_APPID = "wx0000000000000001";
+export const DEMO_APPID: string = DEMO_APP.appid;
 export const SERVICE = "identity.v1.IdentityService";
 
 export interface Harness extends RunningApp {
