@@ -149,6 +149,7 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
       trustProxy: file.trustProxy,
       seedRoutes,
       apps: file.apps,
+      cors: file.cors,
     };
     const http = await buildHttpServer(deps);
     closers.push(() => http.close());

@@ -79,6 +79,24 @@ export type SeedRoutesConfig = z.output<typeof seedRoutesSchema>;
 /** Every profile on, as dev mode runs them. */
 export const ALL_SEED_ROUTES: SeedRoutesConfig = seedRoutesSchema.parse({ smallapp: {}, passwordLogin: {}, applet: {}, multiPlatform: {}, openIdLogin: {} });
 
+/** An origin exactly as a browser sends it in `Origin`: scheme://host[:port], lower case, no path. */
+const corsOrigin = z.string().superRefine((value, ctx) => {
+  if (value.includes("*")) return void ctx.addIssue({ code: "custom", message: `"${value}": wildcards are not allowed, list each origin` });
+  const origin = URL.canParse(value) ? new URL(value).origin : "null";
+  if (!/^https?:\/\//.test(origin)) return void ctx.addIssue({ code: "custom", message: `"${value}" is not an http(s) origin like https://app.example.com` });
+  if (origin !== value) ctx.addIssue({ code: "custom", message: `"${value}" must be written as browsers send it: "${origin}" (no path, default port, lower case)` });
+});
+
+/** CORS on the HTTP/1.1 listener, for login pages on other origins (docs/configuration.md); off unless given. */
+const corsSchema = z.strictObject({
+  origins: z.array(corsOrigin).min(1, "must list at least one origin"),
+  /** Lets pages send cookies; the API needs none (tokens travel in authorization), so off by default. */
+  credentials: z.boolean().default(false),
+  /** How long a browser may cache a preflight answer (Chrome caps it at 2 h). */
+  maxAgeSeconds: z.number().int().min(0).max(86_400).default(600),
+});
+export type CorsConfig = z.output<typeof corsSchema>;
+
 const limitsSchema = z
   .strictObject({
     maxBodyBytes: z
@@ -153,6 +171,7 @@ const fileSchema = z
     trustProxy: z.array(z.string().regex(/^[0-9a-fA-F:.]+(\/\d{1,3})?$/, "must be an IP address or CIDR")).default([]),
     limits: limitsSchema.prefault({}),
     seedRoutes: seedRoutesSchema.default({}),
+    cors: corsSchema.optional(),
   })
   .superRefine((file, ctx) => {
     const seen = new Map<string, number>();

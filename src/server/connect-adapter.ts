@@ -33,6 +33,8 @@ export function registerConnectRoutes(scope: FastifyInstance, options: ConnectRo
     scope.all(handler.requestPath, (req, reply) => {
       reply.hijack();
       const res = reply.raw as NodeResponse;
+      // Headers the app's hooks set (CORS) live on the reply, which hijack() bypasses.
+      for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) res.setHeader(name, value);
       serve(handler, req.raw as NodeRequest, res, contextValues(req)).catch((e: unknown) => {
         if (ConnectError.from(e).code === Code.Canceled) return;
         onFailure(e, handler);

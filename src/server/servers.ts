@@ -8,12 +8,13 @@ import type { PinoLoggerOptions } from "fastify/types/logger.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import { createInvoke } from "../compat/invoke.js";
 import { registerSeedRoutes, type SeedApp } from "../compat/seed-routes.js";
-import type { SeedRoutesConfig } from "../config/config.js";
+import type { CorsConfig, SeedRoutesConfig } from "../config/config.js";
 import type { RpcSample } from "../metrics/metrics.js";
 import { requestContextValues, type Logger } from "../service/interceptors.js";
 import type { Readiness } from "./health.js";
 import { createRoutes, type Routes } from "./routes.js";
 import { registerConnectRoutes } from "./connect-adapter.js";
+import { registerCors } from "./cors.js";
 import { describeError } from "../util/log-safety.js";
 
 export interface ServerDeps {
@@ -38,6 +39,8 @@ export interface ServerDeps {
   /** The seed-compatible REST profiles to serve on the HTTP listener, and the apps they resolve. */
   seedRoutes: SeedRoutesConfig;
   apps: SeedApp[];
+  /** CORS for browsers on other origins, HTTP/1.1 listener only; off when absent. */
+  cors?: CorsConfig;
 }
 
 export interface ConnectionTimeouts {
@@ -68,6 +71,7 @@ export async function buildHttpServer(deps: ServerDeps): Promise<FastifyInstance
     done();
   });
   app.server.on("request", (req: IncomingMessage, res: ServerResponse) => res.once("finish", () => closing && req.socket.end()));
+  if (deps.cors) await registerCors(app, deps.cors);
   const routes = await registerConnect(app, deps);
   await registerSeedRoutes(app, deps.seedRoutes, { invoke: createInvoke(deps.service, routes.options.interceptors), apps: deps.apps });
   app.get("/.well-known/jwks.json", async (_req, reply) => {
