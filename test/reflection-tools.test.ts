@@ -1,13 +1,16 @@
 // What the tools people already use need from the h2c listener: reflection under v1alpha as well as
 // v1 (older grpcurl, grpcio-reflection), the proto comments in the served descriptors (grpcurl
-// describe); grpcurl itself runs when it is on PATH.
+// describe), and UNIMPLEMENTED for a call to nothing. grpcurl itself runs when it is on PATH.
 import { execFile } from "node:child_process";
+import { once } from "node:events";
 import { readFileSync } from "node:fs";
+import http2 from "node:http2";
 import { promisify } from "node:util";
 import { fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { type FileDescriptorProto, FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ServerReflection, type ServerReflectionRequestSchema, type ServerReflectionResponse } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { Health } from "../gen/health/v1/health_pb.js";
@@ -58,6 +61,45 @@ describe("reflection v1alpha", () => {
     // Path [6, 0]: the file's first service.
     const location = identity?.sourceCodeInfo?.location.find((l) => l.path.join() === "6,0");
     expect(location?.leadingComments).toContain(serviceComment);
+  });
+});
+
+describe("a call to a service or method the listener does not serve", () => {
+  /** A grpc-js unary call to `path` with an empty message. */
+  const callGrpcJs = (path: string) =>
+    new Promise<grpc.ServiceError>((resolve, reject) => {
+      const client = new grpc.Client(h.grpcUrl.replace(/^http:\/\//, ""), grpc.credentials.createInsecure());
+      client.makeUnaryRequest(
+        path,
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        Buffer.alloc(0),
+        (err) => {
+          client.close();
+          err ? resolve(err) : reject(new Error(`${path} answered`));
+        },
+      );
+    });
+
+  it.each([`/${SERVICE}/NoSuchMethod`, "/no.such.Service/Method"])("answers %s with UNIMPLEMENTED to grpc-js", async (path) => {
+    const err = await callGrpcJs(path);
+    expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(err.details).toContain(path);
+  });
+
+  it("still answers a Connect request with 404, on h2c as on HTTP/1.1", async () => {
+    const res = await fetch(`${h.httpUrl}/${SERVICE}/NoSuchMethod`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    expect(res.status).toBe(404);
+    const session = http2.connect(h.grpcUrl);
+    try {
+      const stream = session.request({ ":method": "POST", ":path": `/${SERVICE}/NoSuchMethod`, "content-type": "application/json" });
+      stream.end("{}");
+      const [headers] = (await once(stream, "response")) as [http2.IncomingHttpHeaders];
+      expect(headers[":status"]).toBe(404);
+      stream.resume();
+    } finally {
+      session.close();
+    }
   });
 });
 
