@@ -1,7 +1,8 @@
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions, type ContextValues } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
-import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
+import { contentTypeRegExp as grpcContentType, parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
+import { contentTypeRegExp as grpcWebContentType } from "@connectrpc/connect/protocol-grpc-web";
 import { universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
@@ -45,6 +46,32 @@ export function registerConnectRoutes(scope: FastifyInstance, options: ConnectRo
     });
   }
 }
+
+/**
+ * A gRPC call to a service or method `scope` does not serve gets status UNIMPLEMENTED, as gRPC
+ * says, rather than fastify's 404, which gRPC clients report as a transport failure. A trailers-only
+ * answer, before the body is parsed (fastify would answer 415). HTTP/2 only. Connect requests keep the 404 Connect specifies.
+ */
+export function answerUnknownGrpcCalls(scope: FastifyInstance): void {
+  scope.addHook("onRequest", (req, reply, done) => {
+    const contentType = req.headers["content-type"] ?? "";
+    if (!req.is404 || !(grpcContentType.test(contentType) || grpcWebContentType.test(contentType))) return done();
+    reply.hijack();
+    const message = `unknown service or method ${req.url}`;
+    // On the stream itself: trailers-only means one HEADERS frame that ends the stream, where
+    // writeHead and end() send an empty DATA frame after it (grpc-js then reports INTERNAL).
+    (reply.raw as unknown as Http2ServerResponse).stream.respond(
+      { ":status": 200, "content-type": contentType, "grpc-status": String(Code.Unimplemented), "grpc-message": grpcPercentEncode(message) },
+      { endStream: true },
+    );
+    // Read and drop the request body, so the stream closes on both sides.
+    req.raw.resume();
+  });
+}
+
+// gRPC's grpc-message encoding: only '%' and bytes outside printable ASCII. (Connect's own encoder
+// also escapes '/', which grpc-js does not decode.)
+const grpcPercentEncode = (message: string) => message.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => encodeURIComponent(c));
 
 type NodeRequest = IncomingMessage | Http2ServerRequest;
 type NodeResponse = ServerResponse | Http2ServerResponse;

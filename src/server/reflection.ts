@@ -1,19 +1,27 @@
 // gRPC server reflection (grpc.reflection.v1), so buf curl and grpcurl work without a schema.
-// The descriptors are the generated ones: what is served is exactly what the handlers speak.
-// A bidi stream: HTTP/2 only.
-import { create, createRegistry, toBinary, type DescFile, type DescService, type MessageInitShape } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+// v1alpha too, for the clients that ask it first or only. The descriptors are the generated ones,
+// what is served is exactly what the handlers speak, with their comments put back. A bidi stream: HTTP/2 only.
+import { clone, create, createRegistry, fromBinary, toBinary, type DescFile, type DescService, type MessageInitShape } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema, SourceCodeInfoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, type ServiceImpl } from "@connectrpc/connect";
 import { ServerReflection, ServerReflectionResponseSchema, type ServerReflectionRequest, type ServerReflectionResponse } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { apiError } from "../service/errors.js";
 
 /**
  * Reflection over `services` (the reflection service itself included, as grpc-go does) and
  * `extraFiles`: files no service imports that clients still want to resolve, such as the
- * google.rpc error details.
+ * google.rpc error details. `sources` are the comments (gen/**\/*_source.ts) to serve with each file.
  */
-export function createReflectionService(services: DescService[], extraFiles: DescFile[] = []): ServiceImpl<typeof ServerReflection> {
-  const listed = [...services, ServerReflection];
+/** A generated `*_source.ts` file's export. */
+export interface SourceInfo {
+  file: string;
+  /** google.protobuf.SourceCodeInfo, binary, base64. */
+  sourceCodeInfo: string;
+}
+
+export function createReflectionService(services: DescService[], extraFiles: DescFile[] = [], sources: SourceInfo[] = []): ServiceImpl<typeof ServerReflection> {
+  const listed = [...services, ServerReflection, ServerReflectionV1alpha];
   const files = new Map<string, DescFile>();
   const collect = (file: DescFile): void => {
     if (files.has(file.proto.name)) return;
@@ -22,7 +30,15 @@ export function createReflectionService(services: DescService[], extraFiles: Des
   };
   [...listed.map((s) => s.file), ...extraFiles].forEach(collect);
   const registry = createRegistry(...files.values());
-  const encoded = new Map([...files].map(([name, file]) => [name, toBinary(FileDescriptorProtoSchema, file.proto)]));
+  const comments = new Map(sources.map((s) => [s.file, s.sourceCodeInfo]));
+  const encode = (file: DescFile): Uint8Array => {
+    const source = comments.get(file.proto.name);
+    if (source === undefined) return toBinary(FileDescriptorProtoSchema, file.proto);
+    const proto = clone(FileDescriptorProtoSchema, file.proto);
+    proto.sourceCodeInfo = fromBinary(SourceCodeInfoSchema, Buffer.from(source, "base64"));
+    return toBinary(FileDescriptorProtoSchema, proto);
+  };
+  const encoded = new Map([...files].map(([name, file]) => [name, encode(file)]));
 
   /** The file and its transitive imports, leaving out imports this stream has sent already (as grpc-go does). */
   const withDependencies = (file: DescFile, sent: Set<string>): Uint8Array[] => {
@@ -91,3 +107,6 @@ export function createReflectionService(services: DescService[], extraFiles: Des
     },
   };
 }
+
+/** The same implementation under v1alpha's name: its messages are v1's, field for field, so the wire is the same. */
+export const asV1alpha = (impl: ServiceImpl<typeof ServerReflection>): ServiceImpl<typeof ServerReflectionV1alpha> => impl as unknown as ServiceImpl<typeof ServerReflectionV1alpha>;

@@ -4,13 +4,19 @@ import type { JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
 import type { ConnectRouter, ConnectRouterOptions, Interceptor, ServiceImpl } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
+import { sourceInfo as errorDetailsSource } from "../../gen/google/rpc/error_details_source.js";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { sourceInfo as reflectionSource } from "../../gen/grpc/reflection/v1/reflection_source.js";
+import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { sourceInfo as reflectionV1alphaSource } from "../../gen/grpc/reflection/v1alpha/reflection_source.js";
+import { sourceInfo as healthSource } from "../../gen/health/v1/health_source.js";
+import { sourceInfo as identitySource } from "../../gen/identity/v1/identity_source.js";
 import { Health } from "../../gen/health/v1/health_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import type { RpcSample } from "../metrics/metrics.js";
 import { createOutermostInterceptor, type Logger } from "../service/interceptors.js";
 import { createHealthService, type Readiness } from "./health.js";
-import { createReflectionService } from "./reflection.js";
+import { asV1alpha, createReflectionService } from "./reflection.js";
 import { guardRouter } from "./request-guard.js";
 
 export interface RoutesDeps {
@@ -44,7 +50,12 @@ export function createRoutes(deps: RoutesDeps): Routes {
       router.service(Health, createHealthService({ ready: deps.ready, services: [IdentityService.typeName], closing: deps.closing }));
       guardRouter(router, { maxBodyBytes: deps.maxBodyBytes, compressions: COMPRESSIONS, jsonOptions: JSON_OPTIONS });
       // After the guard, which reads a whole request body before passing it on: a bidi stream has no whole body.
-      if (deps.reflection) router.service(ServerReflection, createReflectionService([IdentityService, Health], [file_google_rpc_error_details]));
+      if (deps.reflection) {
+        const sources = [identitySource, healthSource, errorDetailsSource, reflectionSource, reflectionV1alphaSource];
+        const reflection = createReflectionService([IdentityService, Health], [file_google_rpc_error_details], sources);
+        router.service(ServerReflection, reflection);
+        router.service(ServerReflectionV1alpha, asV1alpha(reflection));
+      }
     },
     options: {
       interceptors: [createOutermostInterceptor(deps.log, deps.recordRpc)],

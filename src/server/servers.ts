@@ -13,7 +13,7 @@ import type { RpcSample } from "../metrics/metrics.js";
 import { requestContextValues, type Logger } from "../service/interceptors.js";
 import type { Readiness } from "./health.js";
 import { createRoutes, type Routes } from "./routes.js";
-import { registerConnectRoutes } from "./connect-adapter.js";
+import { answerUnknownGrpcCalls, registerConnectRoutes } from "./connect-adapter.js";
 import { registerCors } from "./cors.js";
 import { describeError } from "../util/log-safety.js";
 
@@ -152,6 +152,7 @@ export async function buildGrpcServer(deps: ServerDeps): Promise<FastifyInstance
     }, deps.timeouts.requestMs).unref();
     stream.once("close", () => clearTimeout(deadline));
   });
+  answerUnknownGrpcCalls(app as unknown as FastifyInstance);
   // Reflection is a bidi stream, which needs HTTP/2: served here only.
   await registerConnect(app as unknown as FastifyInstance, deps, { reflection: true });
   return app as unknown as FastifyInstance;
