@@ -128,3 +128,28 @@ describe.skipIf(!grpcurl)("grpcurl", () => {
     expect(described).toContain("rpc Login");
   });
 });
+
+// grpcio-reflection, the standard Python client (v1alpha only), through a DescriptorPool and
+// message classes built from the reflected descriptors: CI makes the venv, a laptop may not have it.
+const python = process.env.IDENTITY_PYTHON ?? `${process.env.XDG_CACHE_HOME ?? `${process.env.HOME}/.cache`}/identity-ci/pyvenv/bin/python`;
+const pythonReady = await run(python, ["-c", "import grpc, grpc_reflection.v1alpha.proto_reflection_descriptor_database, grpc_status, google.rpc.error_details_pb2"]).then(
+  () => true,
+  (e: Error) => {
+    console.log(
+      `Python reflection test skipped: ${python} lacks the packages (${e.message.split("\n").at(-2) ?? e.message}); python3 -m venv ${python.replace(/\/bin\/python$/, "")} && ${python.replace(/python$/, "pip")} install grpcio==1.76.0 grpcio-reflection==1.76.0 grpcio-status==1.76.0 googleapis-common-protos==1.72.0 protobuf==6.33.1`,
+    );
+    return false;
+  },
+);
+
+describe.skipIf(!pythonReady)("grpcio-reflection (Python)", () => {
+  it("lists the services, finds IdentityService's methods and calls through reflected descriptors", async () => {
+    const script = new URL("./python/reflection_client.py", import.meta.url).pathname;
+    const { stdout } = await run(python, [script, h.grpcUrl.replace(/^http:\/\//, "")], { timeout: 60_000 });
+    const found = JSON.parse(stdout.trim().split("\n").at(-1)!);
+    expect(found.services).toEqual([SERVICE, Health.typeName, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
+    expect(found.methods).toEqual(expect.arrayContaining(["Login", "CheckLogin"]));
+    expect(found.health).toBe("SERVING");
+    expect(found.checkLogin).toEqual({ code: "UNAUTHENTICATED", reasons: ["TOKEN_MISSING"] });
+  });
+});
