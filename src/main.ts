@@ -10,7 +10,8 @@ import { createAlipayClient } from "./platforms/alipay-client.js";
 import { createAppleVerifier } from "./platforms/apple-verifier.js";
 import { buildGrpcServer, buildHttpServer } from "./server/servers.js";
 import type { Readiness } from "./server/health.js";
-import { createIdentityService, type App } from "./service/identity-service.js";
+import { createIdentityService, type App, type IdentityServiceDeps } from "./service/identity-service.js";
+import type { PlatformClients } from "./service/platform-login.js";
 import { createWechatSimulator, type WechatSimulator } from "./simulator/simulator.js";
 import { createMetrics, instrumentStore } from "./metrics/metrics.js";
 import { MemoryStore } from "./store/memory-store.js";
@@ -107,8 +108,6 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     closers.push(() => store.close());
     await store.init();
 
-    const accessTokens = createAccessTokens(keys, { issuer: file.issuer, ttlSeconds: file.tokens.accessTtlSeconds, now });
-    const sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: file.tokens, now });
     const wechat = createWechatClient({ baseUrl: simulator?.url ?? env.wechatApiBase ?? WECHAT_API, ...file.wechat, observe: metrics.observeUpstream });
     const qq = createWechatClient({ baseUrl: simulator ? `${simulator.url}/qq` : QQ_API, ...file.wechat, observe: (api, outcome, seconds) => metrics.observeUpstream(`qq.${api}`, outcome, seconds) });
     closers.push(
@@ -123,18 +122,8 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     };
     // Against the simulator, its gateway key is Alipay's.
     const serviceApps = simulator ? apps.map((a) => (a.platform === "alipay-miniprogram" ? { ...a, alipayPublicKey: simulator!.alipayPublicKeyPem } : a)) : apps;
-    const broker = createAccessTokenBroker({ credentials: store.credentials, fetchToken: (app) => wechat.stableToken(app), now, onRefresh: metrics.recordTokenRefresh });
-    const service = createIdentityService({
-      apps: serviceApps,
-      internalCallers: file.internalCallers,
-      rateLimits: file.limits,
-      users: store.users,
-      sessions,
-      replays: store.replays,
-      platforms,
-      broker,
-      now,
-    });
+    const { accessTokens, deps: serviceDeps } = createServiceDeps({ file, apps: serviceApps, store, platforms, keys, now, onTokenRefresh: metrics.recordTokenRefresh });
+    const service = createIdentityService(serviceDeps);
 
     const deps = {
       service,
@@ -177,6 +166,31 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     await close();
     throw e;
   }
+}
+
+/** The service's dependencies from the config, a store and the platform clients: what startApp and the fast test level both run. */
+export function createServiceDeps({
+  file,
+  apps,
+  store,
+  platforms,
+  keys,
+  now,
+  onTokenRefresh,
+}: {
+  file: ConfigFile;
+  apps: App[];
+  store: Pick<Store, "users" | "sessions" | "replays" | "credentials">;
+  platforms: PlatformClients;
+  keys: Awaited<ReturnType<typeof importSigningKey>>[];
+  now: () => number;
+  onTokenRefresh?: (appid: string) => void;
+}) {
+  const accessTokens = createAccessTokens(keys, { issuer: file.issuer, ttlSeconds: file.tokens.accessTtlSeconds, now });
+  const sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: file.tokens, now });
+  const broker = createAccessTokenBroker({ credentials: store.credentials, fetchToken: (app) => platforms.wechat.stableToken(app), now, onRefresh: onTokenRefresh });
+  const deps: IdentityServiceDeps = { apps, internalCallers: file.internalCallers, rateLimits: file.limits, users: store.users, sessions, replays: store.replays, platforms, broker, now };
+  return { accessTokens, deps };
 }
 
 /** Imports every configured key, naming the entry that is not a usable private key. */

@@ -8,17 +8,18 @@ import { ServerReflection, ServerReflectionResponseSchema, type ServerReflection
 import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { apiError } from "../service/errors.js";
 
-/**
- * Reflection over `services` (the reflection service itself included, as grpc-go does) and
- * `extraFiles`: files no service imports that clients still want to resolve, such as the
- * google.rpc error details. `sources` are the comments (gen/**\/*_source.ts) to serve with each file.
- */
 /** A generated `*_source.ts` file's export. */
 export interface SourceInfo {
   file: string;
   /** google.protobuf.SourceCodeInfo, binary, base64. */
   sourceCodeInfo: string;
 }
+
+/**
+ * Reflection over `services` (the reflection service itself included, as grpc-go does) and
+ * `extraFiles`: files no service imports that clients still want to resolve, such as the
+ * google.rpc error details. `sources` are the comments (gen/**\/*_source.ts) to serve with each file.
+ */
 
 export function createReflectionService(services: DescService[], extraFiles: DescFile[] = [], sources: SourceInfo[] = []): ServiceImpl<typeof ServerReflection> {
   const listed = [...services, ServerReflection, ServerReflectionV1alpha];

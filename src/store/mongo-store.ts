@@ -103,7 +103,7 @@ export class MongoStore implements Store {
     const defaults = Object.entries(STORE_TIMEOUTS).filter(([name]) => !inUri.has(name.toLowerCase()));
     const client = new MongoClient(uri, { ...Object.fromEntries(defaults), ...options });
     await guard(() => client.connect());
-    const store = new MongoStore(client, dbName, now ? { now } : {});
+    const store = new MongoStore(client, dbName, { now });
     store.ownsClient = true;
     return store;
   }

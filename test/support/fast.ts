@@ -5,18 +5,15 @@ import { type Code, ConnectError, createClient, createRouterTransport, type Call
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Health } from "../../gen/health/v1/health_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
-import { createAccessTokens, generateSigningKey } from "../../src/auth/access-tokens.js";
-import { createSessionLibrary } from "../../src/auth/sessions.js";
+import { generateSigningKey } from "../../src/auth/access-tokens.js";
 import { defaultConfigFile, loadConfig, WECHAT_PLATFORMS, type ConfigFile } from "../../src/config/config.js";
-import { DEMO_APP } from "../../src/main.js";
+import { createServiceDeps, DEMO_APP } from "../../src/main.js";
 import { createRoutes } from "../../src/server/routes.js";
-import { createIdentityService, type IdentityServiceDeps } from "../../src/service/identity-service.js";
+import { createIdentityService } from "../../src/service/identity-service.js";
 import { kClientAddress } from "../../src/service/interceptors.js";
-import type { PlatformClients } from "../../src/service/platform-login.js";
 import { encryptOpenData } from "../../src/simulator/crypto.js";
 import { createClock, type Clock, type LoginCodeRequest, type WechatState } from "../../src/simulator/wechat-state.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
-import { createAccessTokenBroker } from "../../src/wechat/access-token-broker.js";
 import { createFakePlatforms } from "./fake-platforms.js";
 
 import { DEMO_APPID } from "./harness.js";
@@ -59,7 +56,8 @@ export async function startFast(file?: object): Promise<Fast> {
   const clock = createClock(() => START);
   const store = new MemoryStore({ now: clock.now });
   const fake = createFakePlatforms(secretsOf(config, WECHAT_PLATFORMS), secretsOf(config, ["qq-miniprogram"]), clock);
-  const service = createIdentityService(await serviceDeps(config, store, fake.clients, clock.now));
+  const { deps } = createServiceDeps({ file: config, apps: config.apps, store, platforms: fake.clients, keys: [await signingKey], now: clock.now });
+  const service = createIdentityService(deps);
   const logs: string[] = [];
   const line = (level: number) => (obj: object, msg?: string) => void logs.push(JSON.stringify({ level, ...obj, msg }));
   const log = { info: line(30), error: line(50) };
@@ -85,14 +83,6 @@ export async function startFast(file?: object): Promise<Fast> {
       return { openid: minted.openid, res, userId: res.user?.id ?? "", access: res.tokens!.accessToken, refresh: res.tokens!.refreshToken };
     },
   };
-}
-
-// The one place the service's dependencies are built, as src/main.ts builds them.
-async function serviceDeps(file: ConfigFile, store: MemoryStore, platforms: PlatformClients, now: () => number): Promise<IdentityServiceDeps> {
-  const accessTokens = createAccessTokens([await signingKey], { issuer: file.issuer, ttlSeconds: file.tokens.accessTtlSeconds, now });
-  const sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: file.tokens, now });
-  const broker = createAccessTokenBroker({ credentials: store.credentials, fetchToken: (app) => platforms.wechat.stableToken(app), now });
-  return { apps: file.apps, internalCallers: file.internalCallers, rateLimits: file.limits, users: store.users, sessions, replays: store.replays, platforms, broker, now };
 }
 
 /** A LoginRequest's credential, the oneof spelled out. */
