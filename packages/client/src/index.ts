@@ -1,0 +1,2 @@
+// The package's public surface.
+export * from "./gen/identity/v1/identity_pb.js";
