@@ -131,11 +131,12 @@ describe("a ready service", () => {
       return response.case === "fileDescriptorResponse" ? response.value.fileDescriptorProto.map((b) => fromBinary(FileDescriptorProtoSchema, b).name) : response;
     };
     expect(answers).toHaveLength(requests.length);
-    expect(files(0)).toEqual(["identity/v1/identity.proto", "google/protobuf/field_mask.proto", "google/protobuf/struct.proto", "google/protobuf/timestamp.proto"]);
+    expect(files(0)).toEqual(["identity/v1/identity.proto", "google/protobuf/duration.proto", "google/protobuf/field_mask.proto", "google/protobuf/struct.proto", "google/protobuf/timestamp.proto"]);
     // Already sent on this stream: only the file asked for.
     expect(files(1)).toEqual(["identity/v1/identity.proto"]);
     expect(files(2)).toEqual(["google/protobuf/timestamp.proto"]);
-    expect(files(3)).toEqual(["google/rpc/error_details.proto", "google/protobuf/duration.proto"]);
+    // duration.proto went with identity.proto already.
+    expect(files(3)).toEqual(["google/rpc/error_details.proto"]);
     expect(answers[4]!.messageResponse).toMatchObject({ case: "errorResponse", value: { errorCode: Code.NotFound } });
     expect(answers[5]!.messageResponse).toMatchObject({ case: "errorResponse", value: { errorCode: Code.NotFound } });
     expect(answers[6]!.messageResponse).toMatchObject({ case: "allExtensionNumbersResponse", value: { baseTypeName: "identity.v1.User", extensionNumber: [] } });

@@ -4,15 +4,15 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file identity/v1/identity.proto.
  */
 export const file_identity_v1_identity: GenFile = /*@__PURE__*/
-  fileDesc("ChppZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxILaWRlbnRpdHkudjEifQoISWRlbnRpdHkSEAoIcGxhdGZvcm0YASABKAkSDQoFYXBwaWQYAiABKAkSDgoGb3BlbmlkGAMgASgJEg8KB3VuaW9uaWQYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpkECgRVc2VyEgoKAmlkGAEgASgJEg8KB3ZlcnNpb24YAiABKAUSEAoIbmlja25hbWUYAyABKAkSEgoKYXZhdGFyX3VybBgEIAEoCRIjCgZnZW5kZXIYBSABKA4yEy5pZGVudGl0eS52MS5HZW5kZXISEAoIYmlydGhkYXkYBiABKAkSFAoMcGhvbmVfbnVtYmVyGAcgASgJEhkKEXB1cmVfcGhvbmVfbnVtYmVyGAggASgJEhQKDGNvdW50cnlfY29kZRgJIAEoCRINCgVlbWFpbBgKIAEoCRIQCgh1c2VybmFtZRgLIAEoCRINCgVyb2xlcxgMIAMoCRInCgZzdGF0dXMYDSABKA4yFy5pZGVudGl0eS52MS5Vc2VyU3RhdHVzEhMKC2ludml0ZV9jb2RlGA4gASgJEhIKCmludml0ZXJfaWQYDyABKAkSFAoMaGFzX3Bhc3N3b3JkGBAgASgIEikKCmlkZW50aXRpZXMYESADKAsyFS5pZGVudGl0eS52MS5JZGVudGl0eRIrCgphdHRyaWJ1dGVzGBIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIvCgtjcmVhdGVfdGltZRgTIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYFCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInkKBlRva2VucxIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRISCgpleHBpcmVzX2luGAMgASgFEhoKEnJlZnJlc2hfZXhwaXJlc19pbhgEIAEoBRISCgp0b2tlbl90eXBlGAUgASgJIjgKElBhc3N3b3JkQ3JlZGVudGlhbBIQCgh1c2VybmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSLQAQoMTG9naW5SZXF1ZXN0Eg4KBmFwcF9pZBgBIAEoCRIOCgRjb2RlGAIgASgJSAASMwoIcGFzc3dvcmQYAyABKAsyHy5pZGVudGl0eS52MS5QYXNzd29yZENyZWRlbnRpYWxIABISCghpZF90b2tlbhgEIAEoCUgAEhEKCWJpbmRfY29kZRgFIAEoCRISCgppbnZpdGVyX2lkGAYgASgJEhMKC2ludml0ZV9jb2RlGAcgASgJEg0KBW5vbmNlGAggASgJQgwKCmNyZWRlbnRpYWwijgEKDUxvZ2luUmVzcG9uc2USIwoGdG9rZW5zGAEgASgLMhMuaWRlbnRpdHkudjEuVG9rZW5zEhIKCnJlZ2lzdGVyZWQYAiABKAgSEwoLZmlyc3RfbG9naW4YAyABKAgSHwoEdXNlchgEIAEoCzIRLmlkZW50aXR5LnYxLlVzZXISDgoGb3BlbmlkGAUgASgJIlcKDE9hdXRoUmVxdWVzdBIWCg5lbmNyeXB0ZWRfZGF0YRgBIAEoCRIKCgJpdhgCIAEoCRIQCghyYXdfZGF0YRgDIAEoCRIRCglzaWduYXR1cmUYBCABKAkiZgoNT2F1dGhSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlchIPCgdjcmVhdGVkGAIgASgIEiMKBnRva2VucxgDIAEoCzITLmlkZW50aXR5LnYxLlRva2VucyJDCg9HZXRQaG9uZVJlcXVlc3QSDAoEY29kZRgBIAEoCRIWCg5lbmNyeXB0ZWRfZGF0YRgCIAEoCRIKCgJpdhgDIAEoCSJZChBHZXRQaG9uZVJlc3BvbnNlEhQKDHBob25lX251bWJlchgBIAEoCRIZChFwdXJlX3Bob25lX251bWJlchgCIAEoCRIUCgxjb3VudHJ5X2NvZGUYAyABKAkiRAoQQmluZFBob25lUmVxdWVzdBIMCgRjb2RlGAEgASgJEhYKDmVuY3J5cHRlZF9kYXRhGAIgASgJEgoKAml2GAMgASgJIlkKEUJpbmRQaG9uZVJlc3BvbnNlEh8KBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyEiMKBnRva2VucxgCIAEoCzITLmlkZW50aXR5LnYxLlRva2VucyInCg5SZWZyZXNoUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJIjYKD1JlZnJlc2hSZXNwb25zZRIjCgZ0b2tlbnMYASABKAsyEy5pZGVudGl0eS52MS5Ub2tlbnMiJQoNTG9nb3V0UmVxdWVzdBIUCgxhbGxfc2Vzc2lvbnMYASABKAgiEAoOTG9nb3V0UmVzcG9uc2UiKQoRQ2hlY2tMb2dpblJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJIooBChJDaGVja0xvZ2luUmVzcG9uc2USHwoEdXNlchgBIAEoCzIRLmlkZW50aXR5LnYxLlVzZXISEgoKc2Vzc2lvbl9pZBgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGYXBwX2lkGAQgASgJIiEKDkdldFVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiMgoPR2V0VXNlclJlc3BvbnNlEh8KBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyIpkBChFVcGRhdGVVc2VyUmVxdWVzdBIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlchIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHQoQZXhwZWN0ZWRfdmVyc2lvbhgDIAEoBUgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uIjUKElVwZGF0ZVVzZXJSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlciJWChJTZXRQYXNzd29yZFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSGAoQY3VycmVudF9wYXNzd29yZBgCIAEoCRIUCgxuZXdfcGFzc3dvcmQYAyABKAkiNgoTU2V0UGFzc3dvcmRSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlcipECgZHZW5kZXISFgoSR0VOREVSX1VOU1BFQ0lGSUVEEAASDwoLR0VOREVSX01BTEUQARIRCg1HRU5ERVJfRkVNQUxFEAIqWwoKVXNlclN0YXR1cxIbChdVU0VSX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKElVTRVJfU1RBVFVTX0FDVElWRRABEhgKFFVTRVJfU1RBVFVTX0RJU0FCTEVEEAIy7wUKD0lkZW50aXR5U2VydmljZRI+CgVMb2dpbhIZLmlkZW50aXR5LnYxLkxvZ2luUmVxdWVzdBoaLmlkZW50aXR5LnYxLkxvZ2luUmVzcG9uc2USPgoFT2F1dGgSGS5pZGVudGl0eS52MS5PYXV0aFJlcXVlc3QaGi5pZGVudGl0eS52MS5PYXV0aFJlc3BvbnNlEkcKCEdldFBob25lEhwuaWRlbnRpdHkudjEuR2V0UGhvbmVSZXF1ZXN0Gh0uaWRlbnRpdHkudjEuR2V0UGhvbmVSZXNwb25zZRJKCglCaW5kUGhvbmUSHS5pZGVudGl0eS52MS5CaW5kUGhvbmVSZXF1ZXN0Gh4uaWRlbnRpdHkudjEuQmluZFBob25lUmVzcG9uc2USRAoHUmVmcmVzaBIbLmlkZW50aXR5LnYxLlJlZnJlc2hSZXF1ZXN0GhwuaWRlbnRpdHkudjEuUmVmcmVzaFJlc3BvbnNlEkEKBkxvZ291dBIaLmlkZW50aXR5LnYxLkxvZ291dFJlcXVlc3QaGy5pZGVudGl0eS52MS5Mb2dvdXRSZXNwb25zZRJSCgpDaGVja0xvZ2luEh4uaWRlbnRpdHkudjEuQ2hlY2tMb2dpblJlcXVlc3QaHy5pZGVudGl0eS52MS5DaGVja0xvZ2luUmVzcG9uc2UiA5ACARJJCgdHZXRVc2VyEhsuaWRlbnRpdHkudjEuR2V0VXNlclJlcXVlc3QaHC5pZGVudGl0eS52MS5HZXRVc2VyUmVzcG9uc2UiA5ACARJNCgpVcGRhdGVVc2VyEh4uaWRlbnRpdHkudjEuVXBkYXRlVXNlclJlcXVlc3QaHy5pZGVudGl0eS52MS5VcGRhdGVVc2VyUmVzcG9uc2USUAoLU2V0UGFzc3dvcmQSHy5pZGVudGl0eS52MS5TZXRQYXNzd29yZFJlcXVlc3QaIC5pZGVudGl0eS52MS5TZXRQYXNzd29yZFJlc3BvbnNlQqYBCh9jb20uaWRlbnRpdHlzZXJ2aWNlLmlkZW50aXR5LnYxQg1JZGVudGl0eVByb3RvUAFaQWdpdGh1Yi5jb20vaWRlbnRpdHlzZXJ2aWNlL2lkZW50aXR5L2dlbi9nby9pZGVudGl0eS92MTtpZGVudGl0eXYxogIDSVhYqgILSWRlbnRpdHkuVjHKAgtJZGVudGl0eVxWMeoCDElkZW50aXR5OjpWMWIGcHJvdG8z", [file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChppZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxILaWRlbnRpdHkudjEifQoISWRlbnRpdHkSEAoIcGxhdGZvcm0YASABKAkSDQoFYXBwaWQYAiABKAkSDgoGb3BlbmlkGAMgASgJEg8KB3VuaW9uaWQYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpkECgRVc2VyEgoKAmlkGAEgASgJEg8KB3ZlcnNpb24YAiABKAUSEAoIbmlja25hbWUYAyABKAkSEgoKYXZhdGFyX3VybBgEIAEoCRIjCgZnZW5kZXIYBSABKA4yEy5pZGVudGl0eS52MS5HZW5kZXISEAoIYmlydGhkYXkYBiABKAkSFAoMcGhvbmVfbnVtYmVyGAcgASgJEhkKEXB1cmVfcGhvbmVfbnVtYmVyGAggASgJEhQKDGNvdW50cnlfY29kZRgJIAEoCRINCgVlbWFpbBgKIAEoCRIQCgh1c2VybmFtZRgLIAEoCRINCgVyb2xlcxgMIAMoCRInCgZzdGF0dXMYDSABKA4yFy5pZGVudGl0eS52MS5Vc2VyU3RhdHVzEhMKC2ludml0ZV9jb2RlGA4gASgJEhIKCmludml0ZXJfaWQYDyABKAkSFAoMaGFzX3Bhc3N3b3JkGBAgASgIEikKCmlkZW50aXRpZXMYESADKAsyFS5pZGVudGl0eS52MS5JZGVudGl0eRIrCgphdHRyaWJ1dGVzGBIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIvCgtjcmVhdGVfdGltZRgTIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYFCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInkKBlRva2VucxIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRISCgpleHBpcmVzX2luGAMgASgFEhoKEnJlZnJlc2hfZXhwaXJlc19pbhgEIAEoBRISCgp0b2tlbl90eXBlGAUgASgJIjgKElBhc3N3b3JkQ3JlZGVudGlhbBIQCgh1c2VybmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSLQAQoMTG9naW5SZXF1ZXN0Eg4KBmFwcF9pZBgBIAEoCRIOCgRjb2RlGAIgASgJSAASMwoIcGFzc3dvcmQYAyABKAsyHy5pZGVudGl0eS52MS5QYXNzd29yZENyZWRlbnRpYWxIABISCghpZF90b2tlbhgEIAEoCUgAEhEKCWJpbmRfY29kZRgFIAEoCRISCgppbnZpdGVyX2lkGAYgASgJEhMKC2ludml0ZV9jb2RlGAcgASgJEg0KBW5vbmNlGAggASgJQgwKCmNyZWRlbnRpYWwijgEKDUxvZ2luUmVzcG9uc2USIwoGdG9rZW5zGAEgASgLMhMuaWRlbnRpdHkudjEuVG9rZW5zEhIKCnJlZ2lzdGVyZWQYAiABKAgSEwoLZmlyc3RfbG9naW4YAyABKAgSHwoEdXNlchgEIAEoCzIRLmlkZW50aXR5LnYxLlVzZXISDgoGb3BlbmlkGAUgASgJIlcKDE9hdXRoUmVxdWVzdBIWCg5lbmNyeXB0ZWRfZGF0YRgBIAEoCRIKCgJpdhgCIAEoCRIQCghyYXdfZGF0YRgDIAEoCRIRCglzaWduYXR1cmUYBCABKAkiZgoNT2F1dGhSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlchIPCgdjcmVhdGVkGAIgASgIEiMKBnRva2VucxgDIAEoCzITLmlkZW50aXR5LnYxLlRva2VucyJDCg9HZXRQaG9uZVJlcXVlc3QSDAoEY29kZRgBIAEoCRIWCg5lbmNyeXB0ZWRfZGF0YRgCIAEoCRIKCgJpdhgDIAEoCSJZChBHZXRQaG9uZVJlc3BvbnNlEhQKDHBob25lX251bWJlchgBIAEoCRIZChFwdXJlX3Bob25lX251bWJlchgCIAEoCRIUCgxjb3VudHJ5X2NvZGUYAyABKAkiRAoQQmluZFBob25lUmVxdWVzdBIMCgRjb2RlGAEgASgJEhYKDmVuY3J5cHRlZF9kYXRhGAIgASgJEgoKAml2GAMgASgJIlkKEUJpbmRQaG9uZVJlc3BvbnNlEh8KBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyEiMKBnRva2VucxgCIAEoCzITLmlkZW50aXR5LnYxLlRva2VucyInCg5SZWZyZXNoUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJIjYKD1JlZnJlc2hSZXNwb25zZRIjCgZ0b2tlbnMYASABKAsyEy5pZGVudGl0eS52MS5Ub2tlbnMiJQoNTG9nb3V0UmVxdWVzdBIUCgxhbGxfc2Vzc2lvbnMYASABKAgiEAoOTG9nb3V0UmVzcG9uc2UiKQoRQ2hlY2tMb2dpblJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJIooBChJDaGVja0xvZ2luUmVzcG9uc2USHwoEdXNlchgBIAEoCzIRLmlkZW50aXR5LnYxLlVzZXISEgoKc2Vzc2lvbl9pZBgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGYXBwX2lkGAQgASgJIiEKDkdldFVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiMgoPR2V0VXNlclJlc3BvbnNlEh8KBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyIpkBChFVcGRhdGVVc2VyUmVxdWVzdBIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlchIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHQoQZXhwZWN0ZWRfdmVyc2lvbhgDIAEoBUgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uIjUKElVwZGF0ZVVzZXJSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlciJWChJTZXRQYXNzd29yZFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSGAoQY3VycmVudF9wYXNzd29yZBgCIAEoCRIUCgxuZXdfcGFzc3dvcmQYAyABKAkiNgoTU2V0UGFzc3dvcmRSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlciIpChdXYXRjaFJldm9jYXRpb25zUmVxdWVzdBIOCgZjdXJzb3IYASABKAkisgEKGFdhdGNoUmV2b2NhdGlvbnNSZXNwb25zZRIsCgtyZXZvY2F0aW9ucxgBIAMoCzIXLmlkZW50aXR5LnYxLlJldm9jYXRpb24SDgoGY3Vyc29yGAIgASgJEg4KBnJlc3luYxgDIAEoCBIRCgljYXVnaHRfdXAYBCABKAgSNQoSaGVhcnRiZWF0X2ludGVydmFsGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIp8BCgpSZXZvY2F0aW9uEhQKCnNlc3Npb25faWQYASABKAlIABIRCgd1c2VyX2lkGAIgASgJSAASLwoLcmV2b2tlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KBnJlYXNvbhgEIAEoDjIdLmlkZW50aXR5LnYxLlJldm9jYXRpb25SZWFzb25CCAoGdGFyZ2V0KkQKBkdlbmRlchIWChJHRU5ERVJfVU5TUEVDSUZJRUQQABIPCgtHRU5ERVJfTUFMRRABEhEKDUdFTkRFUl9GRU1BTEUQAipbCgpVc2VyU3RhdHVzEhsKF1VTRVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSVVNFUl9TVEFUVVNfQUNUSVZFEAESGAoUVVNFUl9TVEFUVVNfRElTQUJMRUQQAiqLAgoQUmV2b2NhdGlvblJlYXNvbhIhCh1SRVZPQ0FUSU9OX1JFQVNPTl9VTlNQRUNJRklFRBAAEhwKGFJFVk9DQVRJT05fUkVBU09OX0xPR09VVBABEiAKHFJFVk9DQVRJT05fUkVBU09OX0xPR09VVF9BTEwQAhIqCiZSRVZPQ0FUSU9OX1JFQVNPTl9SRUZSRVNIX1RPS0VOX1JFVVNFRBADEiMKH1JFVk9DQVRJT05fUkVBU09OX1NFU1NJT05fTElNSVQQBBIjCh9SRVZPQ0FUSU9OX1JFQVNPTl9VU0VSX0RJU0FCTEVEEAUSHgoaUkVWT0NBVElPTl9SRUFTT05fUkVQTEFDRUQQBjLXBgoPSWRlbnRpdHlTZXJ2aWNlEj4KBUxvZ2luEhkuaWRlbnRpdHkudjEuTG9naW5SZXF1ZXN0GhouaWRlbnRpdHkudjEuTG9naW5SZXNwb25zZRI+CgVPYXV0aBIZLmlkZW50aXR5LnYxLk9hdXRoUmVxdWVzdBoaLmlkZW50aXR5LnYxLk9hdXRoUmVzcG9uc2USRwoIR2V0UGhvbmUSHC5pZGVudGl0eS52MS5HZXRQaG9uZVJlcXVlc3QaHS5pZGVudGl0eS52MS5HZXRQaG9uZVJlc3BvbnNlEkoKCUJpbmRQaG9uZRIdLmlkZW50aXR5LnYxLkJpbmRQaG9uZVJlcXVlc3QaHi5pZGVudGl0eS52MS5CaW5kUGhvbmVSZXNwb25zZRJECgdSZWZyZXNoEhsuaWRlbnRpdHkudjEuUmVmcmVzaFJlcXVlc3QaHC5pZGVudGl0eS52MS5SZWZyZXNoUmVzcG9uc2USQQoGTG9nb3V0EhouaWRlbnRpdHkudjEuTG9nb3V0UmVxdWVzdBobLmlkZW50aXR5LnYxLkxvZ291dFJlc3BvbnNlElIKCkNoZWNrTG9naW4SHi5pZGVudGl0eS52MS5DaGVja0xvZ2luUmVxdWVzdBofLmlkZW50aXR5LnYxLkNoZWNrTG9naW5SZXNwb25zZSIDkAIBEkkKB0dldFVzZXISGy5pZGVudGl0eS52MS5HZXRVc2VyUmVxdWVzdBocLmlkZW50aXR5LnYxLkdldFVzZXJSZXNwb25zZSIDkAIBEk0KClVwZGF0ZVVzZXISHi5pZGVudGl0eS52MS5VcGRhdGVVc2VyUmVxdWVzdBofLmlkZW50aXR5LnYxLlVwZGF0ZVVzZXJSZXNwb25zZRJQCgtTZXRQYXNzd29yZBIfLmlkZW50aXR5LnYxLlNldFBhc3N3b3JkUmVxdWVzdBogLmlkZW50aXR5LnYxLlNldFBhc3N3b3JkUmVzcG9uc2USZgoQV2F0Y2hSZXZvY2F0aW9ucxIkLmlkZW50aXR5LnYxLldhdGNoUmV2b2NhdGlvbnNSZXF1ZXN0GiUuaWRlbnRpdHkudjEuV2F0Y2hSZXZvY2F0aW9uc1Jlc3BvbnNlIgOQAgEwAUKmAQofY29tLmlkZW50aXR5c2VydmljZS5pZGVudGl0eS52MUINSWRlbnRpdHlQcm90b1ABWkFnaXRodWIuY29tL2lkZW50aXR5c2VydmljZS9pZGVudGl0eS9nZW4vZ28vaWRlbnRpdHkvdjE7aWRlbnRpdHl2MaICA0lYWKoCC0lkZW50aXR5LlYxygILSWRlbnRpdHlcVjHqAgxJZGVudGl0eTo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Identity is one platform account bound to a user. It never carries a session key.
@@ -931,6 +931,131 @@ export const SetPasswordResponseSchema: GenMessage<SetPasswordResponse> = /*@__P
   messageDesc(file_identity_v1_identity, 23);
 
 /**
+ * WatchRevocationsRequest says where a watcher resumes.
+ *
+ * @generated from message identity.v1.WatchRevocationsRequest
+ */
+export type WatchRevocationsRequest = Message<"identity.v1.WatchRevocationsRequest"> & {
+  /**
+   * The cursor of the last message the watcher received; empty for every revocation still in
+   * force (those of the last access-token lifetime).
+   *
+   * @generated from field: string cursor = 1;
+   */
+  cursor: string;
+};
+
+/**
+ * Describes the message identity.v1.WatchRevocationsRequest.
+ * Use `create(WatchRevocationsRequestSchema)` to create a new message.
+ */
+export const WatchRevocationsRequestSchema: GenMessage<WatchRevocationsRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 24);
+
+/**
+ * WatchRevocationsResponse is one batch of revocations, possibly empty (a heartbeat).
+ *
+ * @generated from message identity.v1.WatchRevocationsResponse
+ */
+export type WatchRevocationsResponse = Message<"identity.v1.WatchRevocationsResponse"> & {
+  /**
+   * The revocations, oldest first. Delivery is at least once: a revocation may come twice.
+   *
+   * @generated from field: repeated identity.v1.Revocation revocations = 1;
+   */
+  revocations: Revocation[];
+
+  /**
+   * Where to resume after this message.
+   *
+   * @generated from field: string cursor = 2;
+   */
+  cursor: string;
+
+  /**
+   * Set when the request's cursor is older than what the service keeps: what the watcher missed
+   * can no longer be told one by one, so this stream replays every revocation still in force, as
+   * for an empty cursor, and the watcher should treat tokens it saw before as unknown.
+   *
+   * @generated from field: bool resync = 3;
+   */
+  resync: boolean;
+
+  /**
+   * Set on the message that ends the replay: from then on the stream is live.
+   *
+   * @generated from field: bool caught_up = 4;
+   */
+  caughtUp: boolean;
+
+  /**
+   * The longest the service stays silent on this stream; a watcher that hears nothing for longer
+   * should take the stream as broken.
+   *
+   * @generated from field: google.protobuf.Duration heartbeat_interval = 5;
+   */
+  heartbeatInterval?: Duration | undefined;
+};
+
+/**
+ * Describes the message identity.v1.WatchRevocationsResponse.
+ * Use `create(WatchRevocationsResponseSchema)` to create a new message.
+ */
+export const WatchRevocationsResponseSchema: GenMessage<WatchRevocationsResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 25);
+
+/**
+ * Revocation ends a session's tokens, or all of a user's tokens issued until a time.
+ *
+ * @generated from message identity.v1.Revocation
+ */
+export type Revocation = Message<"identity.v1.Revocation"> & {
+  /**
+   * What is revoked.
+   *
+   * @generated from oneof identity.v1.Revocation.target
+   */
+  target: {
+    /**
+     * Every token of this session.
+     *
+     * @generated from field: string session_id = 1;
+     */
+    value: string;
+    case: "sessionId";
+  } | {
+    /**
+     * Every token of this user issued at or before revoke_time (the user was disabled).
+     *
+     * @generated from field: string user_id = 2;
+     */
+    value: string;
+    case: "userId";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * When it happened.
+   *
+   * @generated from field: google.protobuf.Timestamp revoke_time = 3;
+   */
+  revokeTime?: Timestamp | undefined;
+
+  /**
+   * Why.
+   *
+   * @generated from field: identity.v1.RevocationReason reason = 4;
+   */
+  reason: RevocationReason;
+};
+
+/**
+ * Describes the message identity.v1.Revocation.
+ * Use `create(RevocationSchema)` to create a new message.
+ */
+export const RevocationSchema: GenMessage<Revocation> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 26);
+
+/**
  * Gender as WeChat reports it.
  *
  * @generated from enum identity.v1.Gender
@@ -997,6 +1122,68 @@ export enum UserStatus {
  */
 export const UserStatusSchema: GenEnum<UserStatus> = /*@__PURE__*/
   enumDesc(file_identity_v1_identity, 1);
+
+/**
+ * Why tokens were revoked.
+ *
+ * @generated from enum identity.v1.RevocationReason
+ */
+export enum RevocationReason {
+  /**
+   * Not told.
+   *
+   * @generated from enum value: REVOCATION_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The user logged out of this session.
+   *
+   * @generated from enum value: REVOCATION_REASON_LOGOUT = 1;
+   */
+  LOGOUT = 1,
+
+  /**
+   * The user logged out of all sessions.
+   *
+   * @generated from enum value: REVOCATION_REASON_LOGOUT_ALL = 2;
+   */
+  LOGOUT_ALL = 2,
+
+  /**
+   * A spent refresh token was used again: the session is presumed stolen.
+   *
+   * @generated from enum value: REVOCATION_REASON_REFRESH_TOKEN_REUSED = 3;
+   */
+  REFRESH_TOKEN_REUSED = 3,
+
+  /**
+   * The user signed in beyond the app's session cap; the oldest session made room.
+   *
+   * @generated from enum value: REVOCATION_REASON_SESSION_LIMIT = 4;
+   */
+  SESSION_LIMIT = 4,
+
+  /**
+   * The user was disabled.
+   *
+   * @generated from enum value: REVOCATION_REASON_USER_DISABLED = 5;
+   */
+  USER_DISABLED = 5,
+
+  /**
+   * The session was replaced (a pending session became a user's, a login code was bound).
+   *
+   * @generated from enum value: REVOCATION_REASON_REPLACED = 6;
+   */
+  REPLACED = 6,
+}
+
+/**
+ * Describes the enum identity.v1.RevocationReason.
+ */
+export const RevocationReasonSchema: GenEnum<RevocationReason> = /*@__PURE__*/
+  enumDesc(file_identity_v1_identity, 2);
 
 /**
  * IdentityService signs mini-program users in and keeps their profiles.
@@ -1107,6 +1294,19 @@ export const IdentityService: GenService<{
     methodKind: "unary";
     input: typeof SetPasswordRequestSchema;
     output: typeof SetPasswordResponseSchema;
+  },
+  /**
+   * WatchRevocations streams what ends access tokens before they expire (sessions revoked, users
+   * disabled) on any instance, so that a service verifying tokens locally refuses them too.
+   * Internal callers only (x-api-key). It first replays from the request's cursor, then follows
+   * live, with a message at least every few seconds so the watcher knows the stream is alive.
+   *
+   * @generated from rpc identity.v1.IdentityService.WatchRevocations
+   */
+  watchRevocations: {
+    methodKind: "server_streaming";
+    input: typeof WatchRevocationsRequestSchema;
+    output: typeof WatchRevocationsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_identity_v1_identity, 0);
