@@ -44,21 +44,22 @@ const goReady = await run("go", ["mod", "download"], { cwd: goDir, timeout: 300_
   },
 );
 
+const CONFIG = {
+  apps: [{ id: "shop", platform: "wechat-miniprogram", appid: DEMO_APPID, secret: "s", registration: "auto" }],
+  issuer: "identity-examples",
+  internalCallers: [{ name: "orders", keySha256: createHash("sha256").update(API_KEY).digest("hex") }],
+};
 let h: Harness;
 beforeAll(async () => {
-  if (!pythonReady && !goReady) return;
-  h = await startHarness({
-    apps: [{ id: "shop", platform: "wechat-miniprogram", appid: DEMO_APPID, secret: "s", registration: "auto" }],
-    issuer: "identity-examples",
-    internalCallers: [{ name: "orders", keySha256: createHash("sha256").update(API_KEY).digest("hex") }],
-  });
+  if (pythonReady || goReady) h = await startHarness(CONFIG);
 });
 afterAll(() => h?.close());
 
-/** Runs an example and parses its summary line, also when it exits 1. */
-async function example(command: string[], ...extra: string[]): Promise<{ rc: number; out: any; stderr: string }> {
+/** Runs an example against a service started with CONFIG and parses its summary line, also when it exits 1. */
+async function example(service: Harness, command: string[], ...extra: string[]): Promise<{ rc: number; out: any; stderr: string }> {
   const [file, ...args] = command;
-  const argv = [...args, "--grpc", h.grpcUrl.replace(/^http:\/\//, ""), "--http", h.httpUrl, "--sim", h.sim, "--app", "shop", "--appid", DEMO_APPID, "--issuer", "identity-examples", ...extra];
+  const target = ["--grpc", service.grpcUrl.replace(/^http:\/\//, ""), "--http", service.httpUrl, "--sim", service.sim, "--app", "shop", "--appid", DEMO_APPID, "--issuer", "identity-examples"];
+  const argv = [...args, ...target, ...extra];
   const { stdout, stderr, rc } = await run(file!, argv, { timeout: 60_000 }).then(
     (r) => ({ ...r, rc: 0 }),
     (e: { stdout: string; stderr: string; code: number }) => ({ stdout: e.stdout, stderr: e.stderr, rc: e.code }),
@@ -75,7 +76,7 @@ function exampleSuite(title: string, ready: boolean, command: () => Promise<stri
     }, 300_000);
 
     it("logs in, checks the login both ways, reads a refusal's reason and verifies the token with the JWKS", async () => {
-      const { rc, out, stderr } = await example(argv, "--api-key", API_KEY);
+      const { rc, out, stderr } = await example(h, argv, "--api-key", API_KEY);
       expect(out, stderr).not.toBeNull();
       expect(rc, JSON.stringify(out)).toBe(0);
       const userId = out.login.userId;
@@ -87,15 +88,15 @@ function exampleSuite(title: string, ready: boolean, command: () => Promise<stri
       expect(["TOKEN_MISSING", "TOKEN_INVALID"]).toContain(out.refused.reason);
       expect(out.jwks).toMatchObject({ ok: true, sub: userId, aud: "shop", iss: "identity-examples" });
       expect(out.jwks.exp * 1000).toBeGreaterThan(Date.now());
-    });
+    }, 60_000);
 
     it("fails the step, and exits 1, when the token does not verify", async () => {
-      const { rc, out } = await example(argv, "--issuer", "someone-else");
+      const { rc, out } = await example(h, argv, "--issuer", "someone-else");
       expect(rc).toBe(1);
       expect(out.checkLoginApiKey.skipped).toBeTruthy();
       expect(out.jwks.ok).toBe(false);
       expect(out.jwks.error).toContain(issuerError);
-    });
+    }, 60_000);
   });
 }
 
@@ -121,16 +122,15 @@ describe.skipIf(!goReady)("examples/go with an EdDSA signing key", () => {
   let ed: Harness;
   beforeAll(async () => {
     const { privateJwk } = await generateSigningKey("EdDSA");
-    ed = await startHarness({ apps: [{ id: "demo", platform: "wechat-miniprogram", appid: DEMO_APPID, secret: "s", registration: "auto" }], signingKeys: [privateJwk] });
+    ed = await startHarness({ ...CONFIG, signingKeys: [privateJwk] });
   });
   afterAll(() => ed?.close());
 
   it("verifies the token with the algorithm the JWKS names", async () => {
-    const argv = ["--grpc", ed.grpcUrl.replace(/^http:\/\//, ""), "--http", ed.httpUrl, "--sim", ed.sim, "--appid", DEMO_APPID];
-    const { stdout } = await run(await buildGo(), argv, { timeout: 60_000 });
-    const out = JSON.parse(stdout);
+    const { rc, out } = await example(ed, [await buildGo()], "--api-key", API_KEY);
+    expect(rc, JSON.stringify(out)).toBe(0);
     const jwks = (await fetch(`${ed.httpUrl}/.well-known/jwks.json`).then((r) => r.json())) as { keys: { kid: string; alg: string }[] };
     expect(jwks.keys).toEqual([expect.objectContaining({ alg: "EdDSA" })]);
-    expect(out.jwks).toMatchObject({ ok: true, kid: jwks.keys[0]!.kid, sub: out.login.userId, aud: "demo", iss: "identity" });
+    expect(out.jwks).toMatchObject({ ok: true, kid: jwks.keys[0]!.kid, sub: out.login.userId, aud: "shop", iss: "identity-examples" });
   }, 300_000);
 });
