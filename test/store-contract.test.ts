@@ -860,7 +860,7 @@ async function freshMongoStore(serverUri: string, now?: () => number): Promise<S
 describeStoreContract("MongoStore", (now) => freshMongoStore(uri ?? "", now), { skip: !uri, gaps: mongoGaps });
 
 describe.skipIf(!uri)("MongoStore indexes", () => {
-  it.skipIf(mongoGaps.has("ttl"))("init creates the unique key index and TTL indexes on session and replay expiry", async () => {
+  it.skipIf(mongoGaps.has("ttl"))("init creates the unique key index, the revocation feed's position index and TTL indexes on session, replay and revocation expiry", async () => {
     const fixture = await freshMongoStore(uri ?? "");
     const client = new MongoClient(uri ?? "", { serverSelectionTimeoutMS: 5_000 });
     try {
@@ -871,6 +871,9 @@ describe.skipIf(!uri)("MongoStore indexes", () => {
         expect.arrayContaining([expect.objectContaining({ key: { userId: 1 } }), expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 })]),
       );
       expect(await db.collection("replays").indexes()).toContainEqual(expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 }));
+      expect(await db.collection("revocations").indexes()).toEqual(
+        expect.arrayContaining([expect.objectContaining({ key: { revokedAt: 1, _id: 1 } }), expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 })]),
+      );
     } finally {
       await client.close();
       await fixture.dispose();
