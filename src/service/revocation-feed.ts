@@ -126,6 +126,12 @@ export function createRevocationFeed(options: RevocationFeedOptions) {
   const delivered = new Map<string, number>();
   let running: Promise<void> | null = null;
   let sleeping: (() => void) | null = null;
+  /** Set by an append told during a read, which that read may have missed: read again at once. */
+  let woken = false;
+  const wake = () => {
+    woken = true;
+    sleeping?.();
+  };
   let following: { close(): Promise<void> } | null = null;
   let followable: boolean | undefined;
   let failing = false;
@@ -150,7 +156,8 @@ export function createRevocationFeed(options: RevocationFeedOptions) {
       afterId = last.id;
     }
     // Whatever becomes visible from now on is stamped after started - OVERLAP_MS.
-    frontier = Math.max(frontier, started, ...fresh.map((e) => e.revokedAt.getTime()));
+    frontier = Math.max(frontier, started);
+    for (const event of fresh) frontier = Math.max(frontier, event.revokedAt.getTime());
     for (const [id, position] of delivered) if (position <= frontier - OVERLAP_MS) delivered.delete(id);
     if (fresh.length) {
       options.onEvents?.(fresh.length);
@@ -161,17 +168,15 @@ export function createRevocationFeed(options: RevocationFeedOptions) {
   async function run(): Promise<void> {
     if (followable !== false && revocations.follow) {
       following = await revocations
-        .follow(
-          () => sleeping?.(),
-          (err) => {
-            log.error({ err: String(err) }, "revocations: the change stream failed; polling only");
-            following = null;
-          },
-        )
+        .follow(wake, (err) => {
+          log.error({ err: String(err) }, "revocations: the change stream failed; polling only");
+          following = null;
+        })
         .catch(() => null);
     }
     while (watchers.size && !closed) {
       let waitMs = following ? FOLLOWING_POLL_MS : options.pollMs;
+      woken = false;
       try {
         await readOnce();
         if (failing) log.info({}, "revocations: reading the store again");
@@ -182,6 +187,7 @@ export function createRevocationFeed(options: RevocationFeedOptions) {
         waitMs = RETRY_MS;
       }
       if (!watchers.size || closed) break;
+      if (woken) continue;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, waitMs);
         sleeping = () => {
@@ -231,13 +237,17 @@ export function createRevocationFeed(options: RevocationFeedOptions) {
       return failing;
     },
     join(): Watcher {
-      if (closed) throw new Error("the revocation feed is closed");
+      const watcher = new Watcher(feed, maxQueuedEvents);
+      // Joining during shutdown: the stream ends after its replay.
+      if (closed) {
+        watcher.close();
+        return watcher;
+      }
       if (!running) {
         // Nobody was reading: the feed starts from now, and the first watcher's replay covers before.
         frontier = Math.max(frontier, now());
         delivered.clear();
       }
-      const watcher = new Watcher(feed, maxQueuedEvents);
       watchers.add(watcher);
       options.onWatchers?.(watchers.size);
       start();

@@ -354,14 +354,17 @@ export class MongoRevocationStore implements RevocationStore {
    */
   async follow(onAppend: () => void, onLost: (err: unknown) => void): Promise<{ close(): Promise<void> } | null> {
     const stream = this.collection.watch([{ $match: { operationType: "insert" } }]);
-    try {
-      // Opens the stream (an aggregate with $changeStream): fails at once where there is none.
-      await stream.tryNext();
-    } catch {
+    // Emitter mode from the start: the driver refuses to mix it with iteration (tryNext).
+    const opened = await new Promise<boolean>((resolve) => {
+      stream.once("init", () => resolve(true));
+      // Where there is none, the $changeStream aggregate fails at once.
+      stream.once("error", () => resolve(false));
+      stream.on("change", () => onAppend());
+    });
+    if (!opened) {
       await stream.close().catch(() => undefined);
       return null;
     }
-    stream.on("change", () => onAppend());
     stream.on("error", (err) => {
       void stream.close().catch(() => undefined);
       onLost(err);

@@ -147,6 +147,44 @@ for (const [name, makeWriters] of [
   });
 }
 
+describe("a store that tells of appends (as a change stream does)", () => {
+  it("is read on each append, not at the next 5 s safety poll, even one told while a read is under way", async () => {
+    const log = new MemoryRevocationStore(() => T0);
+    let tell: (() => void) | undefined;
+    let reading = false;
+    const store: RevocationStore = {
+      append: (drafts, expiresAt) => log.append(drafts, expiresAt),
+      // The query runs first, then the answer takes 30 ms to come back.
+      since: async (...args) => {
+        const found = await log.since(...args);
+        reading = true;
+        await sleep(30);
+        reading = false;
+        return found;
+      },
+      follow: async (onAppend) => {
+        tell = onAppend;
+        return { close: async () => {} };
+      },
+    };
+    const feed = createRevocationFeed({ revocations: store, now: () => T0, retentionMs: 3_600_000, pollMs: 10, heartbeatMs: 1000, log: silent });
+    await feed.init();
+    const watcher = feed.join();
+    await sleep(100);
+    const expiresAt = new Date(T0 + 3_600_000);
+    const first = session();
+    await log.append([first], expiresAt);
+    tell!();
+    await expect.poll(() => reading, { timeout: 200, interval: 1 }).toBe(true);
+    // Appended and told after that read's query ran, before its answer is back.
+    const second = session();
+    await log.append([second], expiresAt);
+    tell!();
+    expect(idsOf(await drain(watcher, 400))).toEqual([first.target.sessionId, second.target.sessionId]);
+    await feed.close();
+  });
+});
+
 describe.skipIf(!uri)("MongoDB change streams", () => {
   it(gaps.has("change-streams") ? "are missing on this server: follow says so, and the feed polls" : "tell of an append on another client at once", async () => {
     const writers = await mongoWriters();
