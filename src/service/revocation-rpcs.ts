@@ -3,10 +3,8 @@ import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { RevocationReason, RevocationSchema, type IdentityService, type Revocation, type WatchRevocationsResponseSchema } from "../../gen/identity/v1/identity_pb.js";
 import type { RevocationRecord, RevocationStore } from "../store/store.js";
-import { describeError } from "../util/log-safety.js";
 import type { Caller } from "./caller.js";
-import { apiError, fieldInvalid, toConnectError } from "./errors.js";
-import { kRequestLog } from "./interceptors.js";
+import { apiError, fieldInvalid } from "./errors.js";
 import { decodeCursor, encodeCursor, OVERLAP_MS, type RevocationFeed } from "./revocation-feed.js";
 import type { ServiceContext } from "./service-context.js";
 
@@ -84,34 +82,27 @@ export function createRevocationRpcs({ revocations, now }: ServiceContext, { int
 
   return {
     async *watchRevocations(req, ctx) {
-      // The stream's errors pass the outermost interceptor before the first message: map them here.
+      if (!internalCallerOf(ctx)) throw apiError("PERMISSION_DENIED", "WatchRevocations is for internal callers: send x-api-key");
+      let { from, resync } = resumePoint(req.cursor);
+      const watcher = feed.join();
       try {
-        if (!internalCallerOf(ctx)) throw apiError("PERMISSION_DENIED", "WatchRevocations is for internal callers: send x-api-key");
-        let { from, resync } = resumePoint(req.cursor);
-        const watcher = feed.join();
-        try {
-          for (;;) {
-            // Joined before reading: what is appended meanwhile comes from the feed, maybe twice.
-            yield* replay(from, Math.max(feed.frontier, from === null ? 0 : from + OVERLAP_MS), resync);
-            for (let update = await watcher.next(heartbeatMs, ctx.signal); ; update = await watcher.next(heartbeatMs, ctx.signal)) {
-              if (update.kind === "closed") return;
-              if (update.kind === "overflow") break;
-              if (update.kind === "events") yield message(update.events, update.frontier);
-              else if (feed.failing) throw apiError("STORE_UNAVAILABLE", "revocations cannot be read from storage; watch again, maybe on another instance");
-              else yield message([], update.frontier);
-            }
-            // Too far behind to queue for: told to resync, then everything kept, again.
-            watcher.discardQueued();
-            from = null;
-            resync = true;
+        for (;;) {
+          // Joined before reading: what is appended meanwhile comes from the feed, maybe twice.
+          yield* replay(from, Math.max(feed.frontier, from === null ? 0 : from + OVERLAP_MS), resync);
+          for (let update = await watcher.next(heartbeatMs, ctx.signal); ; update = await watcher.next(heartbeatMs, ctx.signal)) {
+            if (update.kind === "closed") return;
+            if (update.kind === "overflow") break;
+            if (update.kind === "events") yield message(update.events, update.frontier);
+            else if (feed.failing) throw apiError("STORE_UNAVAILABLE", "revocations cannot be read from storage; watch again, maybe on another instance");
+            else yield message([], update.frontier);
           }
-        } finally {
-          watcher.leave();
+          // Too far behind to queue for: told to resync, then everything kept, again.
+          watcher.discardQueued();
+          from = null;
+          resync = true;
         }
-      } catch (e) {
-        const { error, known } = toConnectError(e);
-        if (!known) ctx.values.get(kRequestLog)?.error({ rpc: "WatchRevocations", err: describeError(e) }, "rpc failed unexpectedly");
-        throw error;
+      } finally {
+        watcher.leave();
       }
     },
   };
