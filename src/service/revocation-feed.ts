@@ -58,13 +58,16 @@ export class Watcher {
   async next(timeoutMs: number, signal: AbortSignal): Promise<WatcherUpdate> {
     if (!this.ready() && !signal.aborted) {
       let timer: NodeJS.Timeout | undefined;
-      const done = new Promise<void>((resolve) => {
+      let onAbort: (() => void) | undefined;
+      await new Promise<void>((resolve) => {
         this.wake = resolve;
         timer = setTimeout(resolve, timeoutMs);
-        signal.addEventListener("abort", () => resolve(), { once: true });
+        onAbort = resolve;
+        signal.addEventListener("abort", onAbort, { once: true });
       });
-      await done;
       clearTimeout(timer);
+      // Removed each time: a stream waits here once per heartbeat for as long as it lives.
+      signal.removeEventListener("abort", onAbort!);
       this.wake = null;
     }
     if (this.closed || signal.aborted) return { kind: "closed" };

@@ -2,6 +2,7 @@
 // writers committing out of order, one read per poll however many watch, a watcher too slow to
 // keep up told to resync, and reading only while someone watches.
 import { randomUUID } from "node:crypto";
+import { getEventListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MongoClient } from "mongodb";
 import { afterAll, describe, expect, it } from "vitest";
@@ -205,5 +206,16 @@ describe.skipIf(!uri)("MongoDB change streams", () => {
     } finally {
       await writers.dispose();
     }
+  });
+});
+
+describe("a watcher waiting", () => {
+  it("leaves no abort listener behind on its stream's signal, however many heartbeats it waits", async () => {
+    const feed = createRevocationFeed({ revocations: new MemoryRevocationStore(() => T0), now: () => T0, retentionMs: 3_600_000, pollMs: 10, heartbeatMs: 1000, log: silent });
+    const watcher = feed.join();
+    const signal = new AbortController().signal;
+    for (let i = 0; i < 20; i++) expect((await watcher.next(1, signal)).kind).toBe("idle");
+    expect(getEventListeners(signal, "abort")).toHaveLength(0);
+    await feed.close();
   });
 });
