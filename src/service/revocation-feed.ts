@@ -1,4 +1,5 @@
 import type { RevocationRecord, RevocationStore } from "../store/store.js";
+import { describeError } from "../util/log-safety.js";
 import type { Logger } from "./interceptors.js";
 
 // One feed per instance: it reads the store's revocation log and fans each batch out to every open
@@ -172,7 +173,7 @@ export function createRevocationFeed(options: RevocationFeedOptions) {
     if (followable !== false && revocations.follow) {
       following = await revocations
         .follow(wake, (err) => {
-          log.error({ err: String(err) }, "revocations: the change stream failed; polling only");
+          log.error({ err: describeError(err) }, "revocations: the change stream failed; polling only");
           following = null;
         })
         .catch(() => null);
@@ -185,7 +186,7 @@ export function createRevocationFeed(options: RevocationFeedOptions) {
         if (failing) log.info({}, "revocations: reading the store again");
         failing = false;
       } catch (err) {
-        if (!failing) log.error({ err: err instanceof Error ? err.message : String(err) }, "revocations: the store could not be read; retrying");
+        if (!failing) log.error({ err: describeError(err) }, "revocations: the store could not be read; retrying");
         failing = true;
         waitMs = RETRY_MS;
       }

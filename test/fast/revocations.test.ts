@@ -6,8 +6,8 @@ import { Code } from "@connectrpc/connect";
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RevocationReason } from "../../gen/identity/v1/identity_pb.js";
-import { as, DEMO_APPID, refusal, startFast, type Fast } from "../support/fast.js";
-import { newObjectId } from "../../src/store/store.js";
+import { as, DEMO_APPID, refusal, refusalOf, startFast, type Fast } from "../support/fast.js";
+import { newObjectId, StoreUnavailableError } from "../../src/store/store.js";
 import { targetsOf, watch } from "../support/watch.js";
 
 const API_KEY = "test-revocations-key-0123456789";
@@ -175,6 +175,23 @@ describe("a watcher that stops reading", () => {
     const replayed = slow.messages.slice(slow.messages.indexOf(resync), slow.messages.indexOf(caughtUp) + 1);
     expect(replayed.reduce((n, m) => n + m.revocations.length, 0)).toBe(15_000);
     slow.close();
+    await own.feed.close();
+  });
+});
+
+describe("a store that cannot be read", () => {
+  it("ends the watch with STORE_UNAVAILABLE at its next heartbeat instead of telling it all is well, logged once", async () => {
+    const own = await startFast(config);
+    const stream = watch(own.client, internal);
+    await stream.until((m) => m.caughtUp);
+    const since = own.store.revocations.since;
+    own.store.revocations.since = async () => {
+      throw new StoreUnavailableError(new Error("connection refused"));
+    };
+    const ended = refusalOf(await stream.ended(HEARTBEAT_MS * 4));
+    expect([ended.code, ended.reason]).toEqual([Code.Unavailable, "STORE_UNAVAILABLE"]);
+    expect(own.logs.filter((line) => line.includes("revocations: the store could not be read")).length).toBe(1);
+    own.store.revocations.since = since;
     await own.feed.close();
   });
 });
