@@ -16,7 +16,8 @@ export const kRequestLog = createContextKey<Logger | undefined>(undefined, { des
 
 /**
  * Outermost interceptor: turns every failure into a Connect error with a reason, logs one line
- * per RPC, and logs unexpected errors once. Messages and tokens stay out of the log line.
+ * per RPC, and logs unexpected errors once. Messages and tokens stay out of the log line. A
+ * server stream's handler runs as its messages are read, so its line comes when it ends.
  */
 export function createOutermostInterceptor(fallbackLog: Logger, onRpc: (sample: RpcSample) => void = () => undefined): Interceptor {
   return (next) => async (req) => {
@@ -28,17 +29,38 @@ export function createOutermostInterceptor(fallbackLog: Logger, onRpc: (sample: 
       log.info({ rpc: method, code, reason, ms, ...(upstream ? { upstream } : {}) }, "rpc");
       onRpc({ method, code, ...(reason ? { reason } : {}), seconds: ms / 1000 });
     };
-    try {
-      const res = await next(req);
-      finish("ok");
-      return res;
-    } catch (e) {
+    const fail = (e: unknown) => {
       const { error, known } = toConnectError(e);
       if (!known) log.error({ rpc: method, err: describeError(e) }, "rpc failed unexpectedly");
       // Why the platform was unavailable (refused, unresolvable, timed out) is the operator's, not the client's.
       const upstream = e instanceof WechatError ? e.message : undefined;
       finish(Code[error.code], error.findDetails(ErrorInfoSchema)[0]?.reason, upstream);
-      throw error;
+      return error;
+    };
+    try {
+      const res = await next(req);
+      if (!res.stream) {
+        finish("ok");
+        return res;
+      }
+      const messages = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          let failed = false;
+          try {
+            yield* messages;
+          } catch (e) {
+            failed = true;
+            throw fail(e);
+          } finally {
+            // Also when the client hangs up, the usual end of a watch.
+            if (!failed) finish("ok");
+          }
+        })(),
+      };
+    } catch (e) {
+      throw fail(e);
     }
   };
 }

@@ -57,6 +57,31 @@ describe("outermost interceptor", () => {
     }
   });
 
+  it("maps and logs a server stream's failure when the stream fails, after the messages it sent", async () => {
+    const lines: Array<{ level: string; obj: Record<string, unknown> }> = [];
+    const log: Logger = {
+      info: (obj) => void lines.push({ level: "info", obj: obj as Record<string, unknown> }),
+      error: (obj) => void lines.push({ level: "error", obj: obj as Record<string, unknown> }),
+    };
+    const transport = createRouterTransport(
+      (router) =>
+        router.service(IdentityService, {
+          async *watchRevocations() {
+            yield { cursor: "r1.1" };
+            throw new StoreUnavailableError(new Error("connection refused"));
+          },
+        }),
+      { router: { interceptors: [createOutermostInterceptor(log)] } },
+    );
+    const cursors: string[] = [];
+    const error = await (async () => {
+      for await (const m of createClient(IdentityService, transport).watchRevocations({})) cursors.push(m.cursor);
+    })().catch((e: unknown) => ConnectError.from(e));
+    expect(cursors).toEqual(["r1.1"]);
+    expect([(error as ConnectError).code, reason(error)]).toEqual([Code.Unavailable, "STORE_UNAVAILABLE"]);
+    expect(lines.filter((l) => l.level === "info")).toEqual([{ level: "info", obj: expect.objectContaining({ rpc: "WatchRevocations", code: "Unavailable", reason: "STORE_UNAVAILABLE" }) }]);
+  });
+
   it("answers an unreachable store with UNAVAILABLE, and logs it", async () => {
     const { call, lines } = clientThrowing(new StoreUnavailableError(new Error("connection refused")));
     const error = await call();
