@@ -868,7 +868,7 @@ describe.skipIf(!uri)("MongoStore indexes", () => {
       const db = client.db(fixture.dbName);
       expect(await db.collection("users").indexes()).toContainEqual(expect.objectContaining({ key: { keys: 1 }, unique: true }));
       expect(await db.collection("sessions").indexes()).toEqual(
-        expect.arrayContaining([expect.objectContaining({ key: { userId: 1 } }), expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 })]),
+        expect.arrayContaining([expect.objectContaining({ key: { userId: 1, revokedAt: 1, createdAt: -1, _id: -1 } }), expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 })]),
       );
       expect(await db.collection("replays").indexes()).toContainEqual(expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 }));
       expect(await db.collection("revocations").indexes()).toEqual(
