@@ -1,7 +1,6 @@
 // createIdentityClient and createCheckLogin against the real service on both listeners, and the
 // error helpers on the refusals each transport really brings back.
 import { createHash } from "node:crypto";
-import { createServer } from "node:net";
 import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEMO_APPID, mintCode, startHarness, type Harness } from "../../../test/support/harness.js";
@@ -20,6 +19,7 @@ import {
   reasonOf,
   UserStatus,
 } from "../src/index.js";
+import { closedPortUrl } from "./support.js";
 
 const API_KEY = "client-package-key-0123456789abcdef";
 let h: Harness;
@@ -30,15 +30,6 @@ beforeAll(async () => {
   });
 });
 afterAll(() => h?.close());
-
-/** An address nothing listens on: a port that was free a moment ago. */
-async function closedPortUrl(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return `http://127.0.0.1:${port}`;
-}
 
 /** The error a call rejects with (fails the test if it resolves). */
 async function refusal(call: Promise<unknown>): Promise<unknown> {
