@@ -76,7 +76,7 @@ describe.each([
     return async (path: string, authorization?: string) => {
       const res = await fetch(`${served.url}${path}`, authorization ? { headers: { authorization } } : {});
       const text = await res.text();
-      return { status: res.status, body: JSON.parse(text), text, challenge: res.headers.get("www-authenticate"), type: res.headers.get("content-type") };
+      return { status: res.status, body: JSON.parse(text), text, challenge: res.headers.get("www-authenticate"), retryAfter: res.headers.get("retry-after"), type: res.headers.get("content-type") };
     };
   }
 
@@ -120,6 +120,26 @@ describe.each([
     await internal.updateUser({ user: { id: victim.userId, status: UserStatus.DISABLED }, updateMask: { paths: ["status"] } });
     const res = await get("/me", `Bearer ${victim.access}`);
     expect([res.status, res.body, res.challenge]).toEqual([403, { code: "permission_denied", reason: "ACCOUNT_DISABLED" }, null]);
+  });
+
+  it("answers 429 with retry-after when the user is over the service's per-user limit", async () => {
+    const limited = await startHarness({
+      apps: [{ id: "shop", platform: "wechat-miniprogram", appid: DEMO_APPID, secret: "s", registration: "auto" }],
+      limits: { callsPerUser: 2 },
+    });
+    try {
+      const user = createIdentityClient({ baseUrl: limited.httpUrl, transport: "connect" });
+      const { code } = await mintCode(limited.sim);
+      const { tokens } = await user.login({ appId: "shop", credential: { case: "code", value: code } });
+      const get = await app({ check: createCheckLogin(user) });
+      const answers = [];
+      for (let i = 0; i < 3; i++) answers.push(await get("/me", `Bearer ${tokens!.accessToken}`));
+      expect(answers.map((a) => a.status)).toEqual([200, 200, 429]);
+      expect(answers[2]!.body).toEqual({ code: "resource_exhausted", reason: "RATE_LIMITED" });
+      expect(Number(answers[2]!.retryAfter)).toBeGreaterThan(0);
+    } finally {
+      await limited.close();
+    }
   });
 
   it("answers 503 when the service cannot be reached, and 500 for a wrong API key, telling onError of both", async () => {
