@@ -1,0 +1,11 @@
+// What the package's tests share.
+import { createServer } from "node:net";
+
+/** An address nothing listens on: a port that was free a moment ago. */
+export async function closedPortUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return `http://127.0.0.1:${port}`;
+}
