@@ -1,4 +1,4 @@
-import { fromBinary, fromJson, type DescMessage, type JsonReadOptions, type JsonValue } from "@bufbuild/protobuf";
+import { fromBinary, fromJson, type BinaryReadOptions, type DescMessage, type JsonReadOptions, type JsonValue, type Message } from "@bufbuild/protobuf";
 import { base64Decode } from "@bufbuild/protobuf/wire";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
@@ -138,6 +138,11 @@ const DRAIN_BYTES = 1024 * 1024;
 
 /** Reads the whole (bounded) unary body, accepts it, then hands it to Connect in one piece. */
 async function* readGuarded(body: AsyncIterable<Uint8Array>, declared: number, maxBodyBytes: number, accept: Accept): AsyncGenerator<Uint8Array> {
+  yield await accept(await readBoundedBody(body, declared, maxBodyBytes));
+}
+
+/** The whole body, or the refusal of one over the limit (its length declared or read). */
+export async function readBoundedBody(body: AsyncIterable<Uint8Array>, declared: number, maxBodyBytes: number): Promise<Uint8Array> {
   if (declared > maxBodyBytes + DRAIN_BYTES) throw tooLarge(maxBodyBytes);
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -155,7 +160,7 @@ async function* readGuarded(body: AsyncIterable<Uint8Array>, declared: number, m
     if (size <= maxBodyBytes) chunks.push(next.value);
   }
   if (size > maxBodyBytes) throw tooLarge(maxBodyBytes);
-  yield await accept(Buffer.concat(chunks));
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
 
 async function discardRest(reader: AsyncIterator<Uint8Array>): Promise<void> {
@@ -219,10 +224,15 @@ async function decompress(compression: Compression, bytes: Uint8Array, room: num
   return message;
 }
 
+/** The checked message, decoded, or the refusal with its reason (as the guard refuses it for Connect). */
+export function decodeUnaryBody(bytes: Uint8Array, schema: DescMessage, binary: boolean, jsonOptions: Partial<JsonReadOptions>, binaryOptions?: Partial<BinaryReadOptions>): Message {
+  return binary ? checkBinary(bytes, schema, binaryOptions) : checkJsonBody(bytes, schema, jsonOptions);
+}
+
 // Connect answers a body that does not decode as binary with INTERNAL (a 500); it is the caller's fault.
-function checkBinary(bytes: Uint8Array, schema: DescMessage): void {
+function checkBinary(bytes: Uint8Array, schema: DescMessage, binaryOptions?: Partial<BinaryReadOptions>): Message {
   try {
-    fromBinary(schema, bytes);
+    return fromBinary(schema, bytes, binaryOptions);
   } catch {
     throw apiError("REQUEST_INVALID", `the request body is not a valid binary ${schema.typeName}`);
   }
@@ -256,7 +266,7 @@ function refuseShape(json: JsonValue, topField: (key: string) => string) {
   return undefined;
 }
 
-function checkJsonBody(bytes: Uint8Array, schema: DescMessage, jsonOptions: Partial<JsonReadOptions>): void {
+function checkJsonBody(bytes: Uint8Array, schema: DescMessage, jsonOptions: Partial<JsonReadOptions>): Message {
   let json: JsonValue;
   try {
     json = JSON.parse(Buffer.from(bytes).toString("utf8")) as JsonValue;
@@ -270,7 +280,7 @@ function checkJsonBody(bytes: Uint8Array, schema: DescMessage, jsonOptions: Part
   const refused = refuseShape(json, protoName);
   if (refused) throw refused;
   try {
-    fromJson(schema, json, jsonOptions);
+    return fromJson(schema, json, jsonOptions);
   } catch {
     // Name the first top-level field that does not decode on its own, by its proto name as elsewhere.
     const key = Object.keys(json).find((k) => !decodes(schema, { [k]: json[k] ?? null }, jsonOptions));

@@ -182,6 +182,7 @@ async function registerConnect(app: FastifyInstance, deps: ServerDeps, options: 
     registerConnectRoutes(scope, {
       ...routes.options,
       routes: routes.routes,
+      maxBodyBytes: deps.maxBodyBytes,
       shutdownSignal: shutdown.signal,
       contextValues: requestContextValues,
       onFailure: (e, handler) => app.log.error({ rpc: handler.method.name, err: describeError(e) }, "rpc could not be answered"),
