@@ -105,6 +105,46 @@ describe.each(transports)("%s", (name, makeTransport, farDeadline) => {
   });
 });
 
+// A Connect unary POST without a deadline is answered by the bridge's fast path (connect-unary.ts);
+// with a deadline header the same call goes through Connect's own handler. Both must answer alike.
+describe("the unary fast path", () => {
+  const answer = async (path: string, body: string | Uint8Array, headers: Record<string, string>) => {
+    const res = await fetch(`${h.httpUrl}/${path}`, { method: "POST", headers, body });
+    const header = Object.fromEntries([...res.headers].filter(([name]) => name !== "date"));
+    return { status: res.status, header, body: Buffer.from(await res.arrayBuffer()).toString("base64") };
+  };
+  const both = async (path: string, body: string | Uint8Array, headers: Record<string, string>) => {
+    const fast = await answer(path, body, headers);
+    expect(fast).toEqual(await answer(path, body, { ...headers, "connect-timeout-ms": "60000" }));
+    return fast;
+  };
+  const json = { "content-type": "application/json" };
+
+  it("answers successes, refusals and the guard's errors as Connect's handler does", async () => {
+    const { access } = await login(h);
+    const checked = await both("identity.v1.IdentityService/CheckLogin", "{}", { ...json, authorization: `Bearer ${access}` });
+    expect(checked.status).toBe(200);
+    expect(Buffer.from(checked.body, "base64").toString()).toContain('"user"');
+    const binary = await both("identity.v1.IdentityService/CheckLogin", toBinary(CheckLoginRequestSchema, create(CheckLoginRequestSchema)), {
+      "content-type": "application/proto",
+      authorization: `Bearer ${access}`,
+    });
+    expect(binary.header["content-type"]).toBe("application/proto");
+    const cases: Array<[string, string]> = [
+      ["{}", "TOKEN_MISSING"],
+      ["{not json", "REQUEST_INVALID"],
+      ['{"userId": 7}', "FIELD_INVALID"],
+      [JSON.stringify({ userId: "x".repeat(100_000) }), "REQUEST_TOO_LARGE"],
+    ];
+    for (const [body, reason] of cases) {
+      const refused = await both("identity.v1.IdentityService/GetUser", body, json);
+      expect(refused.header["content-type"]).toBe("application/json");
+      expect(JSON.parse(Buffer.from(refused.body, "base64").toString()).details[0].debug.reason).toBe(reason);
+    }
+    expect((await both("grpc.health.v1.Health/Check", "{}", json)).status).toBe(200);
+  });
+});
+
 /** A grpc-js client for the service, serializing with protobuf-es. */
 function grpcJsClient(address: string) {
   const serialize = (schema: DescMessage) => (m: any) => Buffer.from(toBinary(schema, m));

@@ -1,4 +1,5 @@
-import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions, type ContextValues } from "@connectrpc/connect";
+import type { DescMethod } from "@bufbuild/protobuf";
+import { Code, ConnectError, createConnectRouter, createServiceImplSpec, type ConnectRouter, type ConnectRouterOptions, type ContextValues } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
 import { contentTypeRegExp as grpcContentType, parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
@@ -8,6 +9,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { PlainAbortSignal } from "../util/plain-abort-signal.js";
+import { createUnaryFastPath, type UnaryFastPath } from "./connect-unary.js";
 
 // In place of @connectrpc/connect-fastify: the same router and protocol code (Connect's universal
 // handlers), with a leaner bridge to Node. Profiled on Health/Check over HTTP/1.1 JSON, the stock
@@ -18,15 +20,35 @@ import { PlainAbortSignal } from "../util/plain-abort-signal.js";
 
 export interface ConnectRoutesOptions extends ConnectRouterOptions {
   routes(router: ConnectRouter): void;
+  /** The request guard's limit, which the unary fast path enforces too. */
+  maxBodyBytes: number;
   contextValues(req: FastifyRequest): ContextValues;
   onFailure(error: unknown, handler: UniversalHandler): void;
 }
 
 /** Registers the router's handlers on `scope` (an encapsulated plugin: it takes every content type). */
 export function registerConnectRoutes(scope: FastifyInstance, options: ConnectRoutesOptions): void {
-  const { routes, contextValues, onFailure, ...routerOptions } = options;
+  const { routes, contextValues, onFailure, maxBodyBytes, ...routerOptions } = options;
   const router = createConnectRouter(routerOptions);
-  routes(router);
+  const fastPaths = new Map<DescMethod, UnaryFastPath>();
+  // The services as routes() registers them, for the unary fast path (connect-unary.ts).
+  const recorder: ConnectRouter = {
+    handlers: router.handlers,
+    service(service, implementation, serviceOptions) {
+      router.service(service, implementation, serviceOptions);
+      if (serviceOptions) return recorder;
+      for (const spec of Object.values(createServiceImplSpec(service, implementation).methods)) {
+        const fast = spec.kind === "unary" && createUnaryFastPath(spec, routerOptions, maxBodyBytes);
+        if (fast) fastPaths.set(spec.method, fast);
+      }
+      return recorder;
+    },
+    rpc(method, implementation, rpcOptions) {
+      router.rpc(method, implementation, rpcOptions);
+      return recorder;
+    },
+  };
+  routes(recorder);
   // Connect reads the body itself and answers 415 for content types it does not speak.
   scope.removeAllContentTypeParsers();
   scope.addContentTypeParser("*", (_req, _payload, done) => done(null, undefined));
@@ -36,7 +58,7 @@ export function registerConnectRoutes(scope: FastifyInstance, options: ConnectRo
       const res = reply.raw as NodeResponse;
       // Headers the app's hooks set (CORS) live on the reply, which hijack() bypasses.
       for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) res.setHeader(name, value);
-      serve(handler, req.raw as NodeRequest, res, contextValues(req)).catch((e: unknown) => {
+      serve(handler, fastPaths.get(handler.method), req.raw as NodeRequest, res, contextValues(req)).catch((e: unknown) => {
         if (ConnectError.from(e).code === Code.Canceled) return;
         onFailure(e, handler);
         // Connect answers its own errors; this is a bug or a broken socket. Never leave it hanging.
@@ -80,16 +102,24 @@ type NodeResponse = ServerResponse | Http2ServerResponse;
 // cannot call a union of overloaded methods: call it through the shape they share.
 const writeHead = (res: NodeResponse, status: number, headers?: Record<string, string>) => (res as Pick<ServerResponse, "writeHead">).writeHead(status, headers);
 
-async function serve(handler: UniversalHandler, raw: NodeRequest, res: NodeResponse, values: ContextValues): Promise<void> {
+async function serve(handler: UniversalHandler, fast: UnaryFastPath | undefined, raw: NodeRequest, res: NodeResponse, values: ContextValues): Promise<void> {
   const requestSignal = new PlainAbortSignal();
   res.once("close", () => {
     if (!res.writableEnded) requestSignal.abort(new ConnectError("the client went away before the answer was out", Code.Canceled));
   });
+  const header = webHeaders(raw.headers);
+  const url = `http://${authorityOf(raw)}${raw.url}`;
+  if (fast && raw.method === "POST" && fast.takes(header)) {
+    const answer = await fast.answer({ header, body: raw, url, signal: requestSignal, values });
+    writeHead(res, answer.status, nodeHeaders(answer.header));
+    res.end(answer.body);
+    return;
+  }
   const uRes = await handler({
     httpVersion: raw.httpVersion,
     method: raw.method ?? "",
-    url: `http://${authorityOf(raw)}${raw.url}`,
-    header: clampDeadline(webHeaders(raw.headers)),
+    url,
+    header: clampDeadline(header),
     body: raw,
     signal: requestSignal.asAbortSignal(),
     contextValues: values,

@@ -1,8 +1,9 @@
-import { fromBinary, fromJson, type DescMessage, type JsonReadOptions, type JsonValue } from "@bufbuild/protobuf";
+import { fromBinary, fromJson, type BinaryReadOptions, type DescMessage, type JsonReadOptions, type JsonValue, type Message } from "@bufbuild/protobuf";
 import { base64Decode } from "@bufbuild/protobuf/wire";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { Compression, UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
+import { Readable } from "node:stream";
 import { apiError } from "../service/errors.js";
 
 // Connect reads and decodes the body before any interceptor runs, so its own errors for an
@@ -138,24 +139,57 @@ const DRAIN_BYTES = 1024 * 1024;
 
 /** Reads the whole (bounded) unary body, accepts it, then hands it to Connect in one piece. */
 async function* readGuarded(body: AsyncIterable<Uint8Array>, declared: number, maxBodyBytes: number, accept: Accept): AsyncGenerator<Uint8Array> {
+  yield await accept(await readBoundedBody(body, declared, maxBodyBytes));
+}
+
+/** The whole body, or the refusal of one over the limit (its length declared or read). */
+export async function readBoundedBody(body: AsyncIterable<Uint8Array>, declared: number, maxBodyBytes: number): Promise<Uint8Array> {
   if (declared > maxBodyBytes + DRAIN_BYTES) throw tooLarge(maxBodyBytes);
   const chunks: Uint8Array[] = [];
   let size = 0;
+  // Past the cap the rest is only dropped: the request ends cleanly and the answer arrives whole.
+  const take = (chunk: Uint8Array) => {
+    size += chunk.byteLength;
+    if (size <= maxBodyBytes) chunks.push(chunk);
+    return size <= maxBodyBytes + DRAIN_BYTES;
+  };
+  await (body instanceof Readable ? readByEvents(body, take) : readByIterator(body, take));
+  if (size > maxBodyBytes) throw tooLarge(maxBodyBytes);
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+// A Node request is read by its events: its async iterator, with the end-of-stream tracking it
+// sets up, cost a small body more than all the rest of its reading (profiled). Past the cap the
+// stream flows on with nothing listening, so Node drops the rest.
+function readByEvents(stream: Readable, take: (chunk: Uint8Array) => boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const settle = (error?: unknown) => {
+      stream.off("data", onData).off("end", settle).off("error", settle).off("close", onClose);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onData = (chunk: Uint8Array) => {
+      if (take(chunk)) return;
+      settle();
+      stream.resume();
+    };
+    const onClose = () => settle(new ConnectError("the client went away before the request was read", Code.Canceled));
+    stream.on("data", onData).once("end", settle).once("error", settle).once("close", onClose);
+  });
+}
+
+async function readByIterator(body: AsyncIterable<Uint8Array>, take: (chunk: Uint8Array) => boolean): Promise<void> {
   // Not for-await: leaving that loop early would destroy the request, and with it an HTTP/1.1
   // socket before the answer is out. Past the cap the rest is dropped in the background (Node
   // dumps an unread body itself, but not one the app has begun to read), bounded by the server's
   // request timeout.
   const reader = body[Symbol.asyncIterator]();
   for (let next = await reader.next(); !next.done; next = await reader.next()) {
-    size += next.value.byteLength;
-    if (size > maxBodyBytes + DRAIN_BYTES) {
+    if (!take(next.value)) {
       void discardRest(reader);
-      throw tooLarge(maxBodyBytes);
+      return;
     }
-    if (size <= maxBodyBytes) chunks.push(next.value);
   }
-  if (size > maxBodyBytes) throw tooLarge(maxBodyBytes);
-  yield await accept(Buffer.concat(chunks));
 }
 
 async function discardRest(reader: AsyncIterator<Uint8Array>): Promise<void> {
@@ -219,10 +253,15 @@ async function decompress(compression: Compression, bytes: Uint8Array, room: num
   return message;
 }
 
+/** The checked message, decoded, or the refusal with its reason (as the guard refuses it for Connect). */
+export function decodeUnaryBody(bytes: Uint8Array, schema: DescMessage, binary: boolean, jsonOptions: Partial<JsonReadOptions>, binaryOptions?: Partial<BinaryReadOptions>): Message {
+  return binary ? checkBinary(bytes, schema, binaryOptions) : checkJsonBody(bytes, schema, jsonOptions);
+}
+
 // Connect answers a body that does not decode as binary with INTERNAL (a 500); it is the caller's fault.
-function checkBinary(bytes: Uint8Array, schema: DescMessage): void {
+function checkBinary(bytes: Uint8Array, schema: DescMessage, binaryOptions?: Partial<BinaryReadOptions>): Message {
   try {
-    fromBinary(schema, bytes);
+    return fromBinary(schema, bytes, binaryOptions);
   } catch {
     throw apiError("REQUEST_INVALID", `the request body is not a valid binary ${schema.typeName}`);
   }
@@ -256,7 +295,7 @@ function refuseShape(json: JsonValue, topField: (key: string) => string) {
   return undefined;
 }
 
-function checkJsonBody(bytes: Uint8Array, schema: DescMessage, jsonOptions: Partial<JsonReadOptions>): void {
+function checkJsonBody(bytes: Uint8Array, schema: DescMessage, jsonOptions: Partial<JsonReadOptions>): Message {
   let json: JsonValue;
   try {
     json = JSON.parse(Buffer.from(bytes).toString("utf8")) as JsonValue;
@@ -270,7 +309,7 @@ function checkJsonBody(bytes: Uint8Array, schema: DescMessage, jsonOptions: Part
   const refused = refuseShape(json, protoName);
   if (refused) throw refused;
   try {
-    fromJson(schema, json, jsonOptions);
+    return fromJson(schema, json, jsonOptions);
   } catch {
     // Name the first top-level field that does not decode on its own, by its proto name as elsewhere.
     const key = Object.keys(json).find((k) => !decodes(schema, { [k]: json[k] ?? null }, jsonOptions));

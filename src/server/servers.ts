@@ -15,6 +15,7 @@ import type { Readiness } from "./health.js";
 import { createRoutes, type Routes } from "./routes.js";
 import { answerUnknownGrpcCalls, registerConnectRoutes } from "./connect-adapter.js";
 import { registerCors } from "./cors.js";
+import { lazyChildLogger } from "./request-logger.js";
 import { describeError } from "../util/log-safety.js";
 
 export interface ServerDeps {
@@ -55,6 +56,8 @@ export async function buildHttpServer(deps: ServerDeps): Promise<FastifyInstance
   const app = fastify({
     logger: deps.logger,
     logController: quietRequests(),
+    // Request loggers are made when first needed (request-logger.ts).
+    childLoggerFactory: lazyChildLogger,
     bodyLimit: deps.maxBodyBytes,
     trustProxy: deps.trustProxy,
     // Node enforces headersTimeout and requestTimeout only when it sweeps its connections (every
@@ -110,6 +113,7 @@ export async function buildGrpcServer(deps: ServerDeps): Promise<FastifyInstance
     http2: true,
     logger: deps.logger,
     logController: quietRequests(),
+    childLoggerFactory: lazyChildLogger,
     forceCloseConnections: true,
     trustProxy: deps.trustProxy,
     bodyLimit: deps.maxBodyBytes,
@@ -182,6 +186,7 @@ async function registerConnect(app: FastifyInstance, deps: ServerDeps, options: 
     registerConnectRoutes(scope, {
       ...routes.options,
       routes: routes.routes,
+      maxBodyBytes: deps.maxBodyBytes,
       shutdownSignal: shutdown.signal,
       contextValues: requestContextValues,
       onFailure: (e, handler) => app.log.error({ rpc: handler.method.name, err: describeError(e) }, "rpc could not be answered"),
