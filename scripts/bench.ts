@@ -3,20 +3,20 @@
 // The service runs in a child process (`node dist/src/main.js`, the compiled code production runs,
 // which `npm run bench` builds first; the embedded store or MONGODB_URI; the WeChat simulator in a
 // process of its own), so the load generator never shares its event loop. HTTP/1.1
-// JSON is driven by autocannon; gRPC over h2c by a bounded-concurrency loop on Connect's gRPC
-// transport; the half-rate latency check by a paced (open-loop) generator, since autocannon's rate
+// JSON is driven by autocannon; gRPC over h2c by ghz (a Go load generator, several connections;
+// its rows are skipped when it is not installed); the half-rate latency check by a paced (open-loop) generator, since autocannon's rate
 // limit sends each second's quota in a burst. Every figure is measured in this one run:
 //
 //   bare fastify JSON POST   another child: fastify with one JSON route, nothing else (the ceiling)
 //   Health/Check             grpc.health.v1 on the same server stack: the trivial RPC
-//   CheckLogin, GetUser      many distinct valid tokens, in rotation
+//   CheckLogin, GetUser      many distinct valid tokens, in rotation (JSON and gRPC)
 //   Login                    returning users and new users, one pre-minted wx.login code a request
 //   Refresh                  one unspent refresh token a request (each answer's token goes back in the pool)
 //
 // `--scale N` (100,000 by default, `--no-scale` skips it) runs everything again on a fresh service
 // that first got N users and N sessions through the real Login path. `--smoke` is CI's: a second a
 // scenario, few connections, no scale; it fails only on errors.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -24,11 +24,7 @@ import { dirname, join, relative } from "node:path";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import autocannon from "autocannon";
-import { Health } from "../gen/health/v1/health_pb.js";
-import { IdentityService } from "../gen/identity/v1/identity_pb.js";
 import { generateSigningKey } from "../src/auth/access-tokens.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -46,6 +42,8 @@ interface Options {
   duration: number;
   connections: number;
   grpcConcurrency: number;
+  /** h2c connections ghz spreads its calls over. */
+  grpcConnections: number;
   users: number;
   scale: number;
   out: string;
@@ -65,6 +63,7 @@ const SCENARIO_IDS = [
   "checklogin-json",
   "checklogin-grpc",
   "getuser-json",
+  "getuser-grpc",
   "login-returning",
   "login-new",
   "refresh-json",
@@ -120,6 +119,7 @@ function parseOptions(argv: string[]): Options {
     duration: num("duration", values.duration, smoke ? 1 : 10, 1),
     connections,
     grpcConcurrency: connections,
+    grpcConnections: Math.min(10, connections),
     users: Math.max(connections, num("users", values.users, smoke ? 100 : 2000, 1)),
     scale: values["no-scale"] || smoke ? num("scale", values.scale, 0, 0) : num("scale", values.scale, 100_000, 0),
     out: values.out ?? (smoke ? mkdtempSync(join(os.tmpdir(), "identity-bench-")) : join(ROOT, "bench")),
@@ -284,11 +284,23 @@ export function rssOf(pid: number): number {
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
-/** CPU seconds a process has used (user + system). */
-function cpuOf(pid: number): number {
+/** A process's /proc stat fields after its name: [11] utime, [12] stime, [13] cutime, [14] cstime (ticks). */
+function statOf(pid: number | "self"): string[] {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+/** CPU seconds a process and its live children have used (user + system): WORKERS' workers count. */
+function cpuOf(pid: number): number {
+  const fields = statOf(pid);
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").split(" ").filter(Boolean).map(Number);
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS + children.reduce((sum, child) => sum + cpuOf(child), 0);
+}
+
+/** CPU seconds of this process's exited (and reaped) children: a ghz run once it has ended. */
+function reapedChildrenCpu(): number {
+  const fields = statOf("self");
+  return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
 }
 
 /** Collects garbage in the service's process (see GC_HOOK), then reads its heap in use and RSS. */
@@ -453,33 +465,116 @@ export function runHttp(load: HttpLoad): Promise<RunStats> {
   });
 }
 
-/** A bounded-concurrency loop of unary calls: `concurrency` calls in flight, each started when one ends. */
-async function runLoop(call: (i: number) => Promise<unknown>, opts: { pid: number; concurrency: number; duration?: number; amount?: number }): Promise<RunStats> {
-  const latencies: number[] = [];
+// ghz (github.com/bojand/ghz), from the Go module proxy at this version: .ci/run installs it the same way.
+const GHZ_VERSION = "v0.120.0";
+const GHZ_INSTALL = `GOBIN=~/.cache/identity-ci/gobin go install github.com/bojand/ghz/cmd/ghz@${GHZ_VERSION}`;
+
+/** ghz on PATH, else where .ci/run installs it; undefined when neither has it. */
+function findGhz(): string | undefined {
+  const dirs = [...(process.env.PATH ?? "").split(":").filter(Boolean), join(process.env.XDG_CACHE_HOME ?? join(os.homedir(), ".cache"), "identity-ci", "gobin")];
+  return dirs.map((dir) => join(dir, "ghz")).find((path) => existsSync(path));
+}
+
+/** Descriptor sets for ghz, whose own .proto parser predates proto3 `optional`: the service's (imports included) and grpc.health.v1. */
+function buildProtosets(dir: string): { identity: string; health: string } {
+  const buf = join(ROOT, "node_modules", ".bin", "buf");
+  const health = "node_modules/grpc-health-check/proto";
+  const sets = { identity: join(dir, "identity.binpb"), health: join(dir, "health.binpb") };
+  for (const args of [
+    ["build", "proto", "-o", sets.identity, "--as-file-descriptor-set"],
+    ["build", health, "--path", `${health}/health/v1/health.proto`, "-o", sets.health, "--as-file-descriptor-set"],
+  ]) {
+    const run = spawnSync(buf, args, { cwd: ROOT, encoding: "utf8" });
+    if (run.status !== 0) throw new Error(`buf ${args.join(" ")}: ${run.stderr}`);
+  }
+  return sets;
+}
+
+interface GhzLoad {
+  ghz: string;
+  protoset: string;
+  /** package.Service/Method */
+  call: string;
+  target: string;
+  pid: number;
+  connections: number;
+  concurrency: number;
+  duration?: number;
+  amount?: number;
+  /** Request messages: ghz sends them round-robin, one a call. */
+  data?: unknown[];
+  /** Call metadata, a Go template ghz fills per call (e.g. `{{.RequestNumber}}`). */
+  metadata?: string;
+  dir: string;
+}
+
+/** The part of ghz's JSON report read here (latencies in ns). */
+interface GhzReport {
+  endReason: string;
+  total: number;
+  statusCodeDistribution?: Record<string, number>;
+  errorDistribution?: Record<string, number>;
+  latencyDistribution?: Array<{ percentage: number; latency: number }> | null;
+  slowest: number;
+}
+
+/** When ghz stops at its duration it cancels the calls in flight and lists them as errors: these, and no more than it had in flight. */
+const CUT_AT_END = /use of closed network connection|code = Canceled|transport is closing|client connection is closing/;
+
+/** One ghz run; its report turned into this benchmark's figures. */
+async function runGhz(load: GhzLoad): Promise<RunStats> {
+  const args = ["--insecure", "--protoset", load.protoset, "--call", load.call, "--connections", String(load.connections), "--concurrency", String(load.concurrency), "--format", "json"];
+  args.push(...(load.amount ? ["--total", String(load.amount)] : ["--duration", `${load.duration ?? 10}s`]));
+  if (load.data) {
+    const dataFile = join(load.dir, "ghz-data.json");
+    writeFileSync(dataFile, JSON.stringify(load.data));
+    args.push("--data-file", dataFile);
+  } else args.push("--data", "{}");
+  if (load.metadata) args.push("--metadata", load.metadata);
+  args.push(load.target);
+  const server0 = cpuOf(load.pid);
+  const client0 = reapedChildrenCpu();
+  const child = spawn(load.ghz, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout!.on("data", (chunk: Buffer) => out.push(chunk));
+  child.stderr!.on("data", (chunk: Buffer) => err.push(chunk));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", resolve);
+  });
+  // ghz echoes its arguments when it refuses them: the tokens stay out of the message.
+  if (code !== 0 && !out.length)
+    throw new Error(
+      `ghz exited with ${code}: ${Buffer.concat(err)
+        .toString()
+        .replace(/eyJ[\w-]+\.[\w-]+\.[\w-]+/g, "[token]")
+        .slice(-2000)}`,
+    );
+  const report = JSON.parse(Buffer.concat(out).toString()) as GhzReport;
+  const seconds = report.total / 1e9;
+  const ok = report.statusCodeDistribution?.OK ?? 0;
   const errorKinds: Record<string, number> = {};
-  let errors = 0;
-  let i = 0;
-  const meter = cpuMeter(opts.pid);
-  const start = performance.now();
-  const end = opts.duration ? start + opts.duration * 1000 : Infinity;
-  const more = () => (opts.amount ? i < opts.amount : performance.now() < end);
-  await Promise.all(
-    Array.from({ length: opts.concurrency }, async () => {
-      while (more()) {
-        const t = performance.now();
-        try {
-          await call(i++);
-          latencies.push(performance.now() - t);
-        } catch (e) {
-          errors++;
-          const kind = e instanceof Error ? e.message.slice(0, 80) : String(e);
-          errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
-        }
-      }
-    }),
-  );
-  const seconds = (performance.now() - start) / 1000;
-  return summarize(latencies, seconds, errors, errorKinds, meter());
+  let cut = 0;
+  for (const [message, n] of Object.entries(report.errorDistribution ?? {})) {
+    if (report.endReason === "timeout" && CUT_AT_END.test(message) && cut + n <= load.concurrency) cut += n;
+    else errorKinds[message.slice(0, 120)] = (errorKinds[message.slice(0, 120)] ?? 0) + n;
+  }
+  const quantile = (p: number) => (report.latencyDistribution?.find((d) => d.percentage === p)?.latency ?? NaN) / 1e6;
+  const stats: RunStats = {
+    requests: ok,
+    seconds,
+    rps: ok / seconds,
+    p50: quantile(50),
+    p99: quantile(99),
+    max: report.slowest / 1e6,
+    errors: Object.values(errorKinds).reduce((sum, n) => sum + n, 0),
+    errorKinds,
+    serverCpu: (cpuOf(load.pid) - server0) / seconds,
+    clientCpu: (reapedChildrenCpu() - client0) / seconds,
+  };
+  if (cut) stats.note = `${cut} calls in flight when ghz's duration ended were cancelled by ghz: not counted`;
+  return stats;
 }
 
 /** One paced request: where it goes, and what it carries. */
@@ -725,7 +820,7 @@ interface Scenario extends RunStats {
   id: string;
   label: string;
   transport: string;
-  generator: "autocannon" | "grpc loop" | "paced";
+  generator: "autocannon" | "ghz" | "paced";
   /** Which trivial RPC this one is compared with: the same transport's Health/Check. */
   trivialId: string;
   rssBefore: number;
@@ -789,7 +884,17 @@ async function measure(child: Child, meta: ScenarioMeta, run: (warm: boolean) =>
   return scenario;
 }
 
-async function runPhase(opts: Options, configPath: string, name: string, scale: number, bare: Scenario | undefined, log: (s: string) => void): Promise<Phase> {
+/** ghz and its descriptor sets, or undefined: then the gRPC rows are skipped. */
+interface GrpcLoadTool {
+  ghz: string;
+  protosets: { identity: string; health: string };
+  dir: string;
+}
+
+/** How many distinct bearers the GetUser gRPC run's metadata template cycles through: ghz parses the template on every call. */
+const GRPC_METADATA_TOKENS = 32;
+
+async function runPhase(opts: Options, configPath: string, name: string, scale: number, bare: Scenario | undefined, grpcTool: GrpcLoadTool | undefined, log: (s: string) => void): Promise<Phase> {
   const mongoDb = process.env.MONGODB_URI ? `identity_bench_${Date.now()}` : undefined;
   const child = await startService(configPath, mongoDb, opts.profileDir);
   try {
@@ -837,29 +942,50 @@ async function runPhase(opts: Options, configPath: string, name: string, scale: 
     };
     if (bare) scenarios.push(bare);
 
-    const grpc = createGrpcTransport({ baseUrl: child.grpcUrl! });
-    const health = createClient(Health, grpc);
-    const identity = createClient(IdentityService, grpc);
-    const loop = (call: (i: number) => Promise<unknown>) => (warm: boolean) => runLoop(call, { pid: child.pid, concurrency: opts.grpcConcurrency, ...timing(warm) });
+    // Each gRPC row runs ghz against the h2c listener; without ghz there are none (no stand-in figure).
+    const addGrpc = async (meta: Omit<ScenarioMeta, "transport" | "generator" | "trivialId">, load: Pick<GhzLoad, "call" | "data" | "metadata"> & { protoset: "identity" | "health" }) => {
+      if (!grpcTool) return;
+      const target = new URL(child.grpcUrl!).host;
+      await add({ ...meta, transport: "h2c gRPC", generator: "ghz", trivialId: "health-grpc" }, (warm) =>
+        runGhz({
+          ...load,
+          ghz: grpcTool.ghz,
+          protoset: grpcTool.protosets[load.protoset],
+          dir: grpcTool.dir,
+          target,
+          pid: child.pid,
+          connections: opts.grpcConnections,
+          concurrency: opts.grpcConcurrency,
+          ...timing(warm),
+        }),
+      );
+    };
+    // Go raw strings (backquoted): ghz checks the metadata is JSON before it fills the template.
+    const templateTokens = signed.slice(0, GRPC_METADATA_TOKENS).map((s) => `\`${s.access}\``);
     let rotation = 0;
     const nextBearer = () => ({ headers: { authorization: bearers[rotation++ % bearers.length]! } });
 
     await add({ id: "health-json", label: "Health/Check JSON (trivial RPC)", transport: "HTTP/1.1 Connect JSON", generator: "autocannon", trivialId: "health-json" }, (warm) =>
       runHttp({ ...http1, path: HEALTH_CHECK, ...timing(warm) }),
     );
-    await add(
-      { id: "health-grpc", label: "Health/Check gRPC (trivial RPC)", transport: "h2c gRPC", generator: "grpc loop", trivialId: "health-grpc" },
-      loop(() => health.check({})),
-    );
+    await addGrpc({ id: "health-grpc", label: "Health/Check gRPC (trivial RPC)" }, { protoset: "health", call: "grpc.health.v1.Health/Check" });
     await add({ id: "checklogin-json", label: "CheckLogin JSON", transport: "HTTP/1.1 Connect JSON", generator: "autocannon", trivialId: "health-json" }, (warm) =>
       runHttp({ ...http1, path: `${SERVICE}/CheckLogin`, next: nextBearer, ...timing(warm) }),
     );
-    await add(
-      { id: "checklogin-grpc", label: "CheckLogin gRPC", transport: "h2c gRPC", generator: "grpc loop", trivialId: "health-grpc" },
-      loop((i) => identity.checkLogin({}, { headers: { authorization: bearers[i % bearers.length]! } })),
-    );
+    // Every signed-in user's token, one a call: in the request's access_token (a data file ghz sends
+    // round-robin), since a metadata template listing them all would be parsed again on every call.
+    await addGrpc({ id: "checklogin-grpc", label: "CheckLogin gRPC" }, { protoset: "identity", call: "identity.v1.IdentityService/CheckLogin", data: signed.map((s) => ({ accessToken: s.access })) });
     await add({ id: "getuser-json", label: "GetUser JSON", transport: "HTTP/1.1 Connect JSON", generator: "autocannon", trivialId: "health-json" }, (warm) =>
       runHttp({ ...http1, path: `${SERVICE}/GetUser`, next: nextBearer, ...timing(warm) }),
+    );
+    // GetUser reads the caller from the bearer: metadata, cycling through a few users' tokens.
+    await addGrpc(
+      { id: "getuser-grpc", label: "GetUser gRPC" },
+      {
+        protoset: "identity",
+        call: "identity.v1.IdentityService/GetUser",
+        metadata: `{"authorization":"Bearer {{ index (list ${templateTokens.join(" ")}) (mod .RequestNumber ${templateTokens.length}) }}"}`,
+      },
     );
 
     // Login: one fresh code a request. The warm-up (a fixed count) tells the rate, which sizes the pool.
@@ -977,11 +1103,39 @@ const fmtMB = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 interface Report {
   generatedAt: string;
   machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string; platform: string };
-  settings: { mode: "full" | "smoke"; durationSeconds: number; connections: number; grpcConcurrency: number; signedInUsers: number; store: string; simulator: string };
+  settings: {
+    mode: "full" | "smoke";
+    durationSeconds: number;
+    connections: number;
+    grpcConcurrency: number;
+    signedInUsers: number;
+    store: string;
+    simulator: string;
+    /** What made the gRPC rows: ghz and its version, or why there are none. */
+    grpcGenerator: string;
+    grpcConnections: number;
+    /** WORKERS the service ran with (unset: 1). */
+    workers: string;
+  };
   ceilings: { bareFastify: number; trivialJson: number; trivialGrpc: number };
   phases: Phase[];
   targets: Array<{ name: string; value: string; target: string; met: boolean }>;
+  /** Per RPC, JSON (autocannon) against gRPC (ghz) in the first phase, when both ran. */
+  transports: Array<{ rpc: string; jsonRps: number; grpcRps: number; jsonP99: number; grpcP99: number; grpcToJson: number }>;
   errors: number;
+}
+
+function transportsOf(phase: Phase): Report["transports"] {
+  const pairs = [
+    ["Health/Check", "health"],
+    ["CheckLogin", "checklogin"],
+    ["GetUser", "getuser"],
+  ] as const;
+  return pairs.flatMap(([rpc, id]) => {
+    const json = phase.scenarios.find((s) => s.id === `${id}-json`);
+    const grpc = phase.scenarios.find((s) => s.id === `${id}-grpc`);
+    return json && grpc ? [{ rpc, jsonRps: json.rps, grpcRps: grpc.rps, jsonP99: json.p99, grpcP99: grpc.p99, grpcToJson: grpc.rps / json.rps }] : [];
+  });
 }
 
 function ratioOf(scenario: Scenario, phase: Phase, what: "bare" | "trivial"): number | undefined {
@@ -1117,7 +1271,7 @@ function svgOf(report: Report): string {
     }
   });
   parts.push(
-    `<text x="16" y="${H - 12}" fill="#777" font-size="11">${esc(`${report.generatedAt.slice(0, 10)} · HTTP/1.1 rows: autocannon; gRPC rows: a ${s.grpcConcurrency}-call loop over one h2c connection; paced rows: open-loop at half of CheckLogin JSON's rate in that phase`)}</text>`,
+    `<text x="16" y="${H - 12}" fill="#777" font-size="11">${esc(`${report.generatedAt.slice(0, 10)} · HTTP/1.1 rows: autocannon; gRPC rows: ${s.grpcGenerator ? `${s.grpcGenerator}, ${s.grpcConcurrency} calls over ${s.grpcConnections} h2c connections` : `a ${s.grpcConcurrency}-call loop over one h2c connection`}; paced rows: open-loop at half of CheckLogin JSON's rate in that phase`)}</text>`,
   );
   parts.push("</svg>");
   return `${parts.join("\n")}\n`;
@@ -1142,6 +1296,13 @@ async function main(): Promise<number> {
 
   const tmp = mkdtempSync(join(os.tmpdir(), "identity-bench-config-"));
   const configPath = await writeBenchConfig(tmp);
+  const ghz = findGhz();
+  const grpcTool = ghz ? { ghz, protosets: buildProtosets(tmp), dir: tmp } : undefined;
+  log(
+    ghz
+      ? `gRPC rows: ghz ${GHZ_VERSION} (${ghz}), ${opts.grpcConcurrency} calls in flight over ${opts.grpcConnections} connections`
+      : `gRPC rows skipped: ghz is not on PATH or in ~/.cache/identity-ci/gobin (${GHZ_INSTALL})`,
+  );
 
   try {
     let bare: Scenario | undefined;
@@ -1156,11 +1317,11 @@ async function main(): Promise<number> {
 
     const phases: Phase[] = [];
     log("empty store");
-    phases.push(await runPhase(opts, configPath, "empty store", 0, bare, log));
+    phases.push(await runPhase(opts, configPath, "empty store", 0, bare, grpcTool, log));
     if (opts.scale) {
       const name = `${fmtInt(opts.scale)} users + sessions`;
       log(name);
-      phases.push(await runPhase(opts, configPath, name, opts.scale, bare, log));
+      phases.push(await runPhase(opts, configPath, name, opts.scale, bare, grpcTool, log));
     }
 
     const empty = phases[0]!;
@@ -1182,10 +1343,14 @@ async function main(): Promise<number> {
         signedInUsers: opts.users,
         store,
         simulator: "in its own process (WECHAT_API_BASE), as WeChat is not on the service's machine; it shares the machine's two cores",
+        grpcGenerator: ghz ? `ghz ${GHZ_VERSION}` : "none (ghz not installed): no gRPC rows",
+        grpcConnections: opts.grpcConnections,
+        workers: process.env.WORKERS || "1",
       },
       ceilings: { bareFastify: rpsOf("bare"), trivialJson: rpsOf("health-json"), trivialGrpc: rpsOf("health-grpc") },
       phases,
       targets: targetsOf(phases),
+      transports: transportsOf(empty),
       errors: phases.reduce((a, p) => a + p.scenarios.reduce((b, s) => b + s.errors, 0), 0),
     };
 
@@ -1198,6 +1363,14 @@ async function main(): Promise<number> {
       log(table(phase));
     }
     log("\n% trivial: against Health/Check on the same transport (JSON rows: HTTP/1.1 JSON; gRPC rows: h2c gRPC)");
+    if (report.transports.length) {
+      log(`\nJSON (autocannon, ${opts.connections} connections) vs gRPC (ghz, ${opts.grpcConcurrency} calls over ${opts.grpcConnections} connections), ${empty.name}`);
+      for (const t of report.transports) {
+        log(
+          `  ${t.rpc.padEnd(13)} JSON ${fmtInt(t.jsonRps).padStart(7)}/s p99 ${fmtMs(t.jsonP99).padStart(5)} ms   gRPC ${fmtInt(t.grpcRps).padStart(7)}/s p99 ${fmtMs(t.grpcP99).padStart(5)} ms   gRPC/JSON ${Math.round(t.grpcToJson * 100)}%`,
+        );
+      }
+    }
     log("\ntargets");
     for (const t of report.targets) log(`  ${t.met ? "met   " : "MISSED"}  ${t.name}: ${t.value} (target ${t.target})`);
     for (const phase of phases) {

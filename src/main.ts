@@ -1,10 +1,13 @@
 // The composition root: the only reader of process.env and the only place that decides dev mode.
+import cluster from "node:cluster";
 import { createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { pathToFileURL } from "node:url";
 import type { FastifyInstance } from "fastify";
 import { createAccessTokens, generateSigningKey, importSigningKey } from "./auth/access-tokens.js";
 import { createSessionLibrary, revocationRetentionMs } from "./auth/sessions.js";
+import { clusterMetrics, reportReady, runPrimary, type WorkerInfo } from "./cluster.js";
 import { ALL_SEED_ROUTES, ConfigError, defaultConfigFile, loadConfig, WECHAT_PLATFORMS, type AppInput, type ConfigFile, type EnvConfig } from "./config/config.js";
 import { createAlipayClient } from "./platforms/alipay-client.js";
 import { createAppleVerifier } from "./platforms/apple-verifier.js";
@@ -45,6 +48,8 @@ export interface AppOptions {
   now?: () => number;
   /** A store to use instead of the one the configuration names (tests reach into it). */
   store?: Store;
+  /** The cluster worker's id when WORKERS runs several: on every log line, and /metrics asks the primary for the group's. */
+  clusterWorker?: number;
 }
 
 export interface RunningApp {
@@ -81,7 +86,8 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
 
   // Serializers replace fastify's: its `req` carries the URL with the query (a seed's ?token=).
   const serializers = { err: describeError, req: describeRequest };
-  const logger = { level: env.logLevel, redact: { paths: REDACT, censor: "[redacted]" }, serializers, ...(options.logStream ? { stream: options.logStream } : {}) };
+  const base = options.clusterWorker === undefined ? {} : { base: { pid: process.pid, hostname: hostname(), worker: options.clusterWorker } };
+  const logger = { level: env.logLevel, ...base, redact: { paths: REDACT, censor: "[redacted]" }, serializers, ...(options.logStream ? { stream: options.logStream } : {}) };
   const closers: Array<() => Promise<unknown>> = [];
   const close = async () => {
     for (const closeOne of closers.reverse()) await closeOne().catch(() => undefined);
@@ -148,7 +154,7 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
       maxConcurrentStreams: file.limits.maxConcurrentStreams,
       shutdownTimeoutMs: 5000,
       ready: storeReadiness(rawStore),
-      metrics,
+      metrics: options.clusterWorker === undefined ? metrics : { ...metrics, render: clusterMetrics(metrics.registry) },
       trustProxy: file.trustProxy,
       seedRoutes,
       apps: file.apps,
@@ -287,7 +293,7 @@ async function listen(server: FastifyInstance, port: number, host: string): Prom
   return `http://${host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host}:${bound}`;
 }
 
-function banner(app: RunningApp): string {
+function banner(app: WorkerInfo & { simulatorUrl?: string }): string {
   const sim = app.simulatorUrl;
   const lines = [
     `identity service ready (${app.devMode ? "dev mode: " : ""}${app.store} store${sim ? ", WeChat simulator" : ""})`,
@@ -311,14 +317,21 @@ function banner(app: RunningApp): string {
 
 async function main(): Promise<void> {
   let app: RunningApp;
+  const worker = cluster.worker?.id;
   try {
-    app = await startApp(loadConfig(process.env, (path) => readFileSync(path, "utf8")));
+    const env = loadConfig(process.env, (path) => readFileSync(path, "utf8"));
+    if (env.workers > 1 && cluster.isPrimary) {
+      process.exit(await runPrimary({ workers: env.workers, logLevel: env.logLevel, banner }));
+    }
+    app = await startApp(env, worker === undefined ? {} : { clusterWorker: worker });
   } catch (e) {
     const message = e instanceof ConfigError ? e.message : `cannot start: ${e instanceof Error ? e.message : String(e)}`;
     console.error(`identity: ${message}`);
     process.exit(1);
   }
-  console.log(banner(app));
+  // A worker's banner is the primary's to print, once for the group.
+  if (worker === undefined) console.log(banner(app));
+  else reportReady(app);
   let stopping = false;
   const stop = () => {
     if (stopping) return;

@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { z } from "zod";
 
 // The one reader of process.env (through main.ts) and of the IDENTITY_CONFIG file.
@@ -222,6 +223,8 @@ export interface EnvConfig {
   logLevel: string;
   /** The parsed IDENTITY_CONFIG file; null when the variable is unset. */
   file: ConfigFile | null;
+  /** WORKERS: processes serving the listeners (node:cluster when above 1); `auto` is one per core. */
+  workers: number;
 }
 
 export class ConfigError extends Error {
@@ -251,6 +254,7 @@ export function loadConfig(env: Record<string, string | undefined>, readFile: (p
     wechatSimPort: port("WECHAT_SIM_PORT", 8090),
     logLevel: env.LOG_LEVEL || "info",
     file: null,
+    workers: workersOf(env.WORKERS, problems),
   };
   if (env.MONGODB_URI) {
     if (/^mongodb(\+srv)?:\/\//.test(env.MONGODB_URI)) config.mongodbUri = env.MONGODB_URI;
@@ -267,8 +271,27 @@ export function loadConfig(env: Record<string, string | undefined>, readFile: (p
 
   if (env.IDENTITY_CONFIG) config.file = parseConfigFile(env.IDENTITY_CONFIG, readFile, problems);
   else if (env.NODE_ENV === "production") problems.push("IDENTITY_CONFIG: required when NODE_ENV=production (without it the service runs dev mode: a demo app and a throwaway signing key)");
+  if (config.workers > 1) {
+    // Each worker is a process of its own: what lives in one process's memory would split in N.
+    if (!config.mongodbUri) problems.push(`WORKERS: ${config.workers} workers need MONGODB_URI (on the embedded memory store each worker would have its own users and sessions)`);
+    if (!env.IDENTITY_CONFIG || config.wechatSimulator) {
+      problems.push("WORKERS: needs a config file with signingKeys and a real WeChat API (dev mode and WECHAT_SIMULATOR=1 keep the simulator's codes and a generated signing key in one process)");
+    }
+  }
   if (problems.length) throw new ConfigError(problems);
   return config;
+}
+
+/** Unset or 1: one process. A count, or `auto` for one worker per core. */
+function workersOf(raw: string | undefined, problems: string[]): number {
+  if (raw === undefined || raw === "") return 1;
+  if (raw === "auto") return availableParallelism();
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < 1 || n > 256) {
+    problems.push(`WORKERS: "${raw}" must be a number of processes (1-256) or auto`);
+    return 1;
+  }
+  return n;
 }
 
 function parseConfigFile(path: string, readFile: (path: string) => string, problems: string[]): ConfigFile | null {

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../src/config/config.js";
 
@@ -42,6 +43,19 @@ describe("loadConfig", () => {
     expect(file?.apps[0]).toMatchObject({ registration: "auto", defaultRoles: ["member"] });
     expect(file?.tokens).toEqual({ accessTtlSeconds: 7200, refreshTtlSeconds: 2_592_000, refreshGraceSeconds: 10, sessionMaxAgeSeconds: 7_776_000, maxSessionsPerUser: 10 });
     expect(file?.limits.maxBodyBytes).toBe(65_536);
+  });
+
+  it("reads WORKERS: one process by default, a count, auto for every core; several need MongoDB and a real config", () => {
+    const mongo = { MONGODB_URI: "mongodb://db:27017/" };
+    expect(withFile({ apps: [app] }).workers).toBe(1);
+    expect(withFile({ apps: [app] }, { WORKERS: "1" }).workers).toBe(1);
+    expect(withFile({ apps: [app] }, { ...mongo, WORKERS: "3" }).workers).toBe(3);
+    expect(withFile({ apps: [app] }, { ...mongo, WORKERS: "auto" }).workers).toBe(availableParallelism());
+    for (const bad of ["0", "-2", "1.5", "two", "257"])
+      expect(problemsOf(() => withFile({ apps: [app] }, { ...mongo, WORKERS: bad }))).toEqual([`WORKERS: "${bad}" must be a number of processes (1-256) or auto`]);
+    expect(problemsOf(() => withFile({ apps: [app], store: "memory" }, { WORKERS: "2" }))[0]).toMatch(/^WORKERS: 2 workers need MONGODB_URI/);
+    expect(problemsOf(() => loadConfig({ ...mongo, WORKERS: "2" }, () => ""))[0]).toMatch(/^WORKERS: needs a config file with signingKeys/);
+    expect(problemsOf(() => withFile({ apps: [app] }, { ...mongo, WORKERS: "2", WECHAT_SIMULATOR: "1" }))[0]).toMatch(/^WORKERS: needs a config file/);
   });
 
   it("names every bad variable at once", () => {
