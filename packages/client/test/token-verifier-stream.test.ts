@@ -9,7 +9,7 @@ import { login, startHarness, type Harness } from "../../../test/support/harness
 import { ErrorInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
 import { IdentityService, RevocationReason } from "../src/gen/identity/v1/identity_pb.js";
 import { createTokenVerifier, type TokenVerifier, type TokenVerifierOptions } from "../src/token-verifier.js";
-import { API_KEY, caughtUp, ISSUER, serviceConfig, sessionRevoked, startFeed, userRevoked, type Feed, type FeedStream } from "./support/revocation-feed.js";
+import { API_KEY, caughtUp, ISSUER, serviceConfig, sessionRevoked, startFeed, userRevoked, type Feed } from "./support/revocation-feed.js";
 
 let h: Harness;
 let feed: Feed;
