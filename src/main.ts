@@ -4,14 +4,16 @@ import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import type { FastifyInstance } from "fastify";
 import { createAccessTokens, generateSigningKey, importSigningKey } from "./auth/access-tokens.js";
-import { createSessionLibrary } from "./auth/sessions.js";
+import { createSessionLibrary, revocationRetentionMs } from "./auth/sessions.js";
 import { ALL_SEED_ROUTES, ConfigError, defaultConfigFile, loadConfig, WECHAT_PLATFORMS, type AppInput, type ConfigFile, type EnvConfig } from "./config/config.js";
 import { createAlipayClient } from "./platforms/alipay-client.js";
 import { createAppleVerifier } from "./platforms/apple-verifier.js";
 import { buildGrpcServer, buildHttpServer } from "./server/servers.js";
 import type { Readiness } from "./server/health.js";
 import { createIdentityService, type App, type IdentityServiceDeps } from "./service/identity-service.js";
+import type { Logger } from "./service/interceptors.js";
 import type { PlatformClients } from "./service/platform-login.js";
+import { createRevocationFeed } from "./service/revocation-feed.js";
 import { createWechatSimulator, type WechatSimulator } from "./simulator/simulator.js";
 import { createMetrics, instrumentStore } from "./metrics/metrics.js";
 import { MemoryStore } from "./store/memory-store.js";
@@ -122,7 +124,19 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     };
     // Against the simulator, its gateway key is Alipay's.
     const serviceApps = simulator ? apps.map((a) => (a.platform === "alipay-miniprogram" ? { ...a, alipayPublicKey: simulator!.alipayPublicKeyPem } : a)) : apps;
-    const { accessTokens, deps: serviceDeps } = createServiceDeps({ file, apps: serviceApps, store, platforms, keys, now, onTokenRefresh: metrics.recordTokenRefresh });
+    // The feed is built before the servers whose logger it writes to.
+    let feedLog: Logger | undefined;
+    const { accessTokens, deps: serviceDeps } = createServiceDeps({
+      file,
+      apps: serviceApps,
+      store,
+      platforms,
+      keys,
+      now,
+      onTokenRefresh: metrics.recordTokenRefresh,
+      log: { info: (obj, msg) => feedLog?.info(obj, msg), error: (obj, msg) => feedLog?.error(obj, msg) },
+      observeFeed: metrics,
+    });
     const service = createIdentityService(serviceDeps);
 
     const deps = {
@@ -144,6 +158,10 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     closers.push(() => http.close());
     const grpc = await buildGrpcServer(deps);
     closers.push(() => grpc.close());
+    feedLog = http.log;
+    await serviceDeps.revocations.feed.init();
+    // Closed first (closers run last to first): open watches end at once instead of holding the servers' close.
+    closers.push(() => serviceDeps.revocations.feed.close());
     const httpUrl = await listen(http, env.port, env.host);
     const grpcUrl = await listen(grpc, env.grpcPort, env.host);
 
@@ -177,19 +195,45 @@ export function createServiceDeps({
   keys,
   now,
   onTokenRefresh,
+  log,
+  observeFeed,
 }: {
   file: ConfigFile;
   apps: App[];
-  store: Pick<Store, "users" | "sessions" | "replays" | "credentials">;
+  store: Pick<Store, "users" | "sessions" | "replays" | "credentials" | "revocations">;
   platforms: PlatformClients;
   keys: Awaited<ReturnType<typeof importSigningKey>>[];
   now: () => number;
   onTokenRefresh?: (appid: string) => void;
+  log: Logger;
+  observeFeed?: { setRevocationWatchers(count: number): void; countRevocationEvents(count: number): void };
 }) {
   const accessTokens = createAccessTokens(keys, { issuer: file.issuer, ttlSeconds: file.tokens.accessTtlSeconds, now });
-  const sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: file.tokens, now });
+  const sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, revocations: store.revocations, accessTokens, policy: file.tokens, now });
+  const retentionMs = revocationRetentionMs(file.tokens);
+  const { pollIntervalMs: pollMs, heartbeatIntervalMs: heartbeatMs } = file.revocations;
+  const feed = createRevocationFeed({
+    revocations: store.revocations,
+    now,
+    retentionMs,
+    pollMs,
+    heartbeatMs,
+    log,
+    ...(observeFeed ? { onWatchers: observeFeed.setRevocationWatchers, onEvents: observeFeed.countRevocationEvents } : {}),
+  });
   const broker = createAccessTokenBroker({ credentials: store.credentials, fetchToken: (app) => platforms.wechat.stableToken(app), now, onRefresh: onTokenRefresh });
-  const deps: IdentityServiceDeps = { apps, internalCallers: file.internalCallers, rateLimits: file.limits, users: store.users, sessions, replays: store.replays, platforms, broker, now };
+  const deps: IdentityServiceDeps = {
+    apps,
+    internalCallers: file.internalCallers,
+    rateLimits: file.limits,
+    users: store.users,
+    sessions,
+    replays: store.replays,
+    revocations: { feed, store: store.revocations, retentionMs, heartbeatMs },
+    platforms,
+    broker,
+    now,
+  };
   return { accessTokens, deps };
 }
 

@@ -1,4 +1,4 @@
-import { newObjectId, type SessionRecord, type SessionStore, type UserStore } from "../store/store.js";
+import { newObjectId, type RevocationDraft, type RevocationStore, type SessionRecord, type SessionStore, type UserStore } from "../store/store.js";
 import type { AccessClaims, AccessTokens } from "./access-tokens.js";
 import { AccountDisabledError, TokenError } from "./errors.js";
 import { childRefreshToken, hashRefreshToken, newChainKey, newRefreshToken, sameHash, sessionIdOf } from "./refresh-tokens.js";
@@ -29,15 +29,23 @@ export interface Authenticated {
   claims: AccessClaims;
 }
 
+/** Revocation events outlive every access token they can end, with a margin for a watcher that reconnects. */
+const REVOCATION_MARGIN_SECONDS = 600;
+
+/** How long the revocation feed keeps an event; a watcher's cursor older than that must resync. */
+export const revocationRetentionMs = (policy: Pick<SessionPolicy, "accessTtlSeconds">) => (policy.accessTtlSeconds + REVOCATION_MARGIN_SECONDS) * 1000;
+
 export interface SessionLibraryDeps {
   sessions: SessionStore;
   users: UserStore;
+  /** Where every early end of tokens is told, for local verifiers (WatchRevocations). */
+  revocations: RevocationStore;
   accessTokens: AccessTokens;
   policy: SessionPolicy;
   now?: () => number;
 }
 
-export function createSessionLibrary({ sessions, users, accessTokens, policy, now = Date.now }: SessionLibraryDeps) {
+export function createSessionLibrary({ sessions, users, revocations, accessTokens, policy, now = Date.now }: SessionLibraryDeps) {
   // Rounded up: a token signed this second reports its full lifetime.
   const seconds = (ms: number) => Math.max(0, Math.ceil(ms / 1000));
 
@@ -57,9 +65,20 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
 
   const tooOld = (session: SessionRecord) => policy.sessionMaxAgeSeconds !== undefined && now() - session.createdAt.getTime() >= policy.sessionMaxAgeSeconds * 1000;
 
+  // Every early end of tokens is appended to the revocation log BEFORE the sessions are marked:
+  // a crash in between leaves a revocation that verifiers honour although the session lives on
+  // (its user logs in again), never a revoked session that local verifiers still accept.
+  const record = (drafts: RevocationDraft[]) => revocations.append(drafts, new Date(now() + revocationRetentionMs(policy)));
+  const recordSessions = (reason: "logout_all" | "session_limit") => (ids: string[]) => record(ids.map((sessionId) => ({ target: { sessionId }, reason })));
+
+  async function end(sessionId: string, reason: "logout" | "refresh_token_reused" | "session_mismatch"): Promise<void> {
+    await record([{ target: { sessionId }, reason }]);
+    await sessions.revoke(sessionId, reason);
+  }
+
   /** Ends the user's oldest sessions beyond the cap, so a leaked or forgotten one does not live on. */
   async function capSessions(userId: string): Promise<void> {
-    if (policy.maxSessionsPerUser) await sessions.revokeOldest(userId, policy.maxSessionsPerUser, new Date(now()), "session_limit");
+    if (policy.maxSessionsPerUser) await sessions.revokeOldest(userId, policy.maxSessionsPerUser, new Date(now()), "session_limit", recordSessions("session_limit"));
   }
 
   const loginRefreshToken = (chainKey: string, sessionId: string, loginCode: string) => childRefreshToken(chainKey, sessionId, `login:${loginCode}`);
@@ -96,7 +115,7 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
     const inGrace = now() - session.rotatedAt.getTime() < policy.refreshGraceSeconds * 1000;
     if (isParent && inGrace && sameHash(session.refreshHash, hashRefreshToken(child))) return issue(session, child);
     if (session.spentRefreshHashes.some((spent) => sameHash(spent, presentedHash))) {
-      await sessions.revoke(session.id, "refresh_token_reused");
+      await end(session.id, "refresh_token_reused");
       throw new TokenError("reused");
     }
     throw new TokenError("invalid");
@@ -141,7 +160,11 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
       return { session, tokens: await issue(session, refreshToken) };
     },
 
-    /** Gives a pending session its user and first refresh token; the pending access token stops working. */
+    /**
+     * Gives a pending session its user and first refresh token; the pending access token stops
+     * working. No revocation event: the session keeps its id, so one would end the new tokens too,
+     * and a verifier refuses a pending token (it names no user) anyway.
+     */
     async promote(session: SessionRecord, userId: string): Promise<{ session: SessionRecord; tokens: IssuedTokens }> {
       const refreshToken = newRefreshToken(session.id);
       const promoted = await sessions.promote(session.id, userId, hashRefreshToken(refreshToken), refreshExpiry(session, now()));
@@ -181,8 +204,14 @@ export function createSessionLibrary({ sessions, users, accessTokens, policy, no
       return { session, claims };
     },
 
-    revoke: (sessionId: string) => sessions.revoke(sessionId, "logout"),
-    revokeAllOfUser: (userId: string) => sessions.revokeAllForUser(userId, "logout_all"),
+    /** Ends a session: its user logged out, or (session_mismatch) it was handed another user's data. */
+    revoke: (sessionId: string, reason: "logout" | "session_mismatch" = "logout") => end(sessionId, reason),
+    revokeAllOfUser: (userId: string) => sessions.revokeAllForUser(userId, "logout_all", recordSessions("logout_all")),
+    /**
+     * Tells verifiers that every token issued to the user until now is void: call it before the
+     * user is written disabled (the service refuses a disabled user's tokens from then on).
+     */
+    revokeUser: (userId: string) => record([{ target: { userId }, reason: "user_disabled" }]),
   };
 }
 

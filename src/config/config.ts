@@ -170,6 +170,15 @@ const fileSchema = z
     /** Proxies (addresses or CIDRs) whose X-Forwarded-For names the client. */
     trustProxy: z.array(z.string().regex(/^[0-9a-fA-F:.]+(\/\d{1,3})?$/, "must be an IP address or CIDR")).default([]),
     limits: limitsSchema.prefault({}),
+    /** WatchRevocations' feed (docs/configuration.md): how fast a revocation on one instance reaches watchers of every other. */
+    revocations: z
+      .strictObject({
+        /** How often each instance reads new revocations from the store while anyone watches (change streams, where the server has them, wake it sooner). */
+        pollIntervalMs: z.number().int().min(20).max(10_000).default(250),
+        /** The longest a watch stays silent; the watcher takes a stream silent for longer as broken. */
+        heartbeatIntervalMs: z.number().int().min(100).max(60_000).default(5000),
+      })
+      .prefault({}),
     seedRoutes: seedRoutesSchema.default({}),
     cors: corsSchema.optional(),
   })

@@ -1,5 +1,5 @@
-import { collectDefaultMetrics, Counter, Histogram, Registry } from "prom-client";
-import type { CredentialStore, ReplayStore, SessionStore, Store, UserStore } from "../store/store.js";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { CredentialStore, ReplayStore, RevocationStore, SessionStore, Store, UserStore } from "../store/store.js";
 import type { UpstreamObserver } from "../wechat/wechat-client.js";
 
 // Prometheus metrics, each set in its own registry (never prom-client's global one), so a test or
@@ -76,6 +76,17 @@ export function createMetrics() {
     registers,
   });
 
+  const revocationWatchers = new Gauge({
+    name: "identity_revocation_watchers",
+    help: "WatchRevocations streams open on this instance.",
+    registers,
+  });
+  const revocationEvents = new Counter({
+    name: "identity_revocation_events_total",
+    help: "Revocations this instance's feed read from the store and handed to its watchers (each once, however many watch).",
+    registers,
+  });
+
   /** For createWechatClient's `observe` option. */
   const observeUpstream: UpstreamObserver = (api, outcome, seconds) => {
     upstreamRequests.inc({ api, outcome });
@@ -96,6 +107,16 @@ export function createMetrics() {
     /** For createAccessTokenBroker's `onRefresh` option. */
     recordTokenRefresh(appid: string): void {
       tokenRefreshes.inc({ appid });
+    },
+
+    /** For the revocation feed's onWatchers. */
+    setRevocationWatchers(count: number): void {
+      revocationWatchers.set(count);
+    },
+
+    /** For the revocation feed's onEvents. */
+    countRevocationEvents(count: number): void {
+      revocationEvents.inc(count);
     },
 
     /** One store call; instrumentStore calls this for every method. */
@@ -119,6 +140,8 @@ const USER_METHODS = { insert: true, get: true, findByKeys: true, replace: true 
 const SESSION_METHODS = { insert: true, get: true, rotate: true, promote: true, revoke: true, revokeAllForUser: true, revokeOldest: true } satisfies Record<keyof SessionStore, true>;
 const REPLAY_METHODS = { remember: true, recall: true } satisfies Record<keyof ReplayStore, true>;
 const CREDENTIAL_METHODS = { get: true, acquireLease: true, saveToken: true, expireToken: true } satisfies Record<keyof CredentialStore, true>;
+// follow is no store call but a subscription (MongoDB's change stream): passed through untimed.
+const REVOCATION_METHODS = { append: true, since: true } satisfies Record<Exclude<keyof RevocationStore, "follow">, true>;
 
 /**
  * The same store with every call of users, sessions, replays and credentials timed under
@@ -131,6 +154,10 @@ export function instrumentStore(store: Store, metrics: Pick<Metrics, "observeSto
     sessions: timed<SessionStore>(store.sessions, "sessions", SESSION_METHODS, metrics),
     replays: timed<ReplayStore>(store.replays, "replays", REPLAY_METHODS, metrics),
     credentials: timed<CredentialStore>(store.credentials, "credentials", CREDENTIAL_METHODS, metrics),
+    revocations: {
+      ...timed<Omit<RevocationStore, "follow">>(store.revocations, "revocations", REVOCATION_METHODS, metrics),
+      ...(store.revocations.follow ? { follow: store.revocations.follow.bind(store.revocations) } : {}),
+    },
     init: () => store.init(),
     close: () => store.close(),
   };

@@ -1,7 +1,8 @@
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import type { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import { createCaller } from "./caller.js";
 import { createLoginRpcs } from "./login-rpcs.js";
+import { createRevocationRpcs } from "./revocation-rpcs.js";
 import { createServiceContext, type IdentityServiceDeps } from "./service-context.js";
 import { createSessionRpcs } from "./session-rpcs.js";
 import { createUserRpcs } from "./user-rpcs.js";
@@ -21,10 +22,6 @@ export function createIdentityService(deps: IdentityServiceDeps): ServiceImpl<ty
     ...createWechatRpcs(context, caller),
     ...createSessionRpcs(context, caller),
     ...createUserRpcs(context, caller),
-    // Until the revocation feed lands (issue 17): the contract is in place for the client work.
-    // biome-ignore lint/correctness/useYield: refuses before streaming anything
-    async *watchRevocations() {
-      throw new ConnectError("WatchRevocations is not served yet", Code.Unimplemented);
-    },
+    ...createRevocationRpcs(context, caller),
   };
 }

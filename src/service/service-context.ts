@@ -8,6 +8,7 @@ import type { AccessTokenBroker } from "../wechat/access-token-broker.js";
 import { createAccountLibrary, type PlatformProfile } from "./accounts.js";
 import { createAttemptLimiter, type AttemptLimit } from "./attempt-limiter.js";
 import { apiError, fieldInvalid } from "./errors.js";
+import type { RevocationDeps } from "./revocation-rpcs.js";
 import { createPlatformLogin, type PlatformClients, type PlatformSignIn } from "./platform-login.js";
 import { createWechatData } from "./wechat-data.js";
 
@@ -39,6 +40,8 @@ export interface IdentityServiceDeps {
   replays: ReplayStore;
   platforms: PlatformClients;
   broker: AccessTokenBroker;
+  /** WatchRevocations' feed and log. */
+  revocations: RevocationDeps;
   passwordLimits?: PasswordLimits;
   now?: () => number;
 }
@@ -60,6 +63,7 @@ export function createServiceContext({
   replays,
   platforms,
   broker,
+  revocations,
   passwordLimits = DEFAULT_PASSWORD_LIMITS,
   internalCallers = [],
   rateLimits = DEFAULT_LIMITS,
@@ -135,6 +139,7 @@ export function createServiceContext({
     users,
     sessions,
     replays,
+    revocations,
     internalCallers,
     passwordLimits,
     now,

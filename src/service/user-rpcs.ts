@@ -9,7 +9,7 @@ import { userToWire } from "./user-view.js";
 
 // A user read or edited by itself (bearer token) or by an internal service (x-api-key, any user).
 
-export function createUserRpcs({ users, accounts, now }: ServiceContext, { authenticate, internalCallerOf }: Caller): Pick<ServiceImpl<typeof IdentityService>, "getUser" | "updateUser"> {
+export function createUserRpcs({ users, accounts, sessions, now }: ServiceContext, { authenticate, internalCallerOf }: Caller): Pick<ServiceImpl<typeof IdentityService>, "getUser" | "updateUser"> {
   return {
     async getUser(req, ctx) {
       if (internalCallerOf(ctx)) {
@@ -39,6 +39,8 @@ export function createUserRpcs({ users, accounts, now }: ServiceContext, { authe
       }
       if (req.expectedVersion !== undefined && req.expectedVersion < 0) throw fieldInvalid("expected_version", "must not be negative");
       const patch = planProfilePatch(wanted, updatePaths(wanted, req.updateMask?.paths ?? []), new Date(now()), { internal });
+      // Told to verifiers before it is written: should the write then fail, the user's tokens end anyway (errs closed).
+      if (patch.set.status === "disabled" && (await users.get(userId))?.status === "active") await sessions.revokeUser(userId);
       const updated = await accounts.update(
         userId,
         (user) => {

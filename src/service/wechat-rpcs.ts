@@ -32,7 +32,7 @@ export function createWechatRpcs(
       const data = await wechatData.decrypt(app, session, req, ctx.signal);
       if (data.openId !== session.openid) {
         // Someone else's data on this session: end it, as seed 000's 8527 does.
-        await sessions.revoke(session.id);
+        await sessions.revoke(session.id, "session_mismatch");
         throw apiError("SESSION_MISMATCH", "the data belongs to another WeChat user; this session has been ended, Login again");
       }
       const unionid = typeof data.unionId === "string" && data.unionId ? data.unionId : session.unionid;

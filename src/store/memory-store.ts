@@ -9,8 +9,12 @@ import {
   VersionConflictError,
   type CredentialStore,
   type JsonObject,
+  type BeforeRevoking,
   type PlatformCredential,
   type ReplayStore,
+  type RevocationDraft,
+  type RevocationRecord,
+  type RevocationStore,
   type Rotation,
   type SessionDraft,
   type SessionRecord,
@@ -215,19 +219,24 @@ export class MemorySessionStore implements SessionStore {
     if (session && session.revokedAt === null) this.end(session, reason, this.now());
   }
 
-  async revokeAllForUser(userId: string, reason: string): Promise<number> {
-    const at = this.now();
-    const live = this.liveSessionsOf(userId);
-    for (const session of live) this.end(session, reason, at);
-    return live.length;
+  async revokeAllForUser(userId: string, reason: string, beforeRevoking?: BeforeRevoking): Promise<number> {
+    return this.endAll(this.liveSessionsOf(userId), reason, beforeRevoking);
   }
 
-  async revokeOldest(userId: string, keep: number, now: Date, reason: string): Promise<number> {
+  async revokeOldest(userId: string, keep: number, now: Date, reason: string, beforeRevoking?: BeforeRevoking): Promise<number> {
     const live = this.liveSessionsOf(userId).filter((s) => s.expiresAt > now);
     // Ties (one millisecond) go by id, which grows within a process.
     const excess = live.sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || b.id.localeCompare(a.id)).slice(keep);
-    for (const session of excess) this.end(session, reason, this.now());
-    return excess.length;
+    return this.endAll(excess, reason, beforeRevoking);
+  }
+
+  /** Ends the sessions still live once `beforeRevoking` has been told them (it may await). */
+  private async endAll(sessions: SessionRecord[], reason: string, beforeRevoking?: BeforeRevoking): Promise<number> {
+    if (sessions.length && beforeRevoking) await beforeRevoking(sessions.map((s) => s.id));
+    const at = this.now();
+    const live = sessions.filter((s) => s.revokedAt === null);
+    for (const session of live) this.end(session, reason, at);
+    return live.length;
   }
 
   private find(id: string): SessionRecord | undefined {
@@ -325,15 +334,58 @@ export class MemoryCredentialStore implements CredentialStore {
   }
 }
 
+/** Ordered as the feed reads: by revokedAt, then id. */
+const byPosition = (a: RevocationRecord, b: RevocationRecord) => a.revokedAt.getTime() - b.revokedAt.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+export class MemoryRevocationStore implements RevocationStore {
+  /** Sorted by position; appends come in clock order, so an insert is at or near the end. */
+  private readonly events: RevocationRecord[] = [];
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  async append(drafts: RevocationDraft[], expiresAt: Date): Promise<void> {
+    const at = this.now();
+    // The oldest come first: dropping expired ones from the front is the sweep.
+    while (this.events[0] && this.events[0].expiresAt.getTime() <= at) this.events.shift();
+    for (const draft of drafts) {
+      const event: RevocationRecord = { ...copyOf(draft), id: newObjectId(), revokedAt: new Date(at), expiresAt: new Date(expiresAt) };
+      let i = this.events.length;
+      while (i > 0 && byPosition(this.events[i - 1]!, event) > 0) i--;
+      this.events.splice(i, 0, event);
+    }
+  }
+
+  async since(after: Date, limit: number, afterId?: string): Promise<RevocationRecord[]> {
+    const now = this.now();
+    const from = { revokedAt: after, id: afterId ?? "\uffff" } as RevocationRecord;
+    // Binary search for the first event past `from`.
+    let lo = 0;
+    let hi = this.events.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (byPosition(this.events[mid]!, from) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    const found: RevocationRecord[] = [];
+    for (let i = lo; i < this.events.length && found.length < limit; i++) {
+      const event = this.events[i]!;
+      if (event.expiresAt.getTime() > now) found.push(copyOf(event));
+    }
+    return found;
+  }
+}
+
 export class MemoryStore implements Store {
   readonly users = new MemoryUserStore();
   readonly sessions: MemorySessionStore;
   readonly replays: MemoryReplayStore;
   readonly credentials = new MemoryCredentialStore();
+  readonly revocations: MemoryRevocationStore;
 
   constructor({ now = Date.now }: StoreOptions = {}) {
     this.sessions = new MemorySessionStore(now);
     this.replays = new MemoryReplayStore(now);
+    this.revocations = new MemoryRevocationStore(now);
   }
 
   async init(): Promise<void> {}

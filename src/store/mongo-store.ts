@@ -20,8 +20,12 @@ import {
   VersionConflictError,
   type CredentialStore,
   type JsonObject,
+  type BeforeRevoking,
   type PlatformCredential,
   type ReplayStore,
+  type RevocationDraft,
+  type RevocationRecord,
+  type RevocationStore,
   type Rotation,
   type SessionDraft,
   type SessionRecord,
@@ -48,6 +52,8 @@ type SessionDoc = Omit<SessionRecord, "id" | "appKey"> & { _id: ObjectId; appId:
 type ReplayDoc = { _id: string; value: JsonObject; expiresAt: Date };
 /** Keyed by the platform appid. */
 type CredentialDoc = Omit<PlatformCredential, "appid"> & { _id: string };
+/** One of sessionId and userId is set. */
+type RevocationDoc = { _id: ObjectId; sessionId?: string; userId?: string; reason: RevocationRecord["reason"]; revokedAt: Date; expiresAt: Date };
 
 const UNIQUE_KEY_KINDS: readonly string[] = ["identity", "unionid", "phone", "username", "invite"] satisfies UniqueKeyKind[];
 
@@ -72,9 +78,11 @@ export class MongoStore implements Store {
   readonly sessions: MongoSessionStore;
   readonly replays: MongoReplayStore;
   readonly credentials: MongoCredentialStore;
+  readonly revocations: MongoRevocationStore;
   private readonly userDocs: Collection<UserDoc>;
   private readonly sessionDocs: Collection<SessionDoc>;
   private readonly replayDocs: Collection<ReplayDoc>;
+  private readonly revocationDocs: Collection<RevocationDoc>;
   /** Only a client this class opened is closed by it; a client passed in belongs to the caller. */
   private ownsClient = false;
 
@@ -92,6 +100,8 @@ export class MongoStore implements Store {
     this.sessions = new MongoSessionStore(this.sessionDocs, now);
     this.replays = new MongoReplayStore(this.replayDocs, now);
     this.credentials = new MongoCredentialStore(db.collection<CredentialDoc>("credentials"));
+    this.revocationDocs = db.collection<RevocationDoc>("revocations");
+    this.revocations = new MongoRevocationStore(this.revocationDocs, now);
   }
 
   /**
@@ -116,6 +126,9 @@ export class MongoStore implements Store {
       await this.sessionDocs.createIndex({ userId: 1, revokedAt: 1, createdAt: -1, _id: -1 });
       await createTtlIndex(this.sessionDocs);
       await createTtlIndex(this.replayDocs);
+      // The feed reads by position (revokedAt, then _id) from a cursor.
+      await this.revocationDocs.createIndex({ revokedAt: 1, _id: 1 });
+      await createTtlIndex(this.revocationDocs);
     });
   }
 
@@ -216,12 +229,12 @@ export class MongoSessionStore implements SessionStore {
     await guard(() => this.collection.updateOne({ _id, revokedAt: null }, { $set: { revokedAt: new Date(this.now()), revokeReason: reason } }));
   }
 
-  async revokeAllForUser(userId: string, reason: string): Promise<number> {
-    const result = await guard(() => this.collection.updateMany({ userId, revokedAt: null }, { $set: { revokedAt: new Date(this.now()), revokeReason: reason } }));
-    return result.modifiedCount;
+  async revokeAllForUser(userId: string, reason: string, beforeRevoking?: BeforeRevoking): Promise<number> {
+    const live = await guard(() => this.collection.find({ userId, revokedAt: null }, { projection: { _id: 1 } }).toArray());
+    return this.revokeListed(live, reason, beforeRevoking);
   }
 
-  async revokeOldest(userId: string, keep: number, now: Date, reason: string): Promise<number> {
+  async revokeOldest(userId: string, keep: number, now: Date, reason: string, beforeRevoking?: BeforeRevoking): Promise<number> {
     const excess = await guard(() =>
       this.collection
         .find({ userId, revokedAt: null, expiresAt: { $gt: now } }, { projection: { _id: 1 } })
@@ -229,8 +242,17 @@ export class MongoSessionStore implements SessionStore {
         .skip(keep)
         .toArray(),
     );
-    if (excess.length === 0) return 0;
-    const result = await guard(() => this.collection.updateMany({ _id: { $in: excess.map((d) => d._id) }, revokedAt: null }, { $set: { revokedAt: new Date(this.now()), revokeReason: reason } }));
+    return this.revokeListed(excess, reason, beforeRevoking);
+  }
+
+  /**
+   * Revokes the listed sessions still live once `beforeRevoking` has been told them. A session a
+   * parallel login opens after the listing is not among them: it began after the revocation.
+   */
+  private async revokeListed(docs: { _id: ObjectId }[], reason: string, beforeRevoking?: BeforeRevoking): Promise<number> {
+    if (docs.length === 0) return 0;
+    if (beforeRevoking) await beforeRevoking(docs.map((d) => d._id.toHexString()));
+    const result = await guard(() => this.collection.updateMany({ _id: { $in: docs.map((d) => d._id) }, revokedAt: null }, { $set: { revokedAt: new Date(this.now()), revokeReason: reason } }));
     return result.modifiedCount;
   }
 }
@@ -298,6 +320,58 @@ export class MongoCredentialStore implements CredentialStore {
     const result = await guard(() => this.collection.updateOne({ _id: appid, accessToken }, { $set: { accessToken: null, expiresAt: null } }));
     return result.modifiedCount === 1;
   }
+}
+
+export class MongoRevocationStore implements RevocationStore {
+  constructor(
+    private readonly collection: Collection<RevocationDoc>,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async append(drafts: RevocationDraft[], expiresAt: Date): Promise<void> {
+    if (drafts.length === 0) return;
+    const revokedAt = new Date(this.now());
+    await guard(() => this.collection.insertMany(drafts.map(({ target, reason }) => ({ _id: new ObjectId(), ...target, reason, revokedAt, expiresAt }))));
+  }
+
+  async since(after: Date, limit: number, afterId?: string): Promise<RevocationRecord[]> {
+    const position = afterId ? { $or: [{ revokedAt: { $gt: after } }, { revokedAt: after, _id: { $gt: ObjectId.createFromHexString(afterId) } }] } : { revokedAt: { $gt: after } };
+    // Expiry is checked here too: TTL deletion is lazy, and missing on FerretDB 1.x.
+    const docs = await guard(() =>
+      this.collection
+        .find({ ...position, expiresAt: { $gt: new Date(this.now()) } })
+        .sort({ revokedAt: 1, _id: 1 })
+        .limit(limit)
+        .toArray(),
+    );
+    return docs.map(toRevocation);
+  }
+
+  /**
+   * Calls `onAppend` whenever an event is appended on any instance, through a change stream;
+   * null when the server has none (a standalone mongod, FerretDB 1.x), found by trying once.
+   * The feed still reads through `since`: this only tells it to read now.
+   */
+  async follow(onAppend: () => void, onLost: (err: unknown) => void): Promise<{ close(): Promise<void> } | null> {
+    const stream = this.collection.watch([{ $match: { operationType: "insert" } }]);
+    try {
+      // Opens the stream (an aggregate with $changeStream): fails at once where there is none.
+      await stream.tryNext();
+    } catch {
+      await stream.close().catch(() => undefined);
+      return null;
+    }
+    stream.on("change", () => onAppend());
+    stream.on("error", (err) => {
+      void stream.close().catch(() => undefined);
+      onLost(err);
+    });
+    return { close: () => stream.close() };
+  }
+}
+
+function toRevocation({ _id, sessionId, userId, reason, revokedAt, expiresAt }: RevocationDoc): RevocationRecord {
+  return { id: _id.toHexString(), target: sessionId !== undefined ? { sessionId } : { userId: userId! }, reason, revokedAt, expiresAt };
 }
 
 /** A TTL index on `expiresAt`; servers without TTL indexes (FerretDB 1.x) keep expired documents, which every read skips anyway. */

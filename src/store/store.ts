@@ -124,13 +124,57 @@ export interface SessionStore {
   promote(id: string, userId: string, refreshHash: string, expiresAt: Date): Promise<SessionRecord | null>;
   /** Marks the session revoked (idempotent). */
   revoke(id: string, reason: string): Promise<void>;
-  /** Revokes every live session of the user; returns how many. */
-  revokeAllForUser(userId: string, reason: string): Promise<number>;
+  /**
+   * Revokes every live session of the user; returns how many. `beforeRevoking` is told their ids
+   * first and the sessions stay live if it rejects (so a revocation event can be written first).
+   */
+  revokeAllForUser(userId: string, reason: string, beforeRevoking?: BeforeRevoking): Promise<number>;
   /**
    * Revokes the user's live sessions (unrevoked, expiring after `now`) beyond the `keep` newest by
-   * createdAt; returns how many.
+   * createdAt; returns how many. `beforeRevoking` as for revokeAllForUser.
    */
-  revokeOldest(userId: string, keep: number, now: Date, reason: string): Promise<number>;
+  revokeOldest(userId: string, keep: number, now: Date, reason: string, beforeRevoking?: BeforeRevoking): Promise<number>;
+}
+
+/** Told the ids of the sessions about to be revoked; a rejection leaves them live. */
+export type BeforeRevoking = (sessionIds: string[]) => Promise<void>;
+
+/** Why tokens ended early, as the revocation feed tells it. */
+export type RevocationReason = "logout" | "logout_all" | "refresh_token_reused" | "session_limit" | "user_disabled" | "session_mismatch";
+
+/** One session's tokens, or every token of a user issued at or before the event's time. */
+export type RevocationTarget = { sessionId: string } | { userId: string };
+
+export interface RevocationDraft {
+  target: RevocationTarget;
+  reason: RevocationReason;
+}
+
+export interface RevocationRecord extends RevocationDraft {
+  /** Unique per event (ObjectId hex): tells apart events of the same millisecond. */
+  id: string;
+  /** The appender's clock; the feed orders by it (then id) and resumes from it. */
+  revokedAt: Date;
+  expiresAt: Date;
+}
+
+/**
+ * The revocation feed's log: appended when tokens end early, read back in order by every
+ * instance. Kept until `expiresAt` (at least an access token's lifetime).
+ */
+export interface RevocationStore {
+  /** Appends the events, all stamped with the store's now. */
+  append(drafts: RevocationDraft[], expiresAt: Date): Promise<void>;
+  /**
+   * The live (unexpired) events with revokedAt after `after`, oldest first by revokedAt then id,
+   * at most `limit`, starting past (`after`, `afterId`) when `afterId` is given (paging).
+   */
+  since(after: Date, limit: number, afterId?: string): Promise<RevocationRecord[]>;
+  /**
+   * Calls `onAppend` whenever any instance appends, until closed; `onLost` if that stops working.
+   * Resolves to null where the store cannot tell (then the feed polls only). Optional.
+   */
+  follow?(onAppend: () => void, onLost: (err: unknown) => void): Promise<{ close(): Promise<void> } | null>;
 }
 
 /**
@@ -178,6 +222,7 @@ export interface Store {
   sessions: SessionStore;
   replays: ReplayStore;
   credentials: CredentialStore;
+  revocations: RevocationStore;
   /** Creates indexes and the like; safe to call on every start. */
   init(): Promise<void>;
   close(): Promise<void>;

@@ -11,6 +11,7 @@ import { createServiceDeps, DEMO_APP } from "../../src/main.js";
 import { createRoutes } from "../../src/server/routes.js";
 import { createIdentityService } from "../../src/service/identity-service.js";
 import { kClientAddress } from "../../src/service/interceptors.js";
+import type { RevocationFeed } from "../../src/service/revocation-feed.js";
 import { encryptOpenData } from "../../src/simulator/crypto.js";
 import { createClock, type Clock, type LoginCodeRequest, type WechatState } from "../../src/simulator/wechat-state.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
@@ -30,6 +31,8 @@ export interface Fast {
   /** Every `now` of the service, the session library, the tokens and WeChat's codes: time moves only when a test moves it. */
   clock: Clock;
   store: MemoryStore;
+  /** The revocation feed WatchRevocations streams follow; close() ends them, as shutdown does. */
+  feed: RevocationFeed;
   /** WeChat's side: mintLoginCode, mintPhoneCode, currentSessionKey, ... */
   wechat: WechatState;
   /** A login code for the demo app unless `appid` says otherwise. */
@@ -56,11 +59,11 @@ export async function startFast(file?: object): Promise<Fast> {
   const clock = createClock(() => START);
   const store = new MemoryStore({ now: clock.now });
   const fake = createFakePlatforms(secretsOf(config, WECHAT_PLATFORMS), secretsOf(config, ["qq-miniprogram"]), clock);
-  const { deps } = createServiceDeps({ file: config, apps: config.apps, store, platforms: fake.clients, keys: [await signingKey], now: clock.now });
-  const service = createIdentityService(deps);
   const logs: string[] = [];
   const line = (level: number) => (obj: object, msg?: string) => void logs.push(JSON.stringify({ level, ...obj, msg }));
   const log = { info: line(30), error: line(50) };
+  const { deps } = createServiceDeps({ file: config, apps: config.apps, store, platforms: fake.clients, keys: [await signingKey], now: clock.now, log });
+  const service = createIdentityService(deps);
   const { routes, options } = createRoutes({ service, ready: async () => true, maxBodyBytes: config.limits.maxBodyBytes, log, closing: new AbortController().signal });
   const transport = createRouterTransport(routes, { router: { ...options, interceptors: [clientAddress, ...options.interceptors] } });
   const client = createClient(IdentityService, transport);
@@ -70,6 +73,7 @@ export async function startFast(file?: object): Promise<Fast> {
     health: createClient(Health, transport),
     clock,
     store,
+    feed: deps.revocations.feed,
     wechat: fake.wechat,
     logs,
     mintCode,

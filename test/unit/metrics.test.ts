@@ -94,6 +94,8 @@ describe("instrumentStore", () => {
     expect(Object.keys(store.sessions).sort()).toEqual(["get", "insert", "promote", "revoke", "revokeAllForUser", "revokeOldest", "rotate"]);
     expect(Object.keys(store.replays).sort()).toEqual(["recall", "remember"]);
     expect(Object.keys(store.credentials).sort()).toEqual(["acquireLease", "expireToken", "get", "saveToken"]);
+    // The memory store has no change stream to follow.
+    expect(Object.keys(store.revocations).sort()).toEqual(["append", "since"]);
   });
 });
 

@@ -31,7 +31,7 @@ beforeEach(async () => {
   store = new MemoryStore();
   const { key } = await generateSigningKey();
   accessTokens = createAccessTokens([key], { issuer: "test", ttlSeconds: policy.accessTtlSeconds, now });
-  sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy, now });
+  sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, revocations: store.revocations, accessTokens, policy, now });
   const at = new Date(clock);
   userId = (await store.users.insert({ roles: [], status: "active", identities: [{ platform: "p", appid: "a", openid: "o", createdAt: at }], attributes: {}, createdAt: at, updatedAt: at })).id;
 });
@@ -123,7 +123,7 @@ describe("refresh tokens", () => {
   });
 
   it("count a parent presented in the same millisecond as reuse when there is no grace window", async () => {
-    const strict = createSessionLibrary({ sessions: store.sessions, users: store.users, accessTokens, policy: { ...policy, refreshGraceSeconds: 0 }, now });
+    const strict = createSessionLibrary({ sessions: store.sessions, users: store.users, revocations: store.revocations, accessTokens, policy: { ...policy, refreshGraceSeconds: 0 }, now });
     const { tokens } = await strict.open({ appKey: "demo", userId, platform: "p", appid: "a", openid: "o", sessionKey: "k" });
     await strict.refresh(tokens.refreshToken);
     expect(await reasonOf(strict.refresh(tokens.refreshToken))).toBe("reused");
