@@ -980,6 +980,8 @@ interface Report {
   settings: { mode: "full" | "smoke"; durationSeconds: number; connections: number; grpcConcurrency: number; signedInUsers: number; store: string; simulator: string };
   ceilings: { bareFastify: number; trivialJson: number; trivialGrpc: number };
   phases: Phase[];
+  /** packages/client's local verifier: scripts/bench-verifier.ts. */
+  verifier?: import("./bench-verifier.js").VerifierReport;
   targets: Array<{ name: string; value: string; target: string; met: boolean }>;
   errors: number;
 }
@@ -1204,6 +1206,13 @@ async function main(): Promise<number> {
       for (const s of phase.scenarios) {
         if (s.errors) log(`errors in ${s.label} (${phase.name}): ${JSON.stringify(s.errorKinds)}`);
       }
+    }
+
+    if (!opts.only) {
+      log("\nlocal token verification (packages/client)");
+      // Imported here: bench-verifier.ts imports from this file.
+      report.verifier = await (await import("./bench-verifier.js")).benchVerifier({ smoke: opts.smoke, log });
+      report.errors += report.verifier.errors;
     }
 
     mkdirSync(opts.out, { recursive: true });
