@@ -211,7 +211,9 @@ export function createServiceDeps({
   const accessTokens = createAccessTokens(keys, { issuer: file.issuer, ttlSeconds: file.tokens.accessTtlSeconds, now });
   const sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, revocations: store.revocations, accessTokens, policy: file.tokens, now });
   const retentionMs = revocationRetentionMs(file.tokens);
-  const { pollIntervalMs: pollMs, heartbeatIntervalMs: heartbeatMs } = file.revocations;
+  const pollMs = file.revocations.pollIntervalMs;
+  // An h2c connection idle for keepAliveTimeoutMs is closed, and a quiet watch with it.
+  const heartbeatMs = Math.min(file.revocations.heartbeatIntervalMs, Math.floor(file.limits.keepAliveTimeoutMs / 2));
   const feed = createRevocationFeed({
     revocations: store.revocations,
     now,

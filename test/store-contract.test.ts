@@ -536,6 +536,77 @@ function describeStoreContract(name: string, makeStore: (now: () => number) => P
       });
     });
 
+    describe("revocations", () => {
+      // Each test on a clock of its own, years ahead, so none reads another's events.
+      const month = (m: number) => Date.parse(`2032-${String(m).padStart(2, "0")}-01T00:00:00.000Z`);
+      const logout = () => ({ target: { sessionId: newObjectId() }, reason: "logout" as const });
+      const year = (from: number) => new Date(from + 365 * 86_400_000);
+      afterEach(() => {
+        stoppedAt = null;
+      });
+
+      it("reads back appended events after a position, oldest first by time then id, stamped by the store's clock", async () => {
+        stoppedAt = month(1);
+        const disabled = { target: { userId: newObjectId() }, reason: "user_disabled" as const };
+        const first = [logout(), disabled];
+        await store.revocations.append(first, year(month(1)));
+        stoppedAt = month(1) + 5;
+        await store.revocations.append([logout()], year(month(1)));
+        const all = await store.revocations.since(new Date(month(1) - 1), 10);
+        expect(all.map((e) => e.revokedAt.getTime())).toEqual([month(1), month(1), month(1) + 5]);
+        expect(all.slice(0, 2).map(({ target, reason }) => ({ target, reason }))).toEqual(expect.arrayContaining(first));
+        expect(all[0]!.id < all[1]!.id).toBe(true);
+        expect(all[0]!.expiresAt).toEqual(year(month(1)));
+        expect(await store.revocations.since(new Date(month(1)), 10)).toEqual([all[2]]);
+        // Paging: past (time, id) of the last one read, never repeating it.
+        expect(await store.revocations.since(new Date(month(1) - 1), 1)).toEqual([all[0]]);
+        expect(await store.revocations.since(all[0]!.revokedAt, 10, all[0]!.id)).toEqual(all.slice(1));
+        expect(await store.revocations.append([], year(month(1)))).toBeUndefined();
+      });
+
+      it("leaves out expired events, without waiting for a sweep", async () => {
+        stoppedAt = month(2);
+        await store.revocations.append([logout()], new Date(month(2) + 60_000));
+        expect(await store.revocations.since(new Date(month(2) - 1), 10)).toHaveLength(1);
+        stoppedAt = month(2) + 60_000;
+        expect(await store.revocations.since(new Date(month(2) - 1), 10)).toEqual([]);
+      });
+
+      it("finds an event stamped earlier than one already read when it is appended later (a writer behind)", async () => {
+        stoppedAt = month(3) + 1000;
+        await store.revocations.append([logout()], year(month(3)));
+        const [ahead] = await store.revocations.since(new Date(month(3)), 10);
+        stoppedAt = month(3) + 200;
+        const behind = logout();
+        await store.revocations.append([behind], year(month(3)));
+        expect((await store.revocations.since(new Date(month(3)), 10)).map((e) => e.target)).toEqual([behind.target, ahead!.target]);
+      });
+
+      it("revokeAllForUser and revokeOldest tell beforeRevoking the ids while the sessions are live; its failure leaves them live", async () => {
+        const userId = newObjectId();
+        const older = await store.sessions.insert(sessionDraft({ userId, createdAt: at("2024-05-06T07:08:01.000Z") }));
+        const newer = await store.sessions.insert(sessionDraft({ userId, createdAt: at("2024-05-06T07:08:02.000Z") }));
+        const told: { ids: string[]; live: boolean[] }[] = [];
+        const tell = async (ids: string[]) => {
+          told.push({ ids, live: await Promise.all(ids.map(async (id) => (await store.sessions.get(id))?.revokedAt === null)) });
+        };
+        expect(await store.sessions.revokeOldest(userId, 1, new Date(), "session_limit", tell)).toBe(1);
+        expect(told).toEqual([{ ids: [older.id], live: [true] }]);
+        const refused = await rejectionOf(
+          store.sessions.revokeAllForUser(userId, "logout_all", async () => {
+            throw new Error("the log is down");
+          }),
+        );
+        expect((refused as Error).message).toBe("the log is down");
+        expect((await store.sessions.get(newer.id))?.revokedAt).toBeNull();
+        expect(await store.sessions.revokeAllForUser(userId, "logout_all", tell)).toBe(1);
+        expect(told[1]).toEqual({ ids: [newer.id], live: [true] });
+        // Nothing live: nothing to tell.
+        expect(await store.sessions.revokeAllForUser(userId, "logout_all", tell)).toBe(0);
+        expect(told).toHaveLength(2);
+      });
+    });
+
     describe("replays", () => {
       it("remembers a value and recalls copies of it", async () => {
         const key = unique("replay");
@@ -789,7 +860,7 @@ async function freshMongoStore(serverUri: string, now?: () => number): Promise<S
 describeStoreContract("MongoStore", (now) => freshMongoStore(uri ?? "", now), { skip: !uri, gaps: mongoGaps });
 
 describe.skipIf(!uri)("MongoStore indexes", () => {
-  it.skipIf(mongoGaps.has("ttl"))("init creates the unique key index and TTL indexes on session and replay expiry", async () => {
+  it.skipIf(mongoGaps.has("ttl"))("init creates the unique key index, the revocation feed's position index and TTL indexes on session, replay and revocation expiry", async () => {
     const fixture = await freshMongoStore(uri ?? "");
     const client = new MongoClient(uri ?? "", { serverSelectionTimeoutMS: 5_000 });
     try {
@@ -800,6 +871,9 @@ describe.skipIf(!uri)("MongoStore indexes", () => {
         expect.arrayContaining([expect.objectContaining({ key: { userId: 1 } }), expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 })]),
       );
       expect(await db.collection("replays").indexes()).toContainEqual(expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 }));
+      expect(await db.collection("revocations").indexes()).toEqual(
+        expect.arrayContaining([expect.objectContaining({ key: { revokedAt: 1, _id: 1 } }), expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 })]),
+      );
     } finally {
       await client.close();
       await fixture.dispose();

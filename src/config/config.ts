@@ -175,7 +175,7 @@ const fileSchema = z
       .strictObject({
         /** How often each instance reads new revocations from the store while anyone watches (change streams, where the server has them, wake it sooner). */
         pollIntervalMs: z.number().int().min(20).max(10_000).default(250),
-        /** The longest a watch stays silent; the watcher takes a stream silent for longer as broken. */
+        /** The longest a watch stays silent (at most half of limits.keepAliveTimeoutMs, which would cut it); the watcher takes a stream silent for longer as broken. */
         heartbeatIntervalMs: z.number().int().min(100).max(60_000).default(5000),
       })
       .prefault({}),

@@ -92,7 +92,8 @@ export class Watcher {
   /** From the feed. */
   push(events: RevocationRecord[], frontier: number): void {
     if (this.overflowed) return;
-    if (this.queued + events.length > this.maxQueued) {
+    // One batch is shared by every watcher; an attentive watcher takes even one larger than the bound.
+    if (this.queued > 0 && this.queued + events.length > this.maxQueued) {
       // A watcher this far behind holds no more memory: it re-reads from the store, told to resync.
       this.discardQueued();
       this.overflowed = true;
@@ -246,10 +247,6 @@ export function createRevocationFeed(options: RevocationFeedOptions) {
       if (!watchers.delete(watcher)) return;
       options.onWatchers?.(watchers.size);
       if (!watchers.size) sleeping?.();
-    },
-    /** Reads now instead of at the next poll (tests; the change stream does the same). */
-    poke(): void {
-      sleeping?.();
     },
     /** Ends every watcher's stream (shutdown) and stops reading. */
     async close(): Promise<void> {

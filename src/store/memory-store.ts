@@ -345,8 +345,10 @@ export class MemoryRevocationStore implements RevocationStore {
 
   async append(drafts: RevocationDraft[], expiresAt: Date): Promise<void> {
     const at = this.now();
-    // The oldest come first: dropping expired ones from the front is the sweep.
-    while (this.events[0] && this.events[0].expiresAt.getTime() <= at) this.events.shift();
+    // The oldest come first: dropping expired ones from the front is the sweep (one splice, not a shift each).
+    let expired = 0;
+    while (expired < this.events.length && this.events[expired]!.expiresAt.getTime() <= at) expired++;
+    if (expired) this.events.splice(0, expired);
     for (const draft of drafts) {
       const event: RevocationRecord = { ...copyOf(draft), id: newObjectId(), revokedAt: new Date(at), expiresAt: new Date(expiresAt) };
       let i = this.events.length;

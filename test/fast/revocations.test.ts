@@ -7,6 +7,7 @@ import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RevocationReason } from "../../gen/identity/v1/identity_pb.js";
 import { as, DEMO_APPID, refusal, startFast, type Fast } from "../support/fast.js";
+import { newObjectId } from "../../src/store/store.js";
 import { targetsOf, watch } from "../support/watch.js";
 
 const API_KEY = "test-revocations-key-0123456789";
@@ -151,6 +152,30 @@ describe("live", () => {
     expect(Date.now() - started).toBeLessThan(HEARTBEAT_MS * 4);
     expect(beat.cursor).toMatch(/^r1\./);
     expect(Number(beat.heartbeatInterval!.nanos) / 1e6 + Number(beat.heartbeatInterval!.seconds) * 1000).toBe(HEARTBEAT_MS);
+  });
+});
+
+describe("a watcher that stops reading", () => {
+  it("is told to resync once too far behind, then replayed everything kept, then caught up", async () => {
+    const own = await startFast(config);
+    const slow = watch(own.client, internal);
+    await slow.until((m) => m.caughtUp);
+    // Five reads of 3000 events each while the watcher reads nothing: past the 10 000 it may queue.
+    const expiresAt = new Date(own.clock.now() + 3_600_000);
+    for (let i = 0; i < 5; i++) {
+      await own.store.revocations.append(
+        Array.from({ length: 3000 }, () => ({ target: { sessionId: newObjectId() }, reason: "logout" as const })),
+        expiresAt,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 60));
+    }
+    const resync = await slow.until((m) => m.resync, 5000);
+    expect(resync.revocations).toHaveLength(1000);
+    const caughtUp = await slow.until((m) => m.caughtUp, 5000);
+    const replayed = slow.messages.slice(slow.messages.indexOf(resync), slow.messages.indexOf(caughtUp) + 1);
+    expect(replayed.reduce((n, m) => n + m.revocations.length, 0)).toBe(15_000);
+    slow.close();
+    await own.feed.close();
   });
 });
 

@@ -28,7 +28,7 @@ async function reasonOf(promise: Promise<unknown>): Promise<string> {
 
 beforeEach(async () => {
   clock = Date.UTC(2026, 0, 1);
-  store = new MemoryStore();
+  store = new MemoryStore({ now });
   const { key } = await generateSigningKey();
   accessTokens = createAccessTokens([key], { issuer: "test", ttlSeconds: policy.accessTtlSeconds, now });
   sessions = createSessionLibrary({ sessions: store.sessions, users: store.users, revocations: store.revocations, accessTokens, policy, now });
@@ -154,6 +154,43 @@ describe("refresh tokens", () => {
     expect(tokens.refreshToken).toBe("");
     expect(session.expiresAt.getTime() - clock).toBe(7200 * 1000);
     expect((await sessions.authenticate(tokens.accessToken)).session.userId).toBeNull();
+  });
+});
+
+describe("revocation events", () => {
+  const logged = async () => (await store.revocations.since(new Date(0), 100)).map(({ target, reason }) => ({ target, reason }));
+
+  it("are appended for a logout, a logout of all sessions, a reused refresh token, the session cap and a disabled user", async () => {
+    const capped = createSessionLibrary({ sessions: store.sessions, users: store.users, revocations: store.revocations, accessTokens, policy: { ...policy, maxSessionsPerUser: 1 }, now });
+    const first = (await capped.open({ appKey: "demo", userId, platform: "p", appid: "a", openid: "o" })).session;
+    const second = (await capped.open({ appKey: "demo", userId, platform: "p", appid: "a", openid: "o" })).session;
+    const reused = await open();
+    await sessions.refresh(reused.tokens.refreshToken);
+    clock += policy.refreshGraceSeconds * 1000;
+    expect(await reasonOf(sessions.refresh(reused.tokens.refreshToken))).toBe("reused");
+    const other = await open();
+    await sessions.revoke(other.session.id);
+    await sessions.revokeAllOfUser(userId);
+    await sessions.revokeUser(userId);
+    expect(await logged()).toEqual([
+      { target: { sessionId: first.id }, reason: "session_limit" },
+      { target: { sessionId: reused.session.id }, reason: "refresh_token_reused" },
+      { target: { sessionId: other.session.id }, reason: "logout" },
+      { target: { sessionId: second.id }, reason: "logout_all" },
+      { target: { userId }, reason: "user_disabled" },
+    ]);
+    // Kept for an access token's life plus the margin.
+    const [event] = await store.revocations.since(new Date(0), 1);
+    expect(event!.expiresAt.getTime() - event!.revokedAt.getTime()).toBe((policy.accessTtlSeconds + 600) * 1000);
+  });
+
+  it("come before the revocation: when the event cannot be written, the session lives on (errs closed)", async () => {
+    const failing = { since: store.revocations.since.bind(store.revocations), append: async () => Promise.reject(new Error("log down")) };
+    const strict = createSessionLibrary({ sessions: store.sessions, users: store.users, revocations: failing, accessTokens, policy, now });
+    const { tokens, session } = await open();
+    await expect(strict.revoke(session.id)).rejects.toThrow("log down");
+    await expect(strict.revokeAllOfUser(userId)).rejects.toThrow("log down");
+    expect((await sessions.authenticate(tokens.accessToken)).session.id).toBe(session.id);
   });
 });
 
