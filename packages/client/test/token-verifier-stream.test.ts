@@ -221,13 +221,20 @@ describe("while the stream is not live", () => {
   });
 
   it("rejects ready() saying what is missing, and never puts the API key in what it says", async () => {
-    const v = verifier({ grpcUrl: h.grpcUrl });
-    const error = await v.ready({ timeoutMs: 500 }).then(
-      () => expect.fail("ready resolved"),
-      (e: Error) => e,
-    );
-    expect(error.message).toMatch(/^token verifier not ready after 500 ms: stream (connecting|reconnecting) \(.+\)$/);
-    expect(error.message).not.toContain(API_KEY);
-    expect(JSON.stringify(v.stats())).not.toContain(API_KEY);
+    // An instance of its own: wrong keys are counted against the address, and would lock the others out.
+    const own = await startHarness(serviceConfig());
+    try {
+      const wrongKey = "not-the-configured-key-0123456789";
+      const v = verifier({ grpcUrl: own.grpcUrl, httpUrl: own.httpUrl, apiKey: wrongKey });
+      const error = await v.ready({ timeoutMs: 500 }).then(
+        () => expect.fail("ready resolved"),
+        (e: Error) => e,
+      );
+      expect(error.message).toMatch(/^token verifier not ready after 500 ms: stream (connecting|reconnecting) \(Unauthenticated API_KEY_INVALID: .+\)$/);
+      expect(error.message).not.toContain(wrongKey);
+      expect(JSON.stringify(v.stats())).not.toContain(wrongKey);
+    } finally {
+      await own.close();
+    }
   });
 });
