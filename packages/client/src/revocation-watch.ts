@@ -62,7 +62,7 @@ export function watchRevocations(options: RevocationWatchOptions) {
       }
       lastError = "the service ended the stream";
     } catch (e) {
-      lastError = attempt.signal.aborted && !closing.signal.aborted ? `no message for ${silenceLimitMs} ms` : describe(e);
+      lastError = attempt.signal.aborted && !closing.signal.aborted ? `no message for ${silenceLimitMs} ms` : describeFailure(e);
     } finally {
       clearTimeout(silence);
     }
@@ -104,7 +104,7 @@ export function watchRevocations(options: RevocationWatchOptions) {
 export type RevocationWatch = ReturnType<typeof watchRevocations>;
 
 /** Code, reason and message of a failure: never the request's headers, so never the API key. */
-export function describe(error: unknown): string {
+export function describeFailure(error: unknown): string {
   if (!(error instanceof ConnectError)) return error instanceof Error ? error.message : String(error);
   const reason = error.findDetails(ErrorInfoSchema)[0]?.reason;
   return `${Code[error.code]}${reason ? ` ${reason}` : ""}: ${error.rawMessage}`;

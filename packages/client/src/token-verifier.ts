@@ -8,7 +8,9 @@ import { ErrorInfoSchema } from "./gen/google/rpc/error_details_pb.js";
 import { IdentityService } from "./gen/identity/v1/identity_pb.js";
 import type { TokenCheck, VerifiedIdentity } from "./identity.js";
 import { createRevocationList, MAX_CLOCK_SKEW_SECONDS, type RevocableClaims } from "./revocation-list.js";
-import { describe, watchRevocations, type StreamState } from "./revocation-watch.js";
+import { describeFailure, watchRevocations, type StreamState } from "./revocation-watch.js";
+
+export type { StreamState };
 
 /**
  * What a check does while the revocation stream is not live (before it first catches up, while it
@@ -119,7 +121,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     } catch (e) {
       // A fetch that failed (network, timeout, not 200, not a key set) says nothing about the token.
       const fetchFailed = !(e instanceof errors.JOSEError) || e instanceof errors.JWKSTimeout || e instanceof errors.JWKSInvalid || e.code === "ERR_JOSE_GENERIC";
-      throw fetchFailed ? new KeysUnavailable(describe(e), { cause: e }) : e;
+      throw fetchFailed ? new KeysUnavailable(describeFailure(e), { cause: e }) : e;
     }
   };
 
@@ -206,7 +208,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       }, timeoutMs);
     });
     const keysLoaded = remoteKeys.reload().catch((e: unknown) => {
-      throw new Error(`token verifier: the JWKS at ${jwksUrl} could not be loaded: ${describe(e)}`);
+      throw new Error(`token verifier: the JWKS at ${jwksUrl} could not be loaded: ${describeFailure(e)}`);
     });
     try {
       await Promise.race([Promise.all([keysLoaded, watch.caughtUp]), timeout]);
