@@ -35,8 +35,8 @@ export interface TokenVerifierOptions {
   whenStreamDown?: WhenStreamDown;
   /** Verified tokens remembered by exact string, so a repeat skips the signature check. Default 50,000. */
   cacheSize?: number;
-  /** Bound on a fallback CheckLogin. Default 2,000 ms. */
-  checkLoginTimeoutMs?: number;
+  /** Bound on each call to the service: a fallback CheckLogin, a JWKS fetch. Default 2,000 ms. */
+  callTimeoutMs?: number;
   /** Least time between two JWKS fetches for an unknown kid (a rotated key). Default 30,000 ms. */
   jwksCooldownMs?: number;
   /** Reconnect backoff of the stream: doubles from initialDelayMs to maxDelayMs, half of it random. Defaults 250 and 5,000 ms. */
@@ -107,14 +107,14 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   if (!jwksUrl) throw new Error("createTokenVerifier: give httpUrl (the service's HTTP listener) or jwksUrl");
   const whenStreamDown = options.whenStreamDown ?? "checkLogin";
   const audience = options.audience && new Set(options.audience);
-  const checkLoginTimeoutMs = options.checkLoginTimeoutMs ?? 2000;
+  const callTimeoutMs = options.callTimeoutMs ?? 2000;
 
   // The seam for createIdentityClient: one transport carries the stream and the fallback.
   const transport = options.transport ?? createGrpcTransport({ baseUrl: options.grpcUrl });
   const client = createClient(IdentityService, transport);
   const apiKeyHeader = { "x-api-key": options.apiKey };
 
-  const remoteKeys = createRemoteJWKSet(new URL(jwksUrl), { cooldownDuration: options.jwksCooldownMs ?? 30_000 });
+  const remoteKeys = createRemoteJWKSet(new URL(jwksUrl), { cooldownDuration: options.jwksCooldownMs ?? 30_000, timeoutDuration: callTimeoutMs });
   const keys: JWTVerifyGetKey = async (header, token) => {
     try {
       return await remoteKeys(header, token);
@@ -173,7 +173,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   }
 
   async function askService(token: string, signal: AbortSignal | undefined): Promise<VerifiedIdentity> {
-    const res = await client.checkLogin({ accessToken: token }, { headers: apiKeyHeader, timeoutMs: checkLoginTimeoutMs, ...(signal ? { signal } : {}) });
+    const res = await client.checkLogin({ accessToken: token }, { headers: apiKeyHeader, timeoutMs: callTimeoutMs, ...(signal ? { signal } : {}) });
     return {
       userId: res.user?.id ?? "",
       sessionId: res.sessionId,

@@ -205,15 +205,20 @@ describe("while the stream is not live", () => {
     expect((await refusal(v.check(newer.access))).reason).toBe("TOKEN_REVOKED");
   });
 
-  it("never hangs on a CheckLogin that does not answer: it times out", async () => {
+  it("never hangs on a CheckLogin or a JWKS fetch that does not answer: each times out", async () => {
     const me = await login(h);
     // Accepts connections and never answers on them.
     const silent = createServer(() => {});
     await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const silentUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
     try {
-      const v = verifier({ grpcUrl: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`, checkLoginTimeoutMs: 300 });
-      const started = Date.now();
-      expect((await refusal(v.check(me.access))).code).toBe(Code.DeadlineExceeded);
+      const noAnswer = verifier({ grpcUrl: silentUrl, callTimeoutMs: 300 });
+      let started = Date.now();
+      expect((await refusal(noAnswer.check(me.access))).code).toBe(Code.DeadlineExceeded);
+      expect(Date.now() - started).toBeLessThan(1500);
+      const noKeys = verifier({ jwksUrl: `${silentUrl}/.well-known/jwks.json`, callTimeoutMs: 300 });
+      started = Date.now();
+      expect(await refusal(noKeys.check(me.access))).toEqual({ code: Code.Unavailable, reason: "UPSTREAM_UNAVAILABLE" });
       expect(Date.now() - started).toBeLessThan(1500);
     } finally {
       silent.close();
