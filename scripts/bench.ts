@@ -1119,6 +1119,8 @@ interface Report {
   };
   ceilings: { bareFastify: number; trivialJson: number; trivialGrpc: number };
   phases: Phase[];
+  /** packages/client's local verifier: scripts/bench-verifier.ts. */
+  verifier?: import("./bench-verifier.js").VerifierReport;
   targets: Array<{ name: string; value: string; target: string; met: boolean }>;
   /** Per RPC, JSON (autocannon) against gRPC (ghz) in the first phase, when both ran. */
   transports: Array<{ rpc: string; jsonRps: number; grpcRps: number; jsonP99: number; grpcP99: number; grpcToJson: number }>;
@@ -1377,6 +1379,13 @@ async function main(): Promise<number> {
       for (const s of phase.scenarios) {
         if (s.errors) log(`errors in ${s.label} (${phase.name}): ${JSON.stringify(s.errorKinds)}`);
       }
+    }
+
+    if (!opts.only) {
+      log("\nlocal token verification (packages/client)");
+      // Imported here: bench-verifier.ts imports from this file.
+      report.verifier = await (await import("./bench-verifier.js")).benchVerifier({ smoke: opts.smoke, log });
+      report.errors += report.verifier.errors;
     }
 
     mkdirSync(opts.out, { recursive: true });

@@ -9,3 +9,4 @@ export type { TokenCheck, VerifiedIdentity } from "./identity.js";
 export { createCheckLogin, createIdentityClient, type CheckLoginOptions, type IdentityClient, type IdentityClientOptions } from "./client.js";
 export { ERROR_DOMAIN, errorInfoOf, fieldViolationsOf, metadataOf, reasonOf } from "./errors.js";
 export { authenticateRequest, bearerToken, type AuthOutcome, type IdentityAuthOptions, type Refusal, type RefusalBody } from "./http-auth.js";
+export { createTokenVerifier, type TokenVerifier, type TokenVerifierOptions, type StreamState, type TokenVerifierStats, type WhenStreamDown } from "./token-verifier.js";
