@@ -62,6 +62,7 @@ describe("each platform signs in through Login", () => {
   it("Alipay mini-programs go through the RSA2-signed gateway, with user_id or open_id", async () => {
     const byUserId = await alipayCode({ userId: "2088000000000001" });
     const res = await loginWith("ali", { code: byUserId.code });
+    expect(res.status, res.text).toBe(200);
     expect(res.json.user.identities[0]).toMatchObject({ platform: "alipay-miniprogram", appid: ALIPAY, openid: "2088000000000001" });
     const byOpenId = await alipayCode({ openId: "074a1CcTG1LelxKe4xQC0zgNdId0nxi95b5lsNpazWYoCo5" });
     expect((await loginWith("ali", { code: byOpenId.code })).json.user.identities[0].openid).toBe(byOpenId.openId);

@@ -164,13 +164,19 @@ export function createAlipayClient(options: AlipayClientOptions) {
 
   /** POSTs once. Auth codes are single use, so nothing here is ever retried. */
   async function send(body: URLSearchParams, signal?: AbortSignal): Promise<string> {
-    const timeout = AbortSignal.timeout(options.timeoutMs);
+    // Linked by hand: the caller's signal may be the service's plain one (docs/performance.md),
+    // which AbortSignal.any refuses; and the timer goes with the attempt.
+    const attempt = new AbortController();
+    const timer = setTimeout(() => attempt.abort(new Error("alipay timeout")), options.timeoutMs);
+    const follow = () => attempt.abort(signal?.reason);
+    if (signal?.aborted) follow();
+    else signal?.addEventListener("abort", follow, { once: true });
     try {
       const response = await fetch(options.gatewayUrl, {
         method: "POST",
         headers: { "content-type": "application/x-www-form-urlencoded;charset=utf-8" },
         body,
-        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+        signal: attempt.signal,
       });
       const text = await response.text();
       if (!response.ok) throw new AlipayError("unavailable");
@@ -178,6 +184,9 @@ export function createAlipayClient(options: AlipayClientOptions) {
     } catch (e) {
       if (e instanceof AlipayError) throw e;
       throw new AlipayError("unavailable");
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", follow);
     }
   }
 
