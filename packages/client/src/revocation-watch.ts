@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "./gen/google/rpc/error_details_pb.js";
-import { IdentityService, type WatchRevocationsResponse } from "./gen/identity/v1/identity_pb.js";
+import type { IdentityService, WatchRevocationsResponse } from "./gen/identity/v1/identity_pb.js";
 
 /**
  * connecting: no message yet; replaying: the service is replaying what was missed; live: caught
@@ -10,8 +10,8 @@ import { IdentityService, type WatchRevocationsResponse } from "./gen/identity/v
 export type StreamState = "connecting" | "replaying" | "live" | "reconnecting" | "closed";
 
 export interface RevocationWatchOptions {
-  transport: Transport;
-  apiKey: string;
+  /** An internal caller's client: the stream is for API keys only. */
+  client: Client<typeof IdentityService>;
   /** Each message, in order, before its cursor is taken. */
   onMessage(message: WatchRevocationsResponse): void;
   /** Backoff between attempts: doubles from initialDelayMs up to maxDelayMs, half of it random. */
@@ -26,7 +26,7 @@ const silenceLimitOf = (heartbeatMs: number) => heartbeatMs + Math.max(1000, hea
 
 /** Follows WatchRevocations for as long as it runs: reconnects, resumes from the last cursor, and says when it is live. */
 export function watchRevocations(options: RevocationWatchOptions) {
-  const client = createClient(IdentityService, options.transport);
+  const { client } = options;
   const closing = new AbortController();
   let state: StreamState = "connecting";
   let cursor = "";
@@ -43,7 +43,7 @@ export function watchRevocations(options: RevocationWatchOptions) {
   async function follow(attempt: AbortController): Promise<void> {
     let silence = setTimeout(() => attempt.abort(), silenceLimitMs);
     try {
-      for await (const message of client.watchRevocations({ cursor }, { signal: attempt.signal, headers: { "x-api-key": options.apiKey } })) {
+      for await (const message of client.watchRevocations({ cursor }, { signal: attempt.signal })) {
         lastMessageAt = Date.now();
         if (message.heartbeatInterval) {
           const { seconds, nanos } = message.heartbeatInterval;

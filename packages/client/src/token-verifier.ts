@@ -1,12 +1,10 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createCheckLogin, createIdentityClient } from "./client.js";
 import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from "jose";
 import { LRUCache } from "lru-cache";
 import { ErrorInfoSchema } from "./gen/google/rpc/error_details_pb.js";
-import { IdentityService } from "./gen/identity/v1/identity_pb.js";
-import type { TokenCheck, VerifiedIdentity } from "./identity.js";
+import type { TokenCheck } from "./identity.js";
 import { createRevocationList, MAX_CLOCK_SKEW_SECONDS, type RevocableClaims } from "./revocation-list.js";
 import { describeFailure, watchRevocations, type StreamState } from "./revocation-watch.js";
 
@@ -41,8 +39,6 @@ export interface TokenVerifierOptions {
   jwksCooldownMs?: number;
   /** Reconnect backoff of the stream: doubles from initialDelayMs to maxDelayMs, half of it random. Defaults 250 and 5,000 ms. */
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
-  /** The transport to the gRPC listener, when the caller has one (createIdentityClient's); else one is made from grpcUrl. */
-  transport?: Transport;
 }
 
 export interface TokenVerifierStats {
@@ -109,10 +105,9 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const audience = options.audience && new Set(options.audience);
   const callTimeoutMs = options.callTimeoutMs ?? 2000;
 
-  // The seam for createIdentityClient: one transport carries the stream and the fallback.
-  const transport = options.transport ?? createGrpcTransport({ baseUrl: options.grpcUrl });
-  const client = createClient(IdentityService, transport);
-  const apiKeyHeader = { "x-api-key": options.apiKey };
+  // One internal client (its x-api-key on every call) carries the stream and the fallback.
+  const client = createIdentityClient({ baseUrl: options.grpcUrl, transport: "grpc", apiKey: options.apiKey });
+  const askService = createCheckLogin(client, { timeoutMs: callTimeoutMs });
 
   const remoteKeys = createRemoteJWKSet(new URL(jwksUrl), { cooldownDuration: options.jwksCooldownMs ?? 30_000, timeoutDuration: callTimeoutMs });
   const keys: JWTVerifyGetKey = async (header, token) => {
@@ -128,8 +123,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const verified = new LRUCache<string, Claims>({ max: options.cacheSize ?? 50_000 });
   const revocations = createRevocationList();
   const watch = watchRevocations({
-    transport,
-    apiKey: options.apiKey,
+    client,
     onMessage: (message) => {
       for (const revocation of message.revocations) revocations.add(revocation);
     },
@@ -172,17 +166,6 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     }
   }
 
-  async function askService(token: string, signal: AbortSignal | undefined): Promise<VerifiedIdentity> {
-    const res = await client.checkLogin({ accessToken: token }, { headers: apiKeyHeader, timeoutMs: callTimeoutMs, ...(signal ? { signal } : {}) });
-    return {
-      userId: res.user?.id ?? "",
-      sessionId: res.sessionId,
-      appId: res.appId,
-      expireTime: res.expireTime ? timestampDate(res.expireTime) : new Date(0),
-      ...(res.user ? { user: res.user } : {}),
-    };
-  }
-
   const check: TokenCheck = async (token, checkOptions) => {
     if (!token) throw refusal("TOKEN_MISSING");
     if (token.length > MAX_TOKEN_CHARS) throw refusal("TOKEN_INVALID");
@@ -192,7 +175,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     const verdict = revocations.verdict(claims);
     if (verdict === "TOKEN_REVOKED" || verdict === "ACCOUNT_DISABLED") throw refusal(verdict);
     if (verdict === "UNKNOWN" || !watch.isLive(now)) {
-      if (whenStreamDown === "checkLogin") return askService(token, checkOptions?.signal);
+      if (whenStreamDown === "checkLogin") return askService(token, checkOptions);
       if (whenStreamDown === "refuse") throw refusal("UPSTREAM_UNAVAILABLE", "the revocation stream is not live, so this token cannot be checked; retry");
     }
     if (claims.sub === undefined) throw refusal("NOT_REGISTERED");
