@@ -1,5 +1,5 @@
 // The outermost interceptor, through Connect's real router in memory.
-import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createRouterTransport, type ServiceImpl } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
@@ -7,25 +7,24 @@ import { TokenError } from "../../src/auth/errors.js";
 import { createOutermostInterceptor, type Logger } from "../../src/service/interceptors.js";
 import { DuplicateKeyError, StoreUnavailableError } from "../../src/store/store.js";
 
-function clientThrowing(error: unknown) {
+/** A client of `impl` behind the outermost interceptor, and the lines it logged. */
+function behindInterceptor(impl: Partial<ServiceImpl<typeof IdentityService>>) {
   const lines: Array<{ level: string; obj: Record<string, unknown> }> = [];
   const log: Logger = {
     info: (obj) => void lines.push({ level: "info", obj: obj as Record<string, unknown> }),
     error: (obj) => void lines.push({ level: "error", obj: obj as Record<string, unknown> }),
   };
-  const transport = createRouterTransport(
-    (router) =>
-      router.service(IdentityService, {
-        async getUser() {
-          throw error;
-        },
-      }),
-    { router: { interceptors: [createOutermostInterceptor(log)] } },
-  );
-  const call = () =>
-    createClient(IdentityService, transport)
-      .getUser({})
-      .catch((e: unknown) => ConnectError.from(e));
+  const transport = createRouterTransport((router) => router.service(IdentityService, impl), { router: { interceptors: [createOutermostInterceptor(log)] } });
+  return { client: createClient(IdentityService, transport), lines };
+}
+
+function clientThrowing(error: unknown) {
+  const { client, lines } = behindInterceptor({
+    async getUser() {
+      throw error;
+    },
+  });
+  const call = () => client.getUser({}).catch((e: unknown) => ConnectError.from(e));
   return { call, lines };
 }
 
@@ -58,24 +57,15 @@ describe("outermost interceptor", () => {
   });
 
   it("maps and logs a server stream's failure when the stream fails, after the messages it sent", async () => {
-    const lines: Array<{ level: string; obj: Record<string, unknown> }> = [];
-    const log: Logger = {
-      info: (obj) => void lines.push({ level: "info", obj: obj as Record<string, unknown> }),
-      error: (obj) => void lines.push({ level: "error", obj: obj as Record<string, unknown> }),
-    };
-    const transport = createRouterTransport(
-      (router) =>
-        router.service(IdentityService, {
-          async *watchRevocations() {
-            yield { cursor: "r1.1" };
-            throw new StoreUnavailableError(new Error("connection refused"));
-          },
-        }),
-      { router: { interceptors: [createOutermostInterceptor(log)] } },
-    );
+    const { client, lines } = behindInterceptor({
+      async *watchRevocations() {
+        yield { cursor: "r1.1" };
+        throw new StoreUnavailableError(new Error("connection refused"));
+      },
+    });
     const cursors: string[] = [];
     const error = await (async () => {
-      for await (const m of createClient(IdentityService, transport).watchRevocations({})) cursors.push(m.cursor);
+      for await (const m of client.watchRevocations({})) cursors.push(m.cursor);
     })().catch((e: unknown) => ConnectError.from(e));
     expect(cursors).toEqual(["r1.1"]);
     expect([(error as ConnectError).code, reason(error)]).toEqual([Code.Unavailable, "STORE_UNAVAILABLE"]);
