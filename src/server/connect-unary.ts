@@ -11,7 +11,7 @@ import {
   parseContentType,
   trailerMux,
 } from "@connectrpc/connect/protocol-connect";
-import { PlainAbortSignal } from "../util/plain-abort-signal.js";
+import type { PlainAbortSignal } from "../util/plain-abort-signal.js";
 import { decodeUnaryBody, readBoundedBody } from "./request-guard.js";
 
 // Connect's own unary handler, for the call internal services make most (a Connect unary POST,
@@ -90,14 +90,18 @@ export function createUnaryFastPath(spec: MethodImplSpec & { kind: "unary" }, ro
   };
 }
 
-/** A handler context as Connect's, whose signal is plain and is left alone when the call succeeds. */
+/**
+ * A handler context as Connect's, whose signal is left alone when the call succeeds (no
+ * DOMException per call). A real AbortSignal, not the bridge's plain one: handlers hand it to
+ * fetch and AbortSignal.any, which take nothing else.
+ */
 function createContext(spec: MethodImplSpec, call: UnaryCall, shutdownSignal: AbortSignal | undefined, binary: boolean) {
-  const signal = new PlainAbortSignal();
+  const controller = new AbortController();
   const follow = function (this: { reason: unknown }) {
-    signal.abort(this.reason);
+    controller.abort(this.reason);
   };
   for (const linked of [call.signal, shutdownSignal]) {
-    if (linked?.aborted) signal.abort(linked.reason);
+    if (linked?.aborted) controller.abort(linked.reason);
     else linked?.addEventListener("abort", follow);
   }
   const context: HandlerContext = {
@@ -106,7 +110,7 @@ function createContext(spec: MethodImplSpec, call: UnaryCall, shutdownSignal: Ab
     requestMethod: "POST",
     protocolName: "connect",
     url: call.url,
-    signal: signal.asAbortSignal(),
+    signal: controller.signal,
     timeoutMs: () => undefined,
     requestHeader: call.header,
     responseHeader: new Headers({ "content-type": binary ? contentTypeUnaryProto : contentTypeUnaryJson }),
@@ -117,5 +121,5 @@ function createContext(spec: MethodImplSpec, call: UnaryCall, shutdownSignal: Ab
     call.signal.removeEventListener("abort", follow);
     shutdownSignal?.removeEventListener("abort", follow);
   };
-  return { context, abort: (reason: unknown) => signal.abort(reason), detach };
+  return { context, abort: (reason: unknown) => controller.abort(reason), detach };
 }
