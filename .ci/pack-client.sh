@@ -9,12 +9,15 @@ trap 'rm -rf "$scratch"' EXIT
 
 # prepack builds dist/ afresh.
 tarball=$(npm pack -w @identity-service/client --pack-destination "$scratch" --json | node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0, "utf8"))[0].filename)')
-if unexpected=$(tar -tzf "$scratch/$tarball" | grep -Ev '^package/(dist/.+\.(js|d\.ts)|package\.json|README\.md)$'); then
+# Listed once into a variable: `tar | grep -q` under pipefail fails whenever grep stops reading
+# first and tar dies of SIGPIPE.
+listing=$(tar -tzf "$scratch/$tarball")
+if unexpected=$(grep -Ev '^package/(dist/.+\.(js|d\.ts)|package\.json|README\.md)$' <<<"$listing"); then
   echo "the tarball holds more than dist/, package.json and README.md:" >&2
   echo "$unexpected" >&2
   exit 1
 fi
-tar -tzf "$scratch/$tarball" | grep -q '^package/dist/index.d.ts$' || { echo "the tarball has no dist/index.d.ts" >&2; exit 1; }
+grep -qx 'package/dist/index.d.ts' <<<"$listing" || { echo "the tarball has no dist/index.d.ts" >&2; exit 1; }
 
 # The consumer's tools at the versions the repository uses; fastify for the subpath's types (express needs none).
 version() { node -p "require('./node_modules/$1/package.json').version"; }
