@@ -111,7 +111,8 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     const metrics = createMetrics();
     // One clock for everything built here: tokens, sessions, the store's stored times and expiry checks, the broker, the service.
     const now = options.now ?? Date.now;
-    const rawStore: Store = options.store ?? (env.mongodbUri ? await MongoStore.connect(env.mongodbUri, env.mongodbDb, { now }) : new MemoryStore({ now }));
+    const storeOptions = { now, auditRetentionDays: file.auditRetentionDays };
+    const rawStore: Store = options.store ?? (env.mongodbUri ? await MongoStore.connect(env.mongodbUri, env.mongodbDb, storeOptions) : new MemoryStore(storeOptions));
     const store = instrumentStore(rawStore, metrics);
     closers.push(() => store.close());
     await store.init();
@@ -206,7 +207,7 @@ export function createServiceDeps({
 }: {
   file: ConfigFile;
   apps: App[];
-  store: Pick<Store, "users" | "sessions" | "replays" | "credentials" | "revocations">;
+  store: Pick<Store, "users" | "sessions" | "replays" | "credentials" | "revocations" | "audit" | "activity">;
   platforms: PlatformClients;
   keys: Awaited<ReturnType<typeof importSigningKey>>[];
   now: () => number;
@@ -235,6 +236,8 @@ export function createServiceDeps({
     internalCallers: file.internalCallers,
     rateLimits: file.limits,
     users: store.users,
+    audit: store.audit,
+    activity: store.activity,
     sessions,
     replays: store.replays,
     revocations: { feed, store: store.revocations, retentionMs, heartbeatMs },
