@@ -13,7 +13,7 @@ import { createAlipayClient } from "./platforms/alipay-client.js";
 import { createAppleVerifier } from "./platforms/apple-verifier.js";
 import { buildGrpcServer, buildHttpServer } from "./server/servers.js";
 import type { Readiness } from "./server/health.js";
-import { createIdentityService, type App, type IdentityServiceDeps } from "./service/identity-service.js";
+import { createServices, type App, type IdentityServiceDeps } from "./service/identity-service.js";
 import type { Logger } from "./service/interceptors.js";
 import type { PlatformClients } from "./service/platform-login.js";
 import { createRevocationFeed } from "./service/revocation-feed.js";
@@ -144,10 +144,11 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
       log: { info: (obj, msg) => feedLog?.info(obj, msg), error: (obj, msg) => feedLog?.error(obj, msg) },
       observeFeed: metrics,
     });
-    const service = createIdentityService(serviceDeps);
+    const { identity: service, admin } = createServices(serviceDeps);
 
     const deps = {
       service,
+      admin,
       jwks: accessTokens.jwks,
       logger,
       maxBodyBytes: file.limits.maxBodyBytes,

@@ -1,5 +1,5 @@
 import type { SessionLibrary } from "../auth/sessions.js";
-import type { AuditStore, UserRecord, UserStore } from "../store/store.js";
+import type { AuditStore, UserRecord, UserStatus, UserStore } from "../store/store.js";
 import type { AccountLibrary } from "./accounts.js";
 import { apiError } from "./errors.js";
 
@@ -52,6 +52,14 @@ export function createAccountLifecycle({ users, sessions, accounts, audit }: { u
         if (!session.revokedAt && session.platform === platform && session.appid === appid) await sessions.revoke(session.id, "identity_unlinked");
       }
       return updated;
+    },
+
+    /** Sets the user's status; disabling tells verifiers first that its tokens are void (should the write fail, they end anyway). */
+    async setStatus(userId: string, status: UserStatus): Promise<UserRecord> {
+      const current = await users.get(userId);
+      if (!current) throw apiError("USER_NOT_FOUND", "no user has this id");
+      if (status === "disabled" && current.status === "active") await sessions.revokeUser(userId);
+      return accounts.update(userId, (u) => (u.status === status ? u : { ...u, status }), undefined, { anyStatus: true });
     },
 
     /** Removes the user's phone number, which frees it for another user; a phone is no way to sign in here. */

@@ -44,6 +44,8 @@ export interface AuditedMethod {
   activity?: boolean;
   /** Refresh: a success only counts the user active, without an event (one per refresh would swamp the log). */
   quietSuccess?: boolean;
+  /** Deletion: the event keeps only type, actor, user, time and outcome (no address, no details) of a person who asked to be forgotten. */
+  factOnly?: boolean;
   /** Failures are written only when the note names a user, or with one of these reasons. */
   failureReasons?: readonly string[];
 }
@@ -74,9 +76,9 @@ export function createAuditWriter({ audit, activity, now, log }: AuditDeps) {
       actor: note.actor ?? { kind: "user" as const, id: note.subjectUserId ?? "" },
       ...(note.subjectUserId ? { subjectUserId: note.subjectUserId } : {}),
       ...(note.appKey ? { appKey: note.appKey } : {}),
-      ...(address ? { address } : {}),
+      ...(address && !method.factOnly ? { address } : {}),
       outcome,
-      ...(Object.keys(note.details).length ? { details: note.details } : {}),
+      ...(Object.keys(note.details).length && !method.factOnly ? { details: note.details } : {}),
     };
     try {
       if (logged) await audit.append(event);

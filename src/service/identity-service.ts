@@ -1,6 +1,8 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { IdentityService } from "../../gen/identity/v1/identity_pb.js";
+import type { AdminService } from "../../gen/identity/admin/v1/admin_pb.js";
 import { createAccountRpcs } from "./account-rpcs.js";
+import { createAdminService } from "./admin-service.js";
 import type { AuditedMethod } from "./audit.js";
 import { createCaller } from "./caller.js";
 import { createLoginRpcs } from "./login-rpcs.js";
@@ -16,7 +18,8 @@ import { createWechatRpcs } from "./wechat-rpcs.js";
 export type { App } from "../config/config.js";
 export type { IdentityServiceDeps, InternalCaller, PasswordLimits, RateLimits } from "./service-context.js";
 
-export function createIdentityService(deps: IdentityServiceDeps): ServiceImpl<typeof IdentityService> {
+/** IdentityService and AdminService over one context: the same limiters, callers and audit writer. */
+export function createServices(deps: IdentityServiceDeps): { identity: ServiceImpl<typeof IdentityService>; admin: ServiceImpl<typeof AdminService> } {
   const context = createServiceContext(deps);
   const caller = createCaller(context);
   const service: ServiceImpl<typeof IdentityService> = {
@@ -27,7 +30,7 @@ export function createIdentityService(deps: IdentityServiceDeps): ServiceImpl<ty
     ...createAccountRpcs(context, caller),
     ...createRevocationRpcs(context, caller),
   };
-  return context.auditWriter.audited(service, AUDITED);
+  return { identity: context.auditWriter.audited(service, AUDITED), admin: createAdminService(context, caller) };
 }
 
 /** The calls the audit log records, each as one event once its outcome is known (see audit.ts). */
@@ -39,7 +42,7 @@ const AUDITED: Partial<Record<keyof ServiceImpl<typeof IdentityService>, Audited
   logout: { type: "logout" },
   setPassword: { type: "password.set" },
   updateUser: { type: "user.updated" },
-  deleteAccount: { type: "user.deleted" },
+  deleteAccount: { type: "user.deleted", factOnly: true },
   unlinkIdentity: { type: "identity.unlinked" },
   unbindPhone: { type: "phone.unbound" },
 };
