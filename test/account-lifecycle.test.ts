@@ -53,7 +53,7 @@ describe("DeleteAccount", () => {
 
     expect((await rpc(h.httpUrl, "DeleteAccount", { confirm: true }, me.access)).status).toBe(200);
     for (const token of [me.access, second.access]) expect(reasonOf(await rpc(h.httpUrl, "GetUser", {}, token))).toBe("TOKEN_REVOKED");
-    expect(reasonOf(await rpc(h.httpUrl, "Refresh", { refreshToken: second.refresh }))).toBe("TOKEN_REVOKED");
+    expect(reasonOf(await rpc(h.httpUrl, "Refresh", { refreshToken: second.refresh }))).toBe("TOKEN_INVALID");
     expect(reasonOf(await rpc(h.httpUrl, "Login", { appId: "demo", password: { username, password: "correct horse battery" } }))).toBe("BAD_CREDENTIALS");
 
     const reborn = await login(h, { openid: me.openid });

@@ -195,7 +195,7 @@ describe("operating on users", () => {
     const userId: string = me.body.user.id;
     await json.deleteUser({ userId, reason: "PIPL request 42" }, admin);
     expect(reasonOf(await rpc(h.httpUrl, "GetUser", {}, me.access))).toBe("TOKEN_REVOKED");
-    expect(reasonOf(await rpc(h.httpUrl, "Refresh", { refreshToken: me.refresh }))).toBe("TOKEN_REVOKED");
+    expect(reasonOf(await rpc(h.httpUrl, "Refresh", { refreshToken: me.refresh }))).toBe("TOKEN_INVALID");
     expect(await outcomeOf(json.getUserDetail({ userId }, admin))).toBe("NotFound USER_NOT_FOUND");
     const reborn = await login(h, { openid: me.openid });
     expect(reborn.body.firstLogin).toBe(true);

@@ -699,6 +699,20 @@ function describeStoreContract(name: string, makeStore: (now: () => number) => P
         expect(await store.sessions.listForUser(newObjectId(), 10)).toEqual([]);
       });
 
+      it("removeForUser deletes every stored session of the user and no one else's", async () => {
+        const userId = newObjectId();
+        const live = await store.sessions.insert(sessionDraft({ userId }));
+        const revoked = await store.sessions.insert(sessionDraft({ userId }));
+        await store.sessions.revoke(revoked.id, "logout");
+        const other = await store.sessions.insert(sessionDraft());
+        expect(await store.sessions.removeForUser(userId)).toBe(2);
+        expect(await store.sessions.get(live.id)).toBeNull();
+        expect(await store.sessions.get(revoked.id)).toBeNull();
+        expect(await store.sessions.listForUser(userId, 10)).toEqual([]);
+        expect(await store.sessions.revokeAllForUser(userId, "logout_all")).toBe(0);
+        expect(await store.sessions.get(other.id)).not.toBeNull();
+      });
+
       it("listForUser includes a pending session once it is promoted", async () => {
         const userId = newObjectId();
         const pending = await store.sessions.insert(sessionDraft({ userId: null, refreshHash: null }));

@@ -211,10 +211,14 @@ export function createSessionLibrary({ sessions, users, revocations, accessToken
     revoke: (sessionId: string, reason: Exclude<SessionEndReason, "refresh_token_reused"> = "logout") => end(sessionId, reason),
     /** Ends every live session of the user: it logged out of all, or an operator ended them. */
     revokeAllOfUser: (userId: string, reason: "logout_all" | "operator" = "logout_all") => sessions.revokeAllForUser(userId, reason, recordSessions(reason)),
-    /** Tells verifiers that every token of the user is void and ends its sessions: the account is deleted. */
-    async endUser(userId: string): Promise<void> {
+    /**
+     * Tells verifiers that every token of the user is void, then deletes its sessions (their
+     * openids, session keys and addresses with them): the account is deleted. A token of a
+     * deleted session is refused as revoked (access) or invalid (refresh).
+     */
+    async eraseUser(userId: string): Promise<void> {
       await record([{ target: { userId }, reason: "user_deleted" }]);
-      await sessions.revokeAllForUser(userId, "user_deleted");
+      await sessions.removeForUser(userId);
     },
     /** The user's stored sessions, newest first, for operators. */
     listOfUser: (userId: string, limit: number) => sessions.listForUser(userId, limit),

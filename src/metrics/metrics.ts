@@ -137,7 +137,7 @@ export type Metrics = ReturnType<typeof createMetrics>;
 // Every method of each port, checked against the interface: a method added to a port and not
 // here fails to compile instead of going untimed.
 const USER_METHODS = { insert: true, get: true, findByKeys: true, replace: true, remove: true, count: true, countWithIdentityOf: true } satisfies Record<keyof UserStore, true>;
-const SESSION_METHODS = { insert: true, get: true, rotate: true, promote: true, revoke: true, revokeAllForUser: true, revokeOldest: true, listForUser: true } satisfies Record<
+const SESSION_METHODS = { insert: true, get: true, rotate: true, promote: true, revoke: true, revokeAllForUser: true, revokeOldest: true, listForUser: true, removeForUser: true } satisfies Record<
   keyof SessionStore,
   true
 >;

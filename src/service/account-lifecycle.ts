@@ -17,15 +17,15 @@ export function signInMethods(user: UserRecord): number {
 export function createAccountLifecycle({ users, sessions, accounts, audit }: { users: UserStore; sessions: SessionLibrary; accounts: AccountLibrary; audit: AuditStore }) {
   return {
     /**
-     * Deletes the user: verifiers learn first that its tokens are void, then its sessions end, then
-     * the record goes, which frees every unique key (openid, unionid, phone, username, invite
-     * code), so the same WeChat user signing in again is a new user. Its audit events keep only
-     * the facts. A failure midway leaves a user whose tokens are void: a retry finishes the job.
+     * Deletes the user: verifiers learn first that its tokens are void, then its sessions go, then
+     * the record, which frees every unique key (openid, unionid, phone, username, invite code), so
+     * the same WeChat user signing in again is a new user. Its audit events keep only the facts.
+     * A failure midway leaves a user whose tokens are void: a retry finishes the job.
      */
     async deleteUser(userId: string): Promise<void> {
       const user = await users.get(userId);
       if (!user) throw apiError("USER_NOT_FOUND", "no user has this id");
-      await sessions.endUser(user.id);
+      await sessions.eraseUser(user.id);
       await users.remove(user.id);
       await audit.anonymiseSubject(user.id);
     },

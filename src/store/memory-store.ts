@@ -297,6 +297,14 @@ export class MemorySessionStore implements SessionStore {
       .map(copyOf);
   }
 
+  async removeForUser(userId: string): Promise<number> {
+    const ids = [...(this.storedByUser.get(userId) ?? [])];
+    for (const id of ids) this.sessions.delete(id);
+    this.storedByUser.delete(userId);
+    this.liveByUser.delete(userId);
+    return ids.length;
+  }
+
   private index(userId: string, id: string): void {
     addTo(this.liveByUser, userId, id);
     addTo(this.storedByUser, userId, id);

@@ -302,6 +302,11 @@ export class MongoSessionStore implements SessionStore {
     return docs.map(toSession);
   }
 
+  async removeForUser(userId: string): Promise<number> {
+    const result = await guard(() => this.collection.deleteMany({ userId }));
+    return result.deletedCount;
+  }
+
   /**
    * Revokes the listed sessions still live once `beforeRevoking` has been told them. A session a
    * parallel login opens after the listing is not among them: it began after the revocation.

@@ -148,6 +148,8 @@ export interface SessionStore {
   revokeOldest(userId: string, keep: number, now: Date, reason: string, beforeRevoking?: BeforeRevoking): Promise<number>;
   /** The user's stored sessions (live, revoked and not yet expired-and-dropped), newest first by createdAt, at most `limit`. */
   listForUser(userId: string, limit: number): Promise<SessionRecord[]>;
+  /** Deletes every stored session of the user (its account is deleted); returns how many. */
+  removeForUser(userId: string): Promise<number>;
 }
 
 /** Told the ids of the sessions about to be revoked; a rejection leaves them live. */

@@ -91,7 +91,7 @@ describe("instrumentStore", () => {
   it("wraps every method of every part, and nothing else", () => {
     const store = instrumentStore(new MemoryStore(), createMetrics());
     expect(Object.keys(store.users).sort()).toEqual(["count", "countWithIdentityOf", "findByKeys", "get", "insert", "remove", "replace"]);
-    expect(Object.keys(store.sessions).sort()).toEqual(["get", "insert", "listForUser", "promote", "revoke", "revokeAllForUser", "revokeOldest", "rotate"]);
+    expect(Object.keys(store.sessions).sort()).toEqual(["get", "insert", "listForUser", "promote", "removeForUser", "revoke", "revokeAllForUser", "revokeOldest", "rotate"]);
     expect(Object.keys(store.replays).sort()).toEqual(["recall", "remember"]);
     expect(Object.keys(store.credentials).sort()).toEqual(["acquireLease", "expireToken", "get", "saveToken"]);
     // The memory store has no change stream to follow.
