@@ -14,9 +14,13 @@ import { DEMO_APPID, login, reasonOf, rpc, simPost, startHarness, type Harness }
 const KEYS = { service: "svc-key-0123456789abcdef", viewer: "viewer-key-0123456789abc", support: "support-key-0123456789ab", admin: "admin-key-0123456789abcd" };
 const sha = (key: string) => createHash("sha256").update(key).digest("hex");
 const NO_SUCH_USER = "0123456789abcdef01234567";
+const CLUB_APPID = "wx0000000000000004";
 
 const config = {
-  apps: [{ id: "demo", platform: "wechat-miniprogram", appid: DEMO_APPID, secret: "demo-secret" }],
+  apps: [
+    { id: "demo", platform: "wechat-miniprogram", appid: DEMO_APPID, secret: "demo-secret" },
+    { id: "club", platform: "wechat-miniprogram", appid: CLUB_APPID, secret: "club-secret", registration: "explicit" },
+  ],
   store: "memory",
   internalCallers: [
     { name: "gateway", keySha256: sha(KEYS.service) },
@@ -297,6 +301,18 @@ describe("the audit log", () => {
       ["login", ActorKind.USER, "ok"],
     ]);
     expect(JSON.stringify(events.map((e) => e.details))).not.toContain("not the password");
+  });
+
+  it("records a registration that BindPhone finishes for a pending session, and counts the user new", async () => {
+    const newToday = async () => (await json.getStats({ appId: "club" }, viewer)).apps[0]!.days.at(-1)!.newUsers;
+    const before = await newToday();
+    const pending = await login(h, { appid: CLUB_APPID }, "club");
+    expect(pending.body.registered).toBe(false);
+    const { code } = await simPost(h.sim, "/sim/phone-code", { appid: CLUB_APPID, phoneNumber: "13700000009" });
+    const bound = await rpc(h.httpUrl, "BindPhone", { code }, pending.access);
+    const userId: string = bound.json.user.id;
+    expect((await json.listAuditEvents({ userId }, viewer)).events.map((e) => [e.type, e.appId, e.outcome])).toEqual([["phone.bound", "club", "ok"]]);
+    expect((await newToday()) - before).toBe(1);
   });
 
   it("records a caller refused for its role", async () => {

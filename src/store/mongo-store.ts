@@ -201,8 +201,9 @@ export class MongoUserStore implements UserStore {
     return result.deletedCount === 1;
   }
 
+  /** From the collection's metadata, not a scan: GetStats asks on every dashboard load. */
   async count(): Promise<number> {
-    return guard(() => this.collection.countDocuments({}));
+    return guard(() => this.collection.estimatedDocumentCount());
   }
 
   async countWithIdentityOf(platform: string, appid: string): Promise<number> {
