@@ -153,6 +153,8 @@ describe("operating on users", () => {
     expect((await json.searchUsers({ query: me.openid.slice(0, -1) }, admin)).users).toEqual([]);
     expect((await json.searchUsers({ query: me.openid, key: SearchKey.USERNAME }, admin)).users).toEqual([]);
     expect(await outcomeOf(json.searchUsers({ query: "" }, admin))).toBe("InvalidArgument FIELD_INVALID");
+    const [searched] = (await json.listAuditEvents({ userId, type: "users.searched" }, admin)).events;
+    expect(searched?.details).toEqual({ key: "UNSPECIFIED", found: "1" });
   });
 
   it("shows a user's sessions with app, platform, times and client address", async () => {

@@ -126,8 +126,10 @@ export function createAdminService({ apps, users, sessions, lifecycle, audit, ac
       for (const user of await users.findByKeys(searchKeys(req.query, req.key))) found.set(user.id, user);
       const sorted = [...found.values()].sort((a, b) => a.id.localeCompare(b.id));
       const page = sorted.slice(offset, offset + size);
-      noteOf(ctx).details.key = SearchKey[req.key];
-      noteOf(ctx).details.found = String(sorted.length);
+      const note = noteOf(ctx);
+      // Which person was looked up, without the value searched for (a phone number, say).
+      if (sorted.length === 1) note.subjectUserId = sorted[0]!.id;
+      Object.assign(note.details, { key: SearchKey[req.key], found: String(sorted.length) });
       const next = offset + size < sorted.length ? writeToken({ offset: offset + size }, scope) : "";
       return { users: page.map(userToWire), nextPageToken: next };
     },
