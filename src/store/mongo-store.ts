@@ -478,21 +478,33 @@ export class MongoActivityStore implements ActivityStore {
 
   async record(day: string, appKey: string, userId: string, registered: boolean): Promise<void> {
     const expiresAt = new Date(Date.parse(day) + ACTIVITY_RETENTION_DAYS * DAY_MS);
-    await guard(() => this.collection.updateOne({ _id: `${day}|${appKey}|${userId}` }, { $setOnInsert: { day, appKey, expiresAt }, $max: { registered: registered ? 1 : 0 } }, { upsert: true }));
+    // A registration sets the flag, a later sign-in that day leaves it (no $max: FerretDB 1.x drops it on an upsert's insert).
+    const update = registered ? { $setOnInsert: { day, appKey, expiresAt }, $set: { registered: 1 } } : { $setOnInsert: { day, appKey, expiresAt, registered: 0 } };
+    await guard(() => this.collection.updateOne({ _id: `${day}|${appKey}|${userId}` }, update, { upsert: true }));
   }
 
   async daily(fromDay: string, toDay: string): Promise<DailyActivity[]> {
     const cutoff = new Date(this.now() - ACTIVITY_RETENTION_DAYS * DAY_MS).toISOString().slice(0, 10);
     const first = fromDay > cutoff ? fromDay : cutoff;
+    // One accumulator, the registered flag in the group key: FerretDB 1.x answers 0 for every
+    // accumulator of a $group but the first. At most two groups per day and app come back.
     const groups = await guard(() =>
       this.collection
-        .aggregate<{ _id: { day: string; appKey: string }; active: number; registered: number }>([
+        .aggregate<{ _id: { day: string; appKey: string; registered: number }; users: number }>([
           { $match: { day: { $gte: first, $lte: toDay } } },
-          { $group: { _id: { day: "$day", appKey: "$appKey" }, active: { $sum: 1 }, registered: { $sum: "$registered" } } },
+          { $group: { _id: { day: "$day", appKey: "$appKey", registered: "$registered" }, users: { $sum: 1 } } },
         ])
         .toArray(),
     );
-    return groups.map(({ _id, active, registered }) => ({ day: _id.day, appKey: _id.appKey, active, registered }));
+    const counts = new Map<string, DailyActivity>();
+    for (const { _id, users } of groups) {
+      const key = `${_id.day}|${_id.appKey}`;
+      const count = counts.get(key) ?? { day: _id.day, appKey: _id.appKey, active: 0, registered: 0 };
+      count.active += users;
+      if (_id.registered) count.registered += users;
+      counts.set(key, count);
+    }
+    return [...counts.values()];
   }
 }
 
