@@ -244,6 +244,7 @@ export function createServiceDeps({
     revocations: { feed, store: store.revocations, retentionMs, heartbeatMs },
     platforms,
     broker,
+    log,
     now,
   };
   return { accessTokens, deps };

@@ -80,13 +80,16 @@ export function createAuditWriter({ audit, activity, now, log }: AuditDeps) {
       outcome,
       ...(Object.keys(note.details).length && !method.factOnly ? { details: note.details } : {}),
     };
+    const logLost = (err: unknown) => (ctx.values.get(kRequestLog) ?? log)?.error({ event: { ...event, address: undefined }, err: describeError(err) }, "audit event not written");
+    // The call failed because the store did not answer: a write now would only wait as long again.
+    if (outcome === "STORE_UNAVAILABLE") return logLost(new Error("store unavailable"));
     try {
       if (logged) await audit.append(event);
       if (outcome === "ok" && method.activity && note.subjectUserId && note.appKey) {
         await activity.record(shanghaiDay(now()), note.appKey, note.subjectUserId, note.registered ?? false);
       }
     } catch (err) {
-      (ctx.values.get(kRequestLog) ?? log)?.error({ event: { ...event, address: undefined }, err: describeError(err) }, "audit event not written");
+      logLost(err);
     }
   }
 

@@ -9,6 +9,7 @@ import { createAccountLibrary, type PlatformProfile } from "./accounts.js";
 import { createAccountLifecycle } from "./account-lifecycle.js";
 import { createAuditWriter } from "./audit.js";
 import { createContentCheck } from "./content-check.js";
+import type { Logger } from "./interceptors.js";
 import { createAttemptLimiter, type AttemptLimit } from "./attempt-limiter.js";
 import { apiError, fieldInvalid } from "./errors.js";
 import type { RevocationDeps } from "./revocation-rpcs.js";
@@ -51,6 +52,8 @@ export interface IdentityServiceDeps {
   /** WatchRevocations' feed and log. */
   revocations: RevocationDeps;
   passwordLimits?: PasswordLimits;
+  /** For what a call's own logger cannot take (a call made without one). */
+  log?: Logger;
   now?: () => number;
 }
 
@@ -77,6 +80,7 @@ export function createServiceContext({
   passwordLimits = DEFAULT_PASSWORD_LIMITS,
   internalCallers = [],
   rateLimits = DEFAULT_LIMITS,
+  log,
   now = Date.now,
 }: IdentityServiceDeps) {
   const rates = {
@@ -91,7 +95,7 @@ export function createServiceContext({
   const accounts = createAccountLibrary({ users, now });
   const wechatData = createWechatData({ wechat: platforms.wechat, broker, replays, now });
   const lifecycle = createAccountLifecycle({ users, sessions, accounts, audit });
-  const auditWriter = createAuditWriter({ audit, activity, now });
+  const auditWriter = createAuditWriter({ audit, activity, now, ...(log ? { log } : {}) });
   const contentCheck = createContentCheck({ wechat: platforms.wechat, broker });
 
   /** The configured app of this key or platform appid, if any. */
