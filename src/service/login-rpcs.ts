@@ -40,9 +40,13 @@ export function createLoginRpcs(
   const addressFailures = createAttemptLimiter(passwordLimits.perAddress, now);
 
   /** Answers a retried Login from the first one, or says the code is spent once the client has moved on. */
-  async function replayLogin(record: LoginReplay, code: string): Promise<MessageInitShape<typeof LoginResponseSchema>> {
+  async function replayLogin(record: LoginReplay, code: string, ctx: HandlerContext): Promise<MessageInitShape<typeof LoginResponseSchema>> {
     const replayed = await sessions.replay(record.sessionId, code);
     if (!replayed) throw new WechatError("code_used", "jscode2session", 40163);
+    const note = noteOf(ctx);
+    Object.assign(note, { subjectUserId: replayed.session.userId ?? undefined, appKey: replayed.session.appKey });
+    // The same sign-in answered again (a client's retry), not a second one.
+    Object.assign(note.details, { method: replayed.session.platform, replayed: "true" });
     const user = replayed.session.userId ? await accounts.activeUser(replayed.session.userId) : null;
     return { tokens: tokensToWire(replayed.tokens), registered: record.registered, firstLogin: record.firstLogin, ...(user ? { user: userToWire(user) } : {}), openid: record.openid };
   }
@@ -172,14 +176,14 @@ export function createLoginRpcs(
 
       const replayKey = code ? codeKey("login", app.appid, code) : "";
       const earlier = replayKey ? ((await replays.recall(replayKey)) as LoginReplay | null) : null;
-      if (earlier) return replayLogin(earlier, code);
+      if (earlier) return replayLogin(earlier, code, ctx);
       let platform: PlatformSignIn;
       try {
         platform = ctx.values.get(kAssertedSignIn) ?? (await signIn(app, { code, idToken, nonce: req.nonce }, ctx.signal));
       } catch (e) {
         // A parallel Login with the same code may have redeemed it a moment ago.
         const late = replayKey && e instanceof WechatError && e.kind === "code_used" ? ((await replays.recall(replayKey)) as LoginReplay | null) : null;
-        if (late) return replayLogin(late, code);
+        if (late) return replayLogin(late, code, ctx);
         throw e;
       }
       const identity = identityFrom(app, platform);

@@ -29,4 +29,16 @@ describe("an audit log that cannot be written", () => {
     const me = await f.login();
     expect((await f.store.audit.list({ subjectUserId: me.userId }, 10)).map((e) => e.type)).toEqual(["login"]);
   });
+
+  it("records a Login retried with the same code under its user, marked as replayed", async () => {
+    const { code } = f.mintCode();
+    const request = { appId: "demo", credential: { case: "code" as const, value: code } };
+    const first = await f.client.login(request);
+    await f.client.login(request);
+    const events = await f.store.audit.list({ subjectUserId: first.user!.id }, 10);
+    expect(events.map((e) => [e.type, e.details])).toEqual([
+      ["login", { method: "wechat-miniprogram", replayed: "true" }],
+      ["login", { method: "wechat-miniprogram" }],
+    ]);
+  });
 });
