@@ -185,29 +185,29 @@ export function createIdentity(options: IdentityOptions) {
     return bodyOf<T>(await withToken(s, (token) => send(post(method, body, token), timeout)));
   }
 
-  /** Caches a login code now, so that a later login (or re-login) needs no platform.login() call. */
+  /**
+   * Caches a login code now, so that a later login (or re-login) needs no platform.login() call.
+   * Never rejects: a code it could not get is fetched again at login.
+   */
   function prefetch(): Promise<void> {
-    if (!fetchingCode) {
-      fetchingCode = (async () => {
-        if (cachedCode && Date.now() - cachedCode.at < CODE_FRESH_MS) return;
-        // A new code rotates the session_key the service holds: only fetch when that key is dead anyway.
-        if (session && (await platform.checkSession())) return;
-        cachedCode = { code: await platform.login(), at: Date.now() };
-      })().then(
-        () => {
-          fetchingCode = undefined;
-        },
-        (error) => {
-          fetchingCode = undefined;
-          throw error;
-        },
-      );
-    }
+    fetchingCode ??= (async () => {
+      if (cachedCode && Date.now() - cachedCode.at < CODE_FRESH_MS) return;
+      // A new code rotates the session_key the service holds: only fetch when that key is dead anyway.
+      if (session && (await platform.checkSession())) return;
+      cachedCode = { code: await platform.login(), at: Date.now() };
+    })().then(
+      () => {
+        fetchingCode = undefined;
+      },
+      () => {
+        fetchingCode = undefined;
+      },
+    );
     return fetchingCode;
   }
 
   async function takeCode(): Promise<{ code: string; cached: boolean }> {
-    if (fetchingCode) await fetchingCode.catch(() => undefined);
+    await fetchingCode;
     const held = cachedCode;
     cachedCode = undefined;
     if (held && Date.now() - held.at < CODE_FRESH_MS) return { code: held.code, cached: true };
@@ -257,7 +257,7 @@ export function createIdentity(options: IdentityOptions) {
   }
 
   // Early, so that the phone button's handler never has to call wx.login (which rotates the session_key).
-  prefetch().catch(() => undefined);
+  prefetch();
 
   return {
     /** The signed-in user as last answered, or undefined. */
@@ -276,6 +276,8 @@ export function createIdentity(options: IdentityOptions) {
     },
     prefetch,
     login,
+    /** The access token, refreshed if due, for platform calls request() does not cover (wx.uploadFile, wx.connectSocket). */
+    token: () => current().then((s) => s.accessToken),
     /** Signs in (if needed) and binds the phone from the button's e.detail; registers an explicit app's new user. */
     async phoneLogin(detail: PhoneDetail): Promise<LoginResult> {
       phoneBody(detail);

@@ -41,10 +41,14 @@ const NEWER_BUILTINS = [
   "globalThis.queueMicrotask",
 ];
 
-/** A fresh mini-program "realm" with the kit loaded, as `require` of miniprogram_dist/index.js gives it. */
-export async function loadKit(): Promise<typeof Kit> {
+/**
+ * A fresh mini-program "realm": the kit loaded as `require` of miniprogram_dist/index.js gives it,
+ * and `evaluate` to run other CommonJS files (an example's pages) in the same realm. `globals` adds
+ * what the runtime would have besides (wx, App, Page, getApp).
+ */
+export async function createRealm(globals: Record<string, unknown> = {}) {
   const source = await kitSource();
-  const context = vm.createContext({ console, setTimeout, clearTimeout, __deviceMs: () => clock.device });
+  const context = vm.createContext({ console, setTimeout, clearTimeout, ...globals, __deviceMs: () => clock.device });
   vm.runInContext(
     `(() => {
       const now = Date.now, offset = __deviceMs;
@@ -57,10 +61,17 @@ export async function loadKit(): Promise<typeof Kit> {
     })()`,
     context,
   );
-  const module = { exports: {} as typeof Kit };
-  const load = vm.runInContext(`(function (module, exports) {${source}\n})`, context);
-  load(module, module.exports);
-  return module.exports;
+  function evaluate(code: string, filename: string, require: (name: string) => unknown = () => undefined): unknown {
+    const module = { exports: {} };
+    const load = vm.runInContext(`(function (require, module, exports) {${code}\n})`, context, { filename });
+    load(require, module, module.exports);
+    return module.exports;
+  }
+  return { kit: evaluate(source, "miniprogram_dist/index.js") as typeof Kit, evaluate };
+}
+
+export async function loadKit(): Promise<typeof Kit> {
+  return (await createRealm()).kit;
 }
 
 /** Names a host promises nowhere in a mini-program; none may appear in the bundle. */
@@ -108,6 +119,11 @@ export function createDevice(options: DeviceOptions) {
   const calls: RecordedCall[] = [];
   const state = { offline: 0, inFlight: 0, maxInFlight: 0, logins: 0, sessionValid: true, lastCode: "" };
   const alipay = dialect === "my";
+  // Alipay's user id: 2088 and 12 digits.
+  const userId = `2088${BigInt(`0x${openid.slice(1, 13)}`)
+    .toString()
+    .padStart(12, "0")
+    .slice(-12)}`;
 
   async function mint(): Promise<string> {
     state.logins++;
@@ -115,7 +131,7 @@ export function createDevice(options: DeviceOptions) {
       dialect === "qq"
         ? await simPost(options.sim, "/sim/qq/login-code", { appid: options.appid, openid })
         : alipay
-          ? await simPost(options.sim, "/sim/alipay/auth-code", { appid: options.appid, userId: `2088${openid.replace(/\D/g, "").padEnd(12, "0").slice(0, 12)}` })
+          ? await simPost(options.sim, "/sim/alipay/auth-code", { appid: options.appid, userId })
           : await simPost(options.sim, "/sim/login-code", { appid: options.appid, openid });
     state.lastCode = minted.code;
     return minted.code;
@@ -203,6 +219,7 @@ export function createDevice(options: DeviceOptions) {
   return {
     api: api as unknown as Kit.MiniProgramApi,
     openid,
+    userId,
     storage,
     calls,
     state,
