@@ -2,8 +2,9 @@
 // explicit registration, a QQ and an Alipay app; one-minute access tokens and no refresh grace,
 // so tests can expire a token or catch a reused refresh token by moving the clocks.
 import { generateKeyPairSync } from "node:crypto";
-import { startHarness } from "../../../test/support/harness.js";
-import { serverNow } from "./support.js";
+import { afterAll, afterEach, beforeAll } from "vitest";
+import { type Harness, startHarness } from "../../../test/support/harness.js";
+import { clock, type Kit, loadKit, serverNow } from "./support.js";
 
 export const APPIDS = { mp: "wx00000000000000c1", gated: "wx00000000000000c2", qq: "1110000003", ali: "2021000000000003" };
 
@@ -30,4 +31,19 @@ export function startService() {
     undefined,
     serverNow,
   );
+}
+
+/** For a test file: the service and the kit before its tests, both clocks put back after each. */
+export function useService(ready: (h: Harness, kit: typeof Kit) => void): void {
+  let h: Harness | undefined;
+  beforeAll(async () => {
+    const [started, kit] = await Promise.all([startService(), loadKit()]);
+    h = started;
+    ready(started, kit);
+  });
+  afterAll(() => h?.close());
+  afterEach(() => {
+    clock.device = 0;
+    clock.server = 0;
+  });
 }

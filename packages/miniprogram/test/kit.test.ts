@@ -3,21 +3,17 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { build, transform } from "esbuild";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Harness, injectFault, login as serviceLogin, reasonOf, rpc, simPost } from "../../../test/support/harness.js";
 import { bundleOptions } from "../build.mjs";
-import { APPIDS, startService } from "./harness-config.js";
-import { clock, createDevice, type Device, FORBIDDEN_GLOBALS, type Kit, kitSource, loadKit, refusal } from "./support.js";
+import { APPIDS, useService } from "./harness-config.js";
+import { clock, createDevice, type Device, FORBIDDEN_GLOBALS, type Kit, kitSource, refusal } from "./support.js";
 
 let h: Harness;
 let kit: typeof Kit;
-beforeAll(async () => {
-  [h, kit] = await Promise.all([startService(), loadKit()]);
-});
-afterAll(() => h?.close());
-afterEach(() => {
-  clock.device = 0;
-  clock.server = 0;
+useService((started, loaded) => {
+  h = started;
+  kit = loaded;
 });
 
 const device = (appid = APPIDS.mp, openid?: string) => createDevice({ sim: h.sim, appid, ...(openid ? { openid } : {}) });

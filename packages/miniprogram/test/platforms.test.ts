@@ -2,20 +2,16 @@
 // (my.getAuthCode, `headers` in, `status` out, non-2xx through fail, storage by {key}), Douyin's tt
 // (login needs force) and uni-app (login needs a provider). tt and uni sign in to a WeChat app here:
 // uni-app compiled for WeChat gets wx codes, and the service has no Douyin login yet.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type Harness, rpc, simPost } from "../../../test/support/harness.js";
-import { APPIDS, startService } from "./harness-config.js";
-import { clock, createDevice, type Dialect, type Kit, loadKit, refusal } from "./support.js";
+import { APPIDS, useService } from "./harness-config.js";
+import { clock, createDevice, type Dialect, type Kit, refusal } from "./support.js";
 
 let h: Harness;
 let kit: typeof Kit;
-beforeAll(async () => {
-  [h, kit] = await Promise.all([startService(), loadKit()]);
-});
-afterAll(() => h?.close());
-afterEach(() => {
-  clock.device = 0;
-  clock.server = 0;
+useService((started, loaded) => {
+  h = started;
+  kit = loaded;
 });
 
 const cases: Array<{ dialect: Dialect; appId: keyof typeof APPIDS; platform: string }> = [
