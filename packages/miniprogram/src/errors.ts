@@ -57,18 +57,8 @@ interface ErrorBody {
   details?: Array<{ type?: unknown; debug?: { reason?: unknown; metadata?: Record<string, string> } }>;
 }
 
-// For a body that is no Connect error (a proxy's 502 page, say).
-const CODE_OF_STATUS: Record<number, string> = {
-  400: "invalid_argument",
-  401: "unauthenticated",
-  403: "permission_denied",
-  404: "not_found",
-  409: "aborted",
-  429: "resource_exhausted",
-  502: "unavailable",
-  503: "unavailable",
-  504: "unavailable",
-};
+// For a body that is no Connect error (a proxy's 502 page, say); 5xx otherwise is "unavailable".
+const CODE_OF_STATUS: Record<number, string> = { 401: "unauthenticated", 429: "resource_exhausted" };
 
 /** The body as an object: platforms hand JSON over parsed or, with some dataTypes, as text. */
 export function jsonOf(data: unknown): Record<string, unknown> | undefined {
@@ -89,24 +79,23 @@ function headerOf(header: Record<string, string>, name: string): string | undefi
 }
 
 /**
- * The reason of a refusal: the Connect error's `details[].debug.reason`, or the flat `reason` that
- * @identity-service/client's middleware answers with on an app's own backend.
+ * The body of a refusal and its reason: the Connect error's `details[].debug.reason`, or the flat
+ * `reason` that @identity-service/client's middleware answers with on an app's own backend.
  */
-export function reasonOf(res: HttpResponse): string | undefined {
-  const body = jsonOf(res.data) as ErrorBody | undefined;
-  if (!body) return undefined;
+function refusalOf(res: HttpResponse): { body: ErrorBody; reason: string | undefined; metadata: Record<string, string> } {
+  const body = (jsonOf(res.data) ?? {}) as ErrorBody;
   const info = Array.isArray(body.details) ? body.details.find((d) => d && d.type === "google.rpc.ErrorInfo") : undefined;
   const reason = info?.debug?.reason ?? body.reason;
-  return typeof reason === "string" ? reason : undefined;
+  return { body, reason: typeof reason === "string" ? reason : undefined, metadata: info?.debug?.metadata ?? {} };
 }
+
+export const reasonOf = (res: HttpResponse): string | undefined => refusalOf(res).reason;
 
 /** The IdentityError for a non-200 answer. */
 export function errorOf(res: HttpResponse): IdentityError {
-  const body = (jsonOf(res.data) ?? {}) as ErrorBody;
-  const info = Array.isArray(body.details) ? body.details.find((d) => d && d.type === "google.rpc.ErrorInfo") : undefined;
-  const metadata = info?.debug?.metadata ?? {};
-  const code = typeof body.code === "string" ? body.code : (CODE_OF_STATUS[res.statusCode] ?? "unknown");
+  const { body, reason, metadata } = refusalOf(res);
+  const code = typeof body.code === "string" ? body.code : (CODE_OF_STATUS[res.statusCode] ?? (res.statusCode >= 500 ? "unavailable" : "unknown"));
   const retryAfter = Number(headerOf(res.header, "retry-after") ?? metadata.retryAfterSeconds);
   const message = typeof body.message === "string" ? body.message : `HTTP ${res.statusCode}`;
-  return new IdentityError(code, reasonOf(res) ?? "", message, res.statusCode, metadata, retryAfter > 0 ? retryAfter : undefined);
+  return new IdentityError(code, reason ?? "", message, res.statusCode, metadata, retryAfter > 0 ? retryAfter : undefined);
 }

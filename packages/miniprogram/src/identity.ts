@@ -123,39 +123,47 @@ export function createIdentity(options: IdentityOptions) {
     return body as T;
   }
 
-  /** One Refresh at a time, shared by every call that needs it. */
+  function held(): Session {
+    if (!session) throw new IdentityError("unauthenticated", "TOKEN_MISSING", "not logged in: call login() first", 401);
+    return session;
+  }
+
+  /** Renews `used`: Refresh, or for a pending session (which has no refresh token) a new Login. */
+  async function renew(used: Session): Promise<Session> {
+    if (!used.refreshToken) {
+      await login();
+      return held();
+    }
+    const res = await send(post("Refresh", { refreshToken: used.refreshToken }), timeout);
+    // A login or logout meanwhile wins over what this refresh brings.
+    if (session !== used) return held();
+    if (res.statusCode === 200) {
+      const body = bodyOf<{ tokens?: unknown }>(res);
+      if (isTokens(body.tokens)) return adopt(body.tokens, used.registered, used.user);
+      throw localError("BAD_RESPONSE", "Refresh answered no tokens");
+    }
+    const error = errorOf(res);
+    // Whatever the reason, a refresh token the service refuses will never work again.
+    if (res.statusCode === 401) signOut(used, error);
+    throw error;
+  }
+
+  /** One renewal at a time, shared by every call that needs it. */
   function refreshFrom(used: Session): Promise<Session> {
     if (session && session !== used) return Promise.resolve(session);
     if (!refreshing) {
       const done = () => {
         refreshing = undefined;
       };
-      refreshing = send(post("Refresh", { refreshToken: used.refreshToken }), timeout).then(
-        (res) => {
-          done();
-          if (res.statusCode === 200) {
-            const body = bodyOf<{ tokens?: unknown }>(res);
-            if (isTokens(body.tokens)) return adopt(body.tokens, used.registered, used.user);
-            throw localError("BAD_RESPONSE", "Refresh answered no tokens");
-          }
-          const error = errorOf(res);
-          // Whatever the reason, a refresh token the service refuses will never work again.
-          if (res.statusCode === 401) signOut(used, error);
-          throw error;
-        },
-        (error) => {
-          done();
-          throw error;
-        },
-      );
+      refreshing = renew(used);
+      refreshing.then(done, done);
     }
     return refreshing;
   }
 
   /** The session to call with, refreshed first when its access token is about to expire. */
   async function current(): Promise<Session> {
-    const s = session;
-    if (!s) throw new IdentityError("unauthenticated", "TOKEN_MISSING", "not logged in: call login() first", 401);
+    const s = held();
     if (!refreshDue(s)) return s;
     try {
       return await refreshFrom(s);
@@ -192,8 +200,9 @@ export function createIdentity(options: IdentityOptions) {
   function prefetch(): Promise<void> {
     fetchingCode ??= (async () => {
       if (cachedCode && Date.now() - cachedCode.at < CODE_FRESH_MS) return;
-      // A new code rotates the session_key the service holds: only fetch when that key is dead anyway.
-      if (session && (await platform.checkSession())) return;
+      // A new code rotates the session_key the service holds: with a user's session, only fetch
+      // when that key is dead anyway. A pending one will need a Login (it cannot Refresh).
+      if (session?.registered && (await platform.checkSession())) return;
       cachedCode = { code: await platform.login(), at: Date.now() };
     })().then(
       () => {

@@ -61,7 +61,12 @@ export function createSessionStore(platform: Platform, appId: string) {
   return {
     /** The stored session, or undefined when there is none or it is not one of ours. */
     load(): Session | undefined {
-      const s = platform.getItem(key) as Session | undefined;
+      let s: Session | undefined;
+      try {
+        s = platform.getItem(key) as Session | undefined;
+      } catch {
+        return undefined;
+      }
       return s && typeof s.accessToken === "string" && typeof s.refreshToken === "string" && typeof s.expiresAt === "number" ? s : undefined;
     },
     save(session: Session): void {

@@ -94,6 +94,39 @@ describe("login", () => {
     expect(d.state.logins).toBe(1);
   });
 
+  it("the legacy phone button on a fresh device decrypts: its code was fetched before the tap", async () => {
+    const d = device();
+    const identity = identityOn(d);
+    await identity.prefetch();
+    // The button's data, encrypted with the key of the latest code: the prefetched one.
+    const detail = await simPost(h.sim, "/sim/encrypt", { appid: APPIDS.mp, openid: d.openid, data: { phoneNumber: "13900139000", purePhoneNumber: "13900139000", countryCode: "86" } });
+    const result = await identity.phoneLogin(detail);
+    expect(result.user?.phoneNumber).toBe("13900139000");
+    expect([d.state.logins, d.count("BindPhone")]).toEqual([1, 1]);
+  });
+
+  it("an explicit app's pending session, which has no refresh token, is renewed by a Login before phoneLogin registers it", async () => {
+    const d = device(APPIDS.gated);
+    const identity = identityOn(d, "gated");
+    await identity.login();
+    clock.device += 61_000;
+    clock.server += 61_000;
+    const result = await identity.phoneLogin({ code: (await phoneCode(APPIDS.gated)).code });
+    expect(result.registered).toBe(true);
+    expect([d.count("Refresh"), d.count("Login")]).toEqual([0, 2]);
+    expect(identity.isLoggedIn()).toBe(true);
+  });
+
+  it("WeChat's rate limit is RATE_LIMITED, not retried; a stored value that is not a session is no session", async () => {
+    await injectFault(h.sim, { path: "/sns/jscode2session", errcode: 45011 });
+    const d = device();
+    const limited = await refusal(identityOn(d).login());
+    expect([limited.code, limited.reason, limited.status]).toEqual(["resource_exhausted", "RATE_LIMITED", 429]);
+    expect(d.count("Login")).toBe(1);
+    d.storage.set("identity:mp", { accessToken: 1 });
+    expect(identityOn(d).isLoggedIn()).toBe(false);
+  });
+
   it("a refused phone button is PHONE_NOT_GRANTED, before any request", async () => {
     const d = device();
     const denied = await refusal(identityOn(d).phoneLogin({ errMsg: "getPhoneNumber:fail user deny" }));
@@ -188,6 +221,33 @@ describe("tokens", () => {
     expect(reasonOf(await rpc(h.httpUrl, "GetUser", {}, accessToken))).toBe("TOKEN_REVOKED");
   });
 
+  it("logout with an expired access token still ends the session, without a Refresh first", async () => {
+    const d = device();
+    const identity = identityOn(d);
+    await identity.login();
+    const { refreshToken } = d.storage.get("identity:mp") as { refreshToken: string };
+    clock.device += 61_000;
+    clock.server += 61_000;
+    await identity.logout({ allSessions: true });
+    expect(d.count("Refresh")).toBe(0);
+    expect((await rpc(h.httpUrl, "Refresh", { refreshToken })).status).toBe(401);
+  });
+
+  it("a login while a Refresh is in flight keeps the login's session", async () => {
+    const d = device();
+    const identity = identityOn(d);
+    await identity.login();
+    clock.device += 61_000;
+    clock.server += 61_000;
+    Object.assign(d.state, { slowPath: "/Refresh", slowMs: 300 });
+    const calling = identity.call("GetUser", {});
+    await identity.login();
+    const after = (d.storage.get("identity:mp") as { accessToken: string }).accessToken;
+    await calling;
+    expect(d.count("Refresh")).toBe(1);
+    expect((d.storage.get("identity:mp") as { accessToken: string }).accessToken).toBe(after);
+  });
+
   it("an offline blip keeps the tokens: calls retry with backoff and succeed", async () => {
     const d = device();
     const identity = identityOn(d);
@@ -232,6 +292,11 @@ describe("request(): the app's own backend", () => {
     backend = createServer((req, res) => {
       seen.push(req.headers.authorization ?? "");
       // Refuse as @identity-service/client's middleware does: a flat {code, reason}.
+      if (req.url === "/identity.v1.IdentityService/Login") {
+        const info = { type: "google.rpc.ErrorInfo", value: "", debug: { reason: "RATE_LIMITED", domain: "identity.v1", metadata: { retryAfterSeconds: "30" } } };
+        res.writeHead(429, { "content-type": "application/json", "retry-after": "30" }).end(JSON.stringify({ code: "resource_exhausted", message: "slow down", details: [info] }));
+        return;
+      }
       if (req.url === "/expiring" && expireNext > 0) {
         expireNext--;
         res.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ code: "unauthenticated", reason: "TOKEN_EXPIRED" }));
@@ -255,6 +320,12 @@ describe("request(): the app's own backend", () => {
     expect(answers[7]!.data).toEqual({ ok: true, path: "/orders/7" });
     expect(d.state.maxInFlight).toBe(10);
     expect(new Set(seen)).toEqual(new Set([`Bearer ${accessToken}`]));
+  });
+
+  it("an error's retryAfter comes from the retry-after header", async () => {
+    const identity = kit.createIdentity({ baseUrl: backendUrl, appId: "mp", platform: device().api });
+    const error = await refusal(identity.login());
+    expect([error.code, error.reason, error.retryAfter, error.metadata.retryAfterSeconds, error.message]).toEqual(["resource_exhausted", "RATE_LIMITED", 30, "30", "slow down"]);
   });
 
   it("a backend's TOKEN_EXPIRED refreshes once and retries with the new token", async () => {

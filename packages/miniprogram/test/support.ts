@@ -117,7 +117,8 @@ export function createDevice(options: DeviceOptions) {
   const openid = options.openid ?? `o${randomBytes(12).toString("hex")}`;
   const storage = new Map<string, unknown>();
   const calls: RecordedCall[] = [];
-  const state = { offline: 0, inFlight: 0, maxInFlight: 0, logins: 0, sessionValid: true, lastCode: "" };
+  // slowPath/slowMs hold back the requests whose URL ends so (to make a race certain).
+  const state = { offline: 0, inFlight: 0, maxInFlight: 0, logins: 0, sessionValid: true, lastCode: "", slowPath: "", slowMs: 0 };
   const alipay = dialect === "my";
   // Alipay's user id: 2088 and 12 digits.
   const userId = `2088${BigInt(`0x${openid.slice(1, 13)}`)
@@ -153,7 +154,9 @@ export function createDevice(options: DeviceOptions) {
     state.inFlight++;
     state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
     const body = o.data === undefined || typeof o.data === "string" ? o.data : JSON.stringify(o.data);
-    fetch(o.url, { method: o.method, headers: header, body, signal: AbortSignal.any([controller.signal, AbortSignal.timeout(o.timeout ?? 60_000)]) })
+    const held = state.slowPath && o.url.endsWith(state.slowPath) ? state.slowMs : 0;
+    new Promise((resolve) => setTimeout(resolve, held))
+      .then(() => fetch(o.url, { method: o.method, headers: header, body, signal: AbortSignal.any([controller.signal, AbortSignal.timeout(o.timeout ?? 60_000)]) }))
       .then(async (res) => {
         const text = await res.text();
         let data: unknown = text;
