@@ -61,6 +61,10 @@ export interface RequestOptions {
   timeout?: number;
   dataType?: string;
   responseType?: string;
+  /** Refused: request() returns a promise. */
+  success?: unknown;
+  fail?: unknown;
+  complete?: unknown;
 }
 
 export type { HttpResponse };
@@ -187,10 +191,10 @@ export function createIdentity(options: IdentityOptions) {
     return res;
   }
 
-  async function call<T = Record<string, unknown>>(method: string, body?: unknown): Promise<T> {
+  async function call<T = Record<string, unknown>>(method: string, body?: unknown, opts: { timeout?: number } = {}): Promise<T> {
     if (typeof method !== "string" || !/^[A-Z][A-Za-z]*$/.test(method)) throw new TypeError(`call: "${method}" is not an IdentityService method name`);
     const s = await current();
-    return bodyOf<T>(await withToken(s, (token) => send(post(method, body, token), timeout)));
+    return bodyOf<T>(await withToken(s, (token) => send(post(method, body, token), opts.timeout || timeout)));
   }
 
   /**
@@ -330,6 +334,8 @@ export function createIdentity(options: IdentityOptions) {
     /** wx.request for the app's own backend, with the bearer and the same token rules; resolves with any HTTP status. */
     async request(req: RequestOptions): Promise<HttpResponse> {
       if (!req || typeof req.url !== "string") throw new TypeError("request: url is required");
+      // Silently never calling them would be worse than saying so.
+      if (req.success || req.fail || req.complete) throw new TypeError("request: returns a promise; success, fail and complete are not called");
       const header = req.header || {};
       const build = (token?: string): HttpRequest => ({
         url: req.url,

@@ -253,6 +253,7 @@ describe("tokens", () => {
     const identity = identityOn(d);
     await identity.login();
     const stored = d.storage.get("identity:mp");
+    await expect(identity.request({ url: "https://api.example.com", success: () => {} })).rejects.toThrow(/promise/);
     d.state.offline = 2;
     await identity.call("GetUser", {});
     expect(d.count("GetUser")).toBe(3);
@@ -261,11 +262,11 @@ describe("tokens", () => {
 
   it("offline longer than the timeout: NETWORK after about the timeout, and still logged in", async () => {
     const d = device();
-    const identity = identityOn(d, "mp", { timeout: 1200 });
+    const identity = identityOn(d);
     await identity.login();
     d.state.offline = 1000;
     const started = Date.now();
-    const error = await refusal(identity.call("GetUser", {}));
+    const error = await refusal(identity.call("GetUser", {}, { timeout: 1200 }));
     expect([error.code, error.reason]).toEqual(["unavailable", "NETWORK"]);
     expect(Date.now() - started).toBeLessThan(1500);
     expect(identity.isLoggedIn()).toBe(true);
