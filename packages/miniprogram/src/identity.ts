@@ -81,12 +81,17 @@ function phoneBody(detail: PhoneDetail | undefined): Record<string, string> {
   throw localError("PHONE_NOT_GRANTED", errMsg || "the phone button gave no code");
 }
 
+function tokensOf(body: { tokens?: unknown }): Tokens {
+  if (!isTokens(body.tokens)) throw localError("BAD_RESPONSE", "the answer has no tokens");
+  return body.tokens;
+}
+
 export function createIdentity(options: IdentityOptions) {
   const { baseUrl, appId, platform: api } = options || ({} as IdentityOptions);
   if (typeof baseUrl !== "string" || !/^https?:\/\/./.test(baseUrl)) throw new TypeError("createIdentity: baseUrl must be an http(s) address");
   if (typeof appId !== "string" || !appId) throw new TypeError("createIdentity: appId is required");
   if (!api || typeof api.request !== "function" || typeof api.getStorageSync !== "function") {
-    throw new TypeError("createIdentity: platform must be the runtime's API object (wx, qq, my, tt or uni)");
+    throw new TypeError("createIdentity: platform must be wx, qq, my, tt or uni");
   }
   const timeout = options.timeout || 15_000;
   const platform = adaptPlatform(api, options.provider);
@@ -123,7 +128,7 @@ export function createIdentity(options: IdentityOptions) {
   function bodyOf<T>(res: HttpResponse): T {
     if (res.statusCode !== 200) throw errorOf(res);
     const body = jsonOf(res.data);
-    if (!body) throw localError("BAD_RESPONSE", `HTTP 200 with a body that is not JSON`);
+    if (!body) throw localError("BAD_RESPONSE", "the answer is not JSON");
     return body as T;
   }
 
@@ -142,9 +147,7 @@ export function createIdentity(options: IdentityOptions) {
     // A login or logout meanwhile wins over what this refresh brings.
     if (session !== used) return held();
     if (res.statusCode === 200) {
-      const body = bodyOf<{ tokens?: unknown }>(res);
-      if (isTokens(body.tokens)) return adopt(body.tokens, used.registered, used.user);
-      throw localError("BAD_RESPONSE", "Refresh answered no tokens");
+      return adopt(tokensOf(bodyOf(res)), used.registered, used.user);
     }
     const error = errorOf(res);
     // Whatever the reason, a refresh token the service refuses will never work again.
@@ -239,8 +242,7 @@ export function createIdentity(options: IdentityOptions) {
         continue;
       }
       const body = bodyOf<{ tokens?: unknown; registered?: boolean; firstLogin?: boolean; user?: User }>(res);
-      if (!isTokens(body.tokens)) throw localError("BAD_RESPONSE", "Login answered no tokens");
-      adopt(body.tokens, body.registered === true, body.user);
+      adopt(tokensOf(body), body.registered === true, body.user);
       return { user: body.user, registered: body.registered === true, firstLogin: body.firstLogin === true };
     }
   }
