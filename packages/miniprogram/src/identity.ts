@@ -224,9 +224,9 @@ export function createIdentity(options: IdentityOptions) {
 
   async function takeCode(): Promise<{ code: string; cached: boolean }> {
     await fetchingCode;
-    const held = cachedCode;
+    const kept = cachedCode;
     cachedCode = undefined;
-    if (held && Date.now() - held.at < CODE_FRESH_MS) return { code: held.code, cached: true };
+    if (kept && Date.now() - kept.at < CODE_FRESH_MS) return { code: kept.code, cached: true };
     return { code: await platform.login(), cached: false };
   }
 
