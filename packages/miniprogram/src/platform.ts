@@ -117,7 +117,7 @@ export function adaptPlatform(api: MiniProgramApi, provider = "weixin"): Platfor
     if (!alipay && !api.login) throw localError("PLATFORM_LOGIN_FAILED", "this platform object has no login()");
     let res: PlatformResult;
     try {
-      // tt.login without force gives only an anonymousCode to a user not signed in to Douyin.
+      // force is tt.login's default, said anyway: with force false a user not signed in to Douyin gets only an anonymousCode.
       res = alipay ? await invoke(api, "getAuthCode", { scopes: "auth_base" }) : await invoke(api, "login", uni ? { provider } : { force: true });
     } catch (failure) {
       throw localError("PLATFORM_LOGIN_FAILED", failureText(failure as PlatformResult));

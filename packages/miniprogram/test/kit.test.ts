@@ -82,7 +82,11 @@ describe("login", () => {
     const result = await identity.phoneLogin({ code: phone.code });
     expect(result.user?.phoneNumber).toBe(phone.phoneNumber);
     expect(identity.isLoggedIn()).toBe(true);
+    // BindPhone's tokens are a user's: the next expiry is a Refresh, no longer a Login.
+    clock.device += 61_000;
+    clock.server += 61_000;
     expect((await identity.call<{ user: { id: string } }>("GetUser", {})).user.id).toBe(result.user?.id);
+    expect([d.count("Refresh"), d.count("Login")]).toEqual([1, 1]);
   });
 
   it("phoneLogin on a fresh device logs in with the prefetched code, then binds the phone", async () => {

@@ -195,7 +195,7 @@ export function createDevice(options: DeviceOptions) {
   };
   if (dialect === "wx" || dialect === "qq") api.login = (o: CallOptions) => callback(o, async () => ({ code: await mint(), errMsg: "login:ok" }));
   if (dialect === "tt") {
-    // Without force, a user not signed in to Douyin gets only an anonymousCode.
+    // With force false, a user not signed in to Douyin gets only an anonymousCode.
     api.login = (o: CallOptions) => callback(o, async () => (o.force === false ? { anonymousCode: "anon", isLogin: false } : { code: await mint(), anonymousCode: "anon", isLogin: true }));
   }
   if (dialect === "uni") {
