@@ -18,6 +18,13 @@ useService((started, loaded) => {
 
 const device = (appid = APPIDS.mp, openid?: string) => createDevice({ sim: h.sim, appid, ...(openid ? { openid } : {}) });
 const identityOn = (d: Device, appId = "mp", extra: object = {}) => kit.createIdentity({ baseUrl: h.httpUrl, appId, platform: d.api, ...extra });
+/** A fresh device whose kit has logged in to the auto-registering app. */
+async function signedIn() {
+  const d = device();
+  const identity = identityOn(d);
+  await identity.login();
+  return { d, identity };
+}
 const phoneCode = async (appid = APPIDS.mp, phoneNumber = `139${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`) => ({
   code: (await simPost(h.sim, "/sim/phone-code", { appid, phoneNumber })).code as string,
   phoneNumber,
@@ -171,9 +178,7 @@ describe("tokens", () => {
   });
 
   it("a TOKEN_EXPIRED the device's clock did not see coming: one Refresh, each call retried once", async () => {
-    const d = device();
-    const identity = identityOn(d);
-    await identity.login();
+    const { d, identity } = await signedIn();
     clock.server += 61_000;
     await Promise.all(Array.from({ length: 10 }, () => identity.call("GetUser", {})));
     expect(d.count("Refresh")).toBe(1);
@@ -181,9 +186,7 @@ describe("tokens", () => {
   });
 
   it("refresh-token reuse: the session is ended, the tokens cleared and signed out raised once", async () => {
-    const d = device();
-    const identity = identityOn(d);
-    await identity.login();
+    const { d, identity } = await signedIn();
     const signedOut: string[] = [];
     identity.onSignedOut((error) => signedOut.push(error.reason));
     // Someone else spends the refresh token first (a copied storage, say).
@@ -200,9 +203,7 @@ describe("tokens", () => {
   });
 
   it("logout everywhere from another session: the next call is signed out", async () => {
-    const d = device();
-    const identity = identityOn(d);
-    await identity.login();
+    const { d, identity } = await signedIn();
     let signedOut = 0;
     const unsubscribe = identity.onSignedOut(() => signedOut++);
     const other = await serviceLogin(h, { appid: APPIDS.mp, openid: d.openid }, "mp");
@@ -215,9 +216,7 @@ describe("tokens", () => {
   });
 
   it("logout ends the session on the service and forgets the tokens", async () => {
-    const d = device();
-    const identity = identityOn(d);
-    await identity.login();
+    const { d, identity } = await signedIn();
     const { accessToken } = d.storage.get("identity:mp") as { accessToken: string };
     await identity.logout();
     expect(identity.isLoggedIn()).toBe(false);
@@ -226,9 +225,7 @@ describe("tokens", () => {
   });
 
   it("logout with an expired access token still ends the session, without a Refresh first", async () => {
-    const d = device();
-    const identity = identityOn(d);
-    await identity.login();
+    const { d, identity } = await signedIn();
     const { refreshToken } = d.storage.get("identity:mp") as { refreshToken: string };
     clock.device += 61_000;
     clock.server += 61_000;
@@ -238,9 +235,7 @@ describe("tokens", () => {
   });
 
   it("a login while a Refresh is in flight keeps the login's session", async () => {
-    const d = device();
-    const identity = identityOn(d);
-    await identity.login();
+    const { d, identity } = await signedIn();
     clock.device += 61_000;
     clock.server += 61_000;
     Object.assign(d.state, { slowPath: "/Refresh", slowMs: 1000 });
@@ -253,9 +248,7 @@ describe("tokens", () => {
   });
 
   it("an offline blip keeps the tokens: calls retry with backoff and succeed", async () => {
-    const d = device();
-    const identity = identityOn(d);
-    await identity.login();
+    const { d, identity } = await signedIn();
     const stored = d.storage.get("identity:mp");
     await expect(identity.request({ url: "https://api.example.com", success: () => {} })).rejects.toThrow(/promise/);
     d.state.offline = 2;
@@ -265,9 +258,7 @@ describe("tokens", () => {
   });
 
   it("offline longer than the timeout: NETWORK after about the timeout, and still logged in", async () => {
-    const d = device();
-    const identity = identityOn(d);
-    await identity.login();
+    const { d, identity } = await signedIn();
     d.state.offline = 1000;
     const started = Date.now();
     const error = await refusal(identity.call("GetUser", {}, { timeout: 1200 }));
@@ -315,9 +306,7 @@ describe("request(): the app's own backend", () => {
   afterAll(() => new Promise((resolve) => backend.close(resolve)));
 
   it("carries the bearer and never has more than 10 requests in flight; the rest queue", async () => {
-    const d = device();
-    const identity = identityOn(d);
-    await identity.login();
+    const { d, identity } = await signedIn();
     const { accessToken } = d.storage.get("identity:mp") as { accessToken: string };
     seen.length = 0;
     const answers = await Promise.all(Array.from({ length: 25 }, (_, i) => identity.request({ url: `${backendUrl}/orders/${i}` })));
@@ -334,9 +323,7 @@ describe("request(): the app's own backend", () => {
   });
 
   it("a backend's TOKEN_EXPIRED refreshes once and retries with the new token", async () => {
-    const d = device();
-    const identity = identityOn(d);
-    await identity.login();
+    const { d, identity } = await signedIn();
     expireNext = 1;
     seen.length = 0;
     const answer = await identity.request({ url: `${backendUrl}/expiring`, method: "POST", data: { sku: 1 } });
