@@ -202,6 +202,20 @@ describe("tokens", () => {
     expect((await refusal(identity.call("GetUser", {}))).reason).toBe("TOKEN_MISSING");
   });
 
+  it("a session left unused past its refresh token's life: Refresh is refused and the user signed out", async () => {
+    const { d, identity } = await signedIn();
+    const reasons: string[] = [];
+    identity.onSignedOut((error) => reasons.push(error.reason));
+    clock.device += 31 * 86_400_000;
+    clock.server += 31 * 86_400_000;
+    // The service answers TOKEN_EXPIRED here, the reason that elsewhere means "refresh": since any
+    // refusal of Refresh signs out, the kit cannot loop on it.
+    const error = await refusal(identity.call("GetUser", {}));
+    expect([error.code, reasons]).toEqual(["unauthenticated", [error.reason]]);
+    expect(d.count("Refresh")).toBe(1);
+    expect(d.storage.has("identity:mp")).toBe(false);
+  });
+
   it("logout everywhere from another session: the next call is signed out", async () => {
     const { d, identity } = await signedIn();
     let signedOut = 0;
