@@ -19,8 +19,11 @@ Page({
     const path = e.detail.avatarUrl;
     this.setData({ avatarUrl: path });
     if (!AVATAR_UPLOAD_URL) return;
-    const url = await uploadAvatar(path);
-    await this.save({ avatarUrl: url });
+    try {
+      await this.save({ avatarUrl: await uploadAvatar(path) });
+    } catch {
+      this.setData({ error: "头像上传失败，请重试" });
+    }
   },
 
   // <input type="nickname">: WeChat's nickname suggestion arrives on blur (or as typed).
@@ -32,7 +35,7 @@ Page({
   async save(fields) {
     try {
       const user = await app.identity.updateProfile(fields);
-      this.setData({ nickname: user.nickname || "", error: "" });
+      this.setData({ nickname: user?.nickname || "", error: "" });
     } catch (error) {
       this.setData({ error: error.reason === "FIELD_INVALID" ? "这个昵称不能用，请换一个" : error.message });
     }
