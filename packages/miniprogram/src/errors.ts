@@ -85,8 +85,9 @@ function headerOf(header: Record<string, string>, name: string): string | undefi
 function refusalOf(res: HttpResponse): { body: ErrorBody; reason: string | undefined; metadata: Record<string, string> } {
   const body = (jsonOf(res.data) ?? {}) as ErrorBody;
   const info = Array.isArray(body.details) ? body.details.find((d) => d && d.type === "google.rpc.ErrorInfo") : undefined;
-  const reason = info?.debug?.reason ?? body.reason;
-  return { body, reason: typeof reason === "string" ? reason : undefined, metadata: info?.debug?.metadata ?? {} };
+  const debug = (info ? info.debug : undefined) || {};
+  const reason = debug.reason === undefined ? body.reason : debug.reason;
+  return { body, reason: typeof reason === "string" ? reason : undefined, metadata: debug.metadata || {} };
 }
 
 export const reasonOf = (res: HttpResponse): string | undefined => refusalOf(res).reason;

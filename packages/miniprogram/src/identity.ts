@@ -61,6 +61,11 @@ export interface RequestOptions {
   timeout?: number;
   dataType?: string;
   responseType?: string;
+  /**
+   * Retry after a network error or a 502/503/504. Default: only for GET, HEAD, OPTIONS, PUT and
+   * DELETE, since a POST whose answer was lost may have been carried out.
+   */
+  retry?: boolean;
   /** Refused: request() returns a promise. */
   success?: unknown;
   fail?: unknown;
@@ -73,6 +78,8 @@ const PROFILE_FIELDS = ["nickname", "avatarUrl", "gender", "birthday", "email", 
 // A login code lives 5 minutes; one older than this may die on its way to WeChat.
 const CODE_FRESH_MS = 4 * 60_000;
 const SERVICE_PATH = "/identity.v1.IdentityService/";
+const IDEMPOTENT = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"];
+const REFRESH_RETRY_MS = 8000;
 
 function phoneBody(detail: PhoneDetail | undefined): Record<string, string> {
   const { code, encryptedData, iv, errMsg } = detail || {};
@@ -143,7 +150,9 @@ export function createIdentity(options: IdentityOptions) {
       await login();
       return held();
     }
-    const res = await send(post("Refresh", { refreshToken: used.refreshToken }), timeout);
+    // A retry within the service's refreshGraceSeconds (10 s by default) gets the same new tokens;
+    // later, a Refresh whose answer was lost would count as reuse and end the session.
+    const res = await send(post("Refresh", { refreshToken: used.refreshToken }), Math.min(timeout, REFRESH_RETRY_MS));
     // A login or logout meanwhile wins over what this refresh brings.
     if (session !== used) return held();
     if (res.statusCode === 200) {
@@ -195,7 +204,7 @@ export function createIdentity(options: IdentityOptions) {
   }
 
   async function call<T = Record<string, unknown>>(method: string, body?: unknown, opts: { timeout?: number } = {}): Promise<T> {
-    if (typeof method !== "string" || !/^[A-Z][A-Za-z]*$/.test(method)) throw new TypeError(`call: "${method}" is not an IdentityService method name`);
+    if (typeof method !== "string" || !/^[A-Z][A-Za-z]*$/.test(method)) throw new TypeError(`call: no IdentityService method "${method}"`);
     const s = await current();
     return bodyOf<T>(await withToken(s, (token) => send(post(method, body, token), opts.timeout || timeout)));
   }
@@ -337,7 +346,7 @@ export function createIdentity(options: IdentityOptions) {
     async request(req: RequestOptions): Promise<HttpResponse> {
       if (!req || typeof req.url !== "string") throw new TypeError("request: url is required");
       // Silently never calling them would be worse than saying so.
-      if (req.success || req.fail || req.complete) throw new TypeError("request: returns a promise; success, fail and complete are not called");
+      if (req.success || req.fail || req.complete) throw new TypeError("request: returns a promise; no success/fail/complete");
       const header = req.header || {};
       const build = (token?: string): HttpRequest => ({
         url: req.url,
@@ -348,8 +357,9 @@ export function createIdentity(options: IdentityOptions) {
         responseType: req.responseType,
       });
       const t = req.timeout || timeout;
+      const retry = req.retry === undefined ? IDEMPOTENT.indexOf(build().method.toUpperCase()) >= 0 : req.retry;
       const s = session ? await current().catch(() => session) : undefined;
-      return s ? withToken(s, (token) => send(build(token), t)) : send(build(), t);
+      return s ? withToken(s, (token) => send(build(token), t, retry)) : send(build(), t, retry);
     },
   };
 }

@@ -114,7 +114,7 @@ export function adaptPlatform(api: MiniProgramApi, provider = "weixin"): Platfor
   }
 
   async function login(): Promise<string> {
-    if (!alipay && !api.login) throw localError("PLATFORM_LOGIN_FAILED", "this platform object has no login()");
+    if (!alipay && !api.login) throw localError("PLATFORM_LOGIN_FAILED", "the platform has no login()");
     let res: PlatformResult;
     try {
       // force is tt.login's default, said anyway: with force false a user not signed in to Douyin gets only an anonymousCode.

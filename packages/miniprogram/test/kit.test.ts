@@ -336,6 +336,16 @@ describe("request(): the app's own backend", () => {
     expect([error.code, error.reason, error.retryAfter, error.metadata.retryAfterSeconds, error.message]).toEqual(["resource_exhausted", "RATE_LIMITED", 30, "30", "slow down"]);
   });
 
+  it("a lost answer is retried for a GET, but not for a POST unless the call says retry", async () => {
+    const { d, identity } = await signedIn();
+    d.state.offline = 1;
+    expect((await identity.request({ url: `${backendUrl}/orders` })).statusCode).toBe(200);
+    d.state.offline = 1;
+    expect((await refusal(identity.request({ url: `${backendUrl}/orders`, method: "POST", data: { sku: 1 } }))).reason).toBe("NETWORK");
+    d.state.offline = 1;
+    expect((await identity.request({ url: `${backendUrl}/orders`, method: "POST", data: { sku: 1 }, retry: true })).statusCode).toBe(200);
+  });
+
   it("a backend's TOKEN_EXPIRED refreshes once and retries with the new token", async () => {
     const { d, identity } = await signedIn();
     expireNext = 1;
