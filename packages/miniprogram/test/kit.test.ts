@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Harness, injectFault, login as serviceLogin, reasonOf, rpc, simPost } from "../../../test/support/harness.js";
 import { bundleOptions } from "../build.mjs";
 import { APPIDS, useService } from "./harness-config.js";
-import { clock, createDevice, type Device, FORBIDDEN_GLOBALS, type Kit, kitSource, refusal } from "./support.js";
+import { clock, createDevice, createRealm, type Device, FORBIDDEN_GLOBALS, type Kit, kitSource, refusal } from "./support.js";
 
 let h: Harness;
 let kit: typeof Kit;
@@ -42,6 +42,13 @@ describe("the bundle runs where mini-programs run", () => {
     const code = (await build({ ...bundleOptions, minify: true, write: false })).outputFiles![0]!.text;
     for (const name of FORBIDDEN_GLOBALS) expect(code, name).not.toMatch(new RegExp(`\\b${name}\\b`));
     expect(code.length).toBeLessThan(10_240);
+  });
+
+  it("runs in a realm that has none of them", async () => {
+    const realm = await createRealm();
+    const probe = FORBIDDEN_GLOBALS.filter((name) => name !== "allSettled").map((name) => `typeof ${name}`);
+    const seen = realm.evaluate(`module.exports = [${probe.join(", ")}, typeof Promise.allSettled, typeof Promise.prototype.finally]`, "probe.js");
+    expect(new Set(seen as string[])).toEqual(new Set(["undefined"]));
   });
 
   it("refuses bad options with a clear TypeError", () => {

@@ -1,7 +1,7 @@
 // The kit as a mini-program runs it: bundled from src/ exactly as the build ships it, evaluated in a
-// node:vm context that has only what the runtimes promise (console, timers, the platform object;
-// no fetch, URL, Headers, TextEncoder, AbortController, nor built-ins newer than ES2017), with a
-// fake platform object whose requests are real HTTP to the real service and simulator.
+// node:vm context that has only what the runtimes promise (console and timers; no fetch, URL,
+// Headers, TextEncoder, AbortController, nor built-ins newer than ES2017), with a fake platform
+// object, handed to createIdentity, whose requests are real HTTP to the real service and simulator.
 import { randomBytes } from "node:crypto";
 import vm from "node:vm";
 import { build } from "esbuild";
@@ -58,6 +58,8 @@ export async function createRealm(globals: Record<string, unknown> = {}) {
         delete parts.reduce((o, p) => o[p], globalThis)[name];
       }
       delete globalThis.__deviceMs;
+      // globalThis itself is ES2020 too: last, since the lines above need it.
+      delete globalThis.globalThis;
     })()`,
     context,
   );
