@@ -90,6 +90,7 @@ const TOKEN_REASONS: Record<TokenErrorKind, [Reason, string]> = {
   revoked: ["TOKEN_REVOKED", "the session has ended; Login again"],
   reused: ["REFRESH_TOKEN_REUSED", "this refresh token was already used; the session has been ended for safety, Login again"],
   session_expired: ["SESSION_EXPIRED", "the session has reached its maximum age (tokens.sessionMaxAgeSeconds); Login again"],
+  refresh_expired: ["SESSION_EXPIRED", "the refresh token has expired (unused for tokens.refreshTtlSeconds); Login again"],
 };
 
 const WECHAT_ERRORS: Record<WechatErrorKind, [Reason, string]> = {

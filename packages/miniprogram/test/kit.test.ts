@@ -215,10 +215,8 @@ describe("tokens", () => {
     identity.onSignedOut((error) => reasons.push(error.reason));
     clock.device += 31 * 86_400_000;
     clock.server += 31 * 86_400_000;
-    // The service answers TOKEN_EXPIRED here, the reason that elsewhere means "refresh": since any
-    // refusal of Refresh signs out, the kit cannot loop on it.
     const error = await refusal(identity.call("GetUser", {}));
-    expect([error.code, reasons]).toEqual(["unauthenticated", [error.reason]]);
+    expect([error.code, error.reason, reasons]).toEqual(["unauthenticated", "SESSION_EXPIRED", ["SESSION_EXPIRED"]]);
     expect(d.count("Refresh")).toBe(1);
     expect(d.storage.has("identity:mp")).toBe(false);
   });
