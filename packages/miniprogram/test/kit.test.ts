@@ -139,7 +139,7 @@ describe("login", () => {
     await injectFault(h.sim, { path: "/sns/jscode2session", errcode: 45011 });
     const d = device();
     const limited = await refusal(identityOn(d).login());
-    expect([limited.code, limited.reason, limited.status]).toEqual(["resource_exhausted", "RATE_LIMITED", 429]);
+    expect([limited.code, limited.reason, limited.status, limited.retryAfter]).toEqual(["resource_exhausted", "RATE_LIMITED", 429, 60]);
     expect(d.count("Login")).toBe(1);
     d.storage.set("identity:mp", { accessToken: 1 });
     expect(identityOn(d).isLoggedIn()).toBe(false);
