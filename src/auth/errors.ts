@@ -1,5 +1,5 @@
 /** Why a token was refused; the service maps each kind to UNAUTHENTICATED with its reason. */
-export type TokenErrorKind = "missing" | "invalid" | "expired" | "revoked" | "reused" | "session_expired";
+export type TokenErrorKind = "missing" | "invalid" | "expired" | "revoked" | "reused" | "session_expired" | "refresh_expired";
 
 export class TokenError extends Error {
   constructor(

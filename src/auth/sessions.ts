@@ -187,7 +187,8 @@ export function createSessionLibrary({ sessions, users, revocations, accessToken
         throw new TokenError(sameHash(session.refreshHash, presentedHash) || session.spentRefreshHashes.some((spent) => sameHash(spent, presentedHash)) ? "revoked" : "invalid");
       }
       if (tooOld(session)) throw new TokenError("session_expired");
-      if (session.expiresAt.getTime() <= now()) throw new TokenError("expired");
+      // Not "expired", which tells a client to call Refresh: the refresh token itself is what ran out.
+      if (session.expiresAt.getTime() <= now()) throw new TokenError("refresh_expired");
       await assertUserActive(session.userId);
       return { tokens: await rotateOrReplay(session, refreshToken, presentedHash), session };
     },

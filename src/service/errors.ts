@@ -94,7 +94,10 @@ const TOKEN_REASONS: Record<TokenErrorKind, [Reason, string]> = {
   revoked: ["TOKEN_REVOKED", "the session has ended; Login again"],
   reused: ["REFRESH_TOKEN_REUSED", "this refresh token was already used; the session has been ended for safety, Login again"],
   session_expired: ["SESSION_EXPIRED", "the session has reached its maximum age (tokens.sessionMaxAgeSeconds); Login again"],
+  refresh_expired: ["SESSION_EXPIRED", "the refresh token has expired (unused for tokens.refreshTtlSeconds); Login again"],
 };
+
+const WECHAT_RATE_WINDOW_MS = 60_000;
 
 const WECHAT_ERRORS: Record<WechatErrorKind, [Reason, string]> = {
   code_invalid: ["CODE_INVALID", "WeChat says the code is invalid or expired; call wx.login again"],
@@ -140,7 +143,9 @@ export function toConnectError(error: unknown): { error: ConnectError; known: bo
     const [reason, message] = WECHAT_ERRORS[error.kind];
     const metadata: Record<string, string> = { api: error.api };
     if (error.errcode !== undefined) metadata.errcode = String(error.errcode);
-    if (error.retryAfterMs !== undefined) metadata.retryAfterSeconds = String(Math.ceil(error.retryAfterMs / 1000));
+    // WeChat's own limit (45011) names no wait; its quota is per minute.
+    const retryAfterMs = error.retryAfterMs ?? (error.kind === "rate_limited" ? WECHAT_RATE_WINDOW_MS : undefined);
+    if (retryAfterMs !== undefined) metadata.retryAfterSeconds = String(Math.ceil(retryAfterMs / 1000));
     // Misconfiguration is the operator's bug, not the caller's: known to the client, but logged.
     return { error: apiError(reason, message, metadata), known: REASONS[reason] !== Code.Internal };
   }

@@ -139,7 +139,7 @@ describe("refresh tokens", () => {
   it("expire with the session", async () => {
     const { tokens } = await open();
     clock += 86_400_000 + 1;
-    expect(await reasonOf(sessions.refresh(tokens.refreshToken))).toBe("expired");
+    expect(await reasonOf(sessions.refresh(tokens.refreshToken))).toBe("refresh_expired");
   });
 
   it("are refused for a disabled user", async () => {
