@@ -160,6 +160,7 @@ describe("operating on users", () => {
   it("shows a user's sessions with app, platform, times and client address", async () => {
     const me = await login(h);
     await login(h, { openid: me.openid });
+    expect(await outcomeOf(json.getUserDetail({ userId: "f".repeat(200) }, admin))).toBe("InvalidArgument FIELD_INVALID");
     const detail = await json.getUserDetail({ userId: me.body.user.id }, admin);
     expect(detail.user?.identities.map((i) => i.openid)).toEqual([me.openid]);
     expect(detail.sessions).toHaveLength(2);

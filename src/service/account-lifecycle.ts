@@ -1,7 +1,7 @@
 import type { SessionLibrary } from "../auth/sessions.js";
 import type { AuditStore, UserRecord, UserStatus, UserStore } from "../store/store.js";
 import type { AccountLibrary } from "./accounts.js";
-import { apiError } from "./errors.js";
+import { apiError, fieldInvalid } from "./errors.js";
 
 // What ends or narrows an account, the same whether the user asks (IdentityService) or an
 // operator does (AdminService): deletion, unlinking an identity, unbinding a phone number.
@@ -12,6 +12,12 @@ const SESSIONS_SCANNED = 1000;
 /** The ways to sign in a user has: each platform identity, and a username with a password. */
 export function signInMethods(user: UserRecord): number {
   return user.identities.length + (user.username && user.passwordHash ? 1 : 0);
+}
+
+/** An identity named by platform and appid, each 1-128 characters (they end up in the audit log). */
+export function checkIdentityNamed(platform: string, appid: string): void {
+  if (!platform || platform.length > 128) throw fieldInvalid("platform", "the identity's platform, 1-128 characters");
+  if (!appid || appid.length > 128) throw fieldInvalid("appid", "the identity's appid, 1-128 characters");
 }
 
 export function createAccountLifecycle({ users, sessions, accounts, audit }: { users: UserStore; sessions: SessionLibrary; accounts: AccountLibrary; audit: AuditStore }) {
@@ -35,6 +41,7 @@ export function createAccountLifecycle({ users, sessions, accounts, audit }: { u
      * carries it, then ends the sessions opened with it. Never the last way to sign in.
      */
     async unlinkIdentity(userId: string, platform: string, appid: string, { anyStatus = false } = {}): Promise<UserRecord> {
+      checkIdentityNamed(platform, appid);
       const updated = await accounts.update(
         userId,
         (u) => {

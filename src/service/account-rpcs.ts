@@ -24,8 +24,6 @@ export function createAccountRpcs({ lifecycle, now }: ServiceContext, { authenti
 
     async unlinkIdentity(req, ctx) {
       const { userId } = await authenticate(ctx);
-      if (!req.platform) throw fieldInvalid("platform", "the identity's platform is required");
-      if (!req.appid) throw fieldInvalid("appid", "the identity's appid is required");
       return { user: userToWire(await lifecycle.unlinkIdentity(userId, req.platform, req.appid)) };
     },
 

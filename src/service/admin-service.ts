@@ -7,6 +7,7 @@ import { UserStatus } from "../../gen/identity/v1/identity_pb.js";
 import type { OperatorRole } from "../config/config.js";
 import { shanghaiDay } from "../platforms/shanghai-time.js";
 import { identityKey, inviteKey, unionidKey, usernameKey, type AuditActorKind, type AuditQuery, type AuditRecord, type SessionRecord, type UserRecord } from "../store/store.js";
+import { checkIdentityNamed } from "./account-lifecycle.js";
 import { nicknameCheckOn } from "./content-check.js";
 import { noteOf, type AuditedMethod } from "./audit.js";
 import type { Caller } from "./caller.js";
@@ -86,7 +87,8 @@ export function createAdminService({ apps, users, sessions, lifecycle, audit, ac
   /** The user a request names, as the audit note's subject; USER_NOT_FOUND when there is none. */
   async function subject(ctx: HandlerContext, userId: string): Promise<UserRecord> {
     if (!userId) throw fieldInvalid("user_id", "required");
-    noteOf(ctx).subjectUserId = userId.toLowerCase();
+    // Bounded before it is written anywhere: the audit log is no place for a caller's megabyte.
+    noteOf(ctx).subjectUserId = boundedId("user_id", userId).toLowerCase();
     const user = await users.get(userId);
     if (!user) throw apiError("USER_NOT_FOUND", "no user has this id");
     return user;
@@ -173,8 +175,7 @@ export function createAdminService({ apps, users, sessions, lifecycle, audit, ac
       await authorize(ctx, "unlinkIdentity");
       const user = await subject(ctx, req.userId);
       reasonOf(ctx, req.reason);
-      if (!req.platform) throw fieldInvalid("platform", "the identity's platform is required");
-      if (!req.appid) throw fieldInvalid("appid", "the identity's appid is required");
+      checkIdentityNamed(req.platform, req.appid);
       Object.assign(noteOf(ctx).details, { platform: req.platform, appid: req.appid });
       return { user: userToWire(await lifecycle.unlinkIdentity(user.id, req.platform, req.appid, { anyStatus: true })) };
     },
