@@ -13,7 +13,7 @@ import { createAlipayClient } from "./platforms/alipay-client.js";
 import { createAppleVerifier } from "./platforms/apple-verifier.js";
 import { buildGrpcServer, buildHttpServer } from "./server/servers.js";
 import type { Readiness } from "./server/health.js";
-import { createIdentityService, type App, type IdentityServiceDeps } from "./service/identity-service.js";
+import { createServices, type App, type IdentityServiceDeps } from "./service/identity-service.js";
 import type { Logger } from "./service/interceptors.js";
 import type { PlatformClients } from "./service/platform-login.js";
 import { createRevocationFeed } from "./service/revocation-feed.js";
@@ -111,7 +111,8 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
     const metrics = createMetrics();
     // One clock for everything built here: tokens, sessions, the store's stored times and expiry checks, the broker, the service.
     const now = options.now ?? Date.now;
-    const rawStore: Store = options.store ?? (env.mongodbUri ? await MongoStore.connect(env.mongodbUri, env.mongodbDb, { now }) : new MemoryStore({ now }));
+    const storeOptions = { now, auditRetentionDays: file.auditRetentionDays };
+    const rawStore: Store = options.store ?? (env.mongodbUri ? await MongoStore.connect(env.mongodbUri, env.mongodbDb, storeOptions) : new MemoryStore(storeOptions));
     const store = instrumentStore(rawStore, metrics);
     closers.push(() => store.close());
     await store.init();
@@ -143,10 +144,11 @@ export async function startApp(env: EnvConfig, options: AppOptions = {}): Promis
       log: { info: (obj, msg) => feedLog?.info(obj, msg), error: (obj, msg) => feedLog?.error(obj, msg) },
       observeFeed: metrics,
     });
-    const service = createIdentityService(serviceDeps);
+    const { identity: service, admin } = createServices(serviceDeps);
 
     const deps = {
       service,
+      admin,
       jwks: accessTokens.jwks,
       logger,
       maxBodyBytes: file.limits.maxBodyBytes,
@@ -206,7 +208,7 @@ export function createServiceDeps({
 }: {
   file: ConfigFile;
   apps: App[];
-  store: Pick<Store, "users" | "sessions" | "replays" | "credentials" | "revocations">;
+  store: Pick<Store, "users" | "sessions" | "replays" | "credentials" | "revocations" | "audit" | "activity">;
   platforms: PlatformClients;
   keys: Awaited<ReturnType<typeof importSigningKey>>[];
   now: () => number;
@@ -235,11 +237,14 @@ export function createServiceDeps({
     internalCallers: file.internalCallers,
     rateLimits: file.limits,
     users: store.users,
+    audit: store.audit,
+    activity: store.activity,
     sessions,
     replays: store.replays,
     revocations: { feed, store: store.revocations, retentionMs, heartbeatMs },
     platforms,
     broker,
+    log,
     now,
   };
   return { accessTokens, deps };

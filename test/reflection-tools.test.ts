@@ -48,7 +48,7 @@ describe("reflection v1alpha", () => {
     ]);
     expect(listed!.messageResponse.case).toBe("listServicesResponse");
     const names = listed!.messageResponse.case === "listServicesResponse" ? listed!.messageResponse.value.service.map((s) => s.name) : [];
-    expect(names).toEqual([SERVICE, Health.typeName, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
+    expect(names).toEqual([SERVICE, "identity.admin.v1.AdminService", Health.typeName, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
     const [identity] = filesOf(file!);
     expect(identity?.name).toBe("identity/v1/identity.proto");
     expect(identity?.service.map((s) => s.name)).toEqual(["IdentityService"]);
@@ -147,7 +147,7 @@ describe.skipIf(!pythonReady)("grpcio-reflection (Python)", () => {
     const script = new URL("./python/reflection_client.py", import.meta.url).pathname;
     const { stdout } = await run(python, [script, h.grpcUrl.replace(/^http:\/\//, "")], { timeout: 60_000 });
     const found = JSON.parse(stdout.trim().split("\n").at(-1)!);
-    expect(found.services).toEqual([SERVICE, Health.typeName, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
+    expect(found.services).toEqual([SERVICE, "identity.admin.v1.AdminService", Health.typeName, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
     expect(found.methods).toEqual(expect.arrayContaining(["Login", "CheckLogin"]));
     expect(found.health).toBe("SERVING");
     expect(found.checkLogin).toEqual({ code: "UNAUTHENTICATED", reasons: ["TOKEN_MISSING"] });

@@ -408,6 +408,7 @@ describe("/sim/calls", () => {
       "/cgi-bin/stable_token": 0,
       "/wxa/business/getuserphonenumber": 0,
       "/wxa/checksession": 0,
+      "/wxa/msg_sec_check": 0,
     });
     await accessToken();
     await accessToken();

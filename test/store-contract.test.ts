@@ -658,6 +658,170 @@ function describeStoreContract(name: string, makeStore: (now: () => number) => P
       });
     });
 
+    describe("user removal and counts", () => {
+      it("remove deletes the user and frees every unique key it held", async () => {
+        const fields = { identities: [identity()], unionid: unique("union"), phoneNumber: unique("+86137"), username: unique("Gone"), inviteCode: unique("INV") };
+        const user = await store.users.insert(userDraft(fields));
+        expect(await store.users.remove(user.id)).toBe(true);
+        expect(await store.users.get(user.id)).toBeNull();
+        expect(await store.users.remove(user.id)).toBe(false);
+        expect(await store.users.remove("not-an-id")).toBe(false);
+        const again = await store.users.insert(userDraft(fields));
+        expect(again.id).not.toBe(user.id);
+      });
+
+      it("counts users, and those holding an identity of one platform app", async () => {
+        const appid = unique("wx.count");
+        const before = await store.users.count();
+        await store.users.insert(userDraft({ identities: [identity({ appid }), identity({ appid })] }));
+        await store.users.insert(userDraft({ identities: [identity({ appid })] }));
+        await store.users.insert(userDraft({ identities: [identity({ appid: `${appid}x` })] }));
+        expect(await store.users.count()).toBe(before + 3);
+        expect(await store.users.countWithIdentityOf("wechat", appid)).toBe(2);
+        // The appid is matched as text, not as a pattern.
+        expect(await store.users.countWithIdentityOf("wechat", appid.replace(".", "?"))).toBe(0);
+      });
+    });
+
+    describe("sessions of a user", () => {
+      it("listForUser gives the user's sessions newest first, revoked ones included, at most the limit", async () => {
+        const userId = newObjectId();
+        const first = await store.sessions.insert(sessionDraft({ userId, createdAt: at("2024-05-01T00:00:00Z"), clientAddress: "203.0.113.7" }));
+        const second = await store.sessions.insert(sessionDraft({ userId, createdAt: at("2024-05-02T00:00:00Z") }));
+        const third = await store.sessions.insert(sessionDraft({ userId, createdAt: at("2024-05-03T00:00:00Z") }));
+        await store.sessions.insert(sessionDraft());
+        await store.sessions.revoke(second.id, "logout");
+        const listed = await store.sessions.listForUser(userId, 10);
+        expect(listed.map((s) => s.id)).toEqual([third.id, second.id, first.id]);
+        expect(listed[1]?.revokedAt).toBeInstanceOf(Date);
+        expect(listed[2]?.clientAddress).toBe("203.0.113.7");
+        expect((await store.sessions.listForUser(userId, 2)).map((s) => s.id)).toEqual([third.id, second.id]);
+        expect(await store.sessions.listForUser(newObjectId(), 10)).toEqual([]);
+      });
+
+      it("removeForUser deletes every stored session of the user and no one else's", async () => {
+        const userId = newObjectId();
+        const live = await store.sessions.insert(sessionDraft({ userId }));
+        const revoked = await store.sessions.insert(sessionDraft({ userId }));
+        await store.sessions.revoke(revoked.id, "logout");
+        const other = await store.sessions.insert(sessionDraft());
+        expect(await store.sessions.removeForUser(userId)).toBe(2);
+        expect(await store.sessions.get(live.id)).toBeNull();
+        expect(await store.sessions.get(revoked.id)).toBeNull();
+        expect(await store.sessions.listForUser(userId, 10)).toEqual([]);
+        expect(await store.sessions.revokeAllForUser(userId, "logout_all")).toBe(0);
+        expect(await store.sessions.get(other.id)).not.toBeNull();
+      });
+
+      it("listForUser includes a pending session once it is promoted", async () => {
+        const userId = newObjectId();
+        const pending = await store.sessions.insert(sessionDraft({ userId: null, refreshHash: null }));
+        await store.sessions.promote(pending.id, userId, "first", inOneHour());
+        expect((await store.sessions.listForUser(userId, 10)).map((s) => s.id)).toEqual([pending.id]);
+      });
+    });
+
+    describe("audit", () => {
+      // Each test on a clock of its own, years ahead, so a TTL monitor deletes nothing and tests read only their own events.
+      const base = (year: number) => Date.parse(`${year}-03-01T00:00:00.000Z`);
+      afterEach(() => {
+        stoppedAt = null;
+      });
+
+      it("reads back events newest first, stamped by the store's clock, filtered by user, actor, type and time", async () => {
+        const t0 = base(2033);
+        const alice = newObjectId();
+        const bob = newObjectId();
+        const operator = unique("operator");
+        const appended: [number, Parameters<Store["audit"]["append"]>[0]][] = [
+          [t0, { type: "login", actor: { kind: "user", id: alice }, subjectUserId: alice, appKey: "mini", address: "203.0.113.1", outcome: "ok", details: { platform: "wechat" } }],
+          [t0 + 1_000, { type: "login", actor: { kind: "user", id: bob }, subjectUserId: bob, outcome: "ok" }],
+          [t0 + 2_000, { type: "admin.status_set", actor: { kind: "operator", id: operator }, subjectUserId: alice, outcome: "ok", details: { status: "disabled" } }],
+          [t0 + 2_000, { type: "login", actor: { kind: "user", id: alice }, subjectUserId: alice, outcome: "ACCOUNT_DISABLED" }],
+        ];
+        for (const [time, draft] of appended) {
+          stoppedAt = time;
+          await store.audit.append(draft);
+        }
+        const all = await store.audit.list({ from: new Date(t0), before: new Date(t0 + 3_000) }, 10);
+        expect(all.map((e) => [e.type, e.outcome])).toEqual([
+          ["login", "ACCOUNT_DISABLED"],
+          ["admin.status_set", "ok"],
+          ["login", "ok"],
+          ["login", "ok"],
+        ]);
+        expect(all[3]).toEqual({ ...appended[0]![1], id: expect.stringMatching(/^[0-9a-f]{24}$/), time: new Date(t0) });
+        expect((await store.audit.list({ subjectUserId: alice }, 10)).map((e) => e.time.getTime())).toEqual([t0 + 2_000, t0 + 2_000, t0]);
+        expect((await store.audit.list({ actorId: operator }, 10)).map((e) => e.type)).toEqual(["admin.status_set"]);
+        expect((await store.audit.list({ subjectUserId: alice, type: "login" }, 10)).map((e) => e.outcome)).toEqual(["ACCOUNT_DISABLED", "ok"]);
+        expect((await store.audit.list({ from: new Date(t0 + 1_000), before: new Date(t0 + 2_000) }, 10)).map((e) => e.subjectUserId)).toEqual([bob]);
+      });
+
+      it("pages past a position, events of the same millisecond told apart by id", async () => {
+        stoppedAt = base(2034);
+        const userId = newObjectId();
+        for (let i = 0; i < 5; i++) await store.audit.append({ type: "login", actor: { kind: "system", id: "identity" }, subjectUserId: userId, outcome: "ok", details: { n: String(i) } });
+        const seen: string[] = [];
+        let after: { time: Date; id: string } | undefined;
+        for (;;) {
+          const page = await store.audit.list({ subjectUserId: userId }, 2, after);
+          if (page.length === 0) break;
+          seen.push(...page.map((e) => e.details?.n ?? ""));
+          after = page.at(-1);
+        }
+        expect(seen).toEqual(["4", "3", "2", "1", "0"]);
+      });
+
+      it("leaves out events older than the retention, without waiting for a TTL monitor", async () => {
+        const t0 = base(2035);
+        stoppedAt = t0;
+        const userId = newObjectId();
+        await store.audit.append({ type: "login", actor: { kind: "user", id: userId }, subjectUserId: userId, outcome: "ok" });
+        stoppedAt = t0 + 179 * 86_400_000;
+        expect(await store.audit.list({ subjectUserId: userId }, 10)).toHaveLength(1);
+        stoppedAt = t0 + 180 * 86_400_000;
+        expect(await store.audit.list({ subjectUserId: userId }, 10)).toHaveLength(0);
+      });
+
+      it("anonymiseSubject drops the address and details of the user's events and keeps the facts", async () => {
+        stoppedAt = base(2036);
+        const userId = newObjectId();
+        const other = newObjectId();
+        await store.audit.append({ type: "phone.bound", actor: { kind: "user", id: userId }, subjectUserId: userId, address: "203.0.113.9", outcome: "ok", details: { countryCode: "86" } });
+        await store.audit.append({ type: "login", actor: { kind: "user", id: other }, subjectUserId: other, address: "203.0.113.10", outcome: "ok", details: { platform: "wechat" } });
+        await store.audit.anonymiseSubject(userId);
+        const [kept] = await store.audit.list({ subjectUserId: userId }, 10);
+        expect(kept).toEqual({ id: expect.any(String), time: new Date(stoppedAt), type: "phone.bound", actor: { kind: "user", id: userId }, subjectUserId: userId, outcome: "ok" });
+        expect((await store.audit.list({ subjectUserId: other }, 10))[0]?.address).toBe("203.0.113.10");
+      });
+    });
+
+    describe("activity", () => {
+      afterEach(() => {
+        stoppedAt = null;
+      });
+
+      it("counts distinct active users per app and day, and those registered that day", async () => {
+        stoppedAt = Date.parse("2037-06-10T12:00:00Z");
+        const app = unique("app");
+        const [u1, u2, u3] = [newObjectId(), newObjectId(), newObjectId()];
+        await store.activity.record("2037-06-09", app, u1, true);
+        await store.activity.record("2037-06-09", app, u1, false);
+        await store.activity.record("2037-06-09", app, u2, false);
+        await store.activity.record("2037-06-10", app, u1, false);
+        await store.activity.record("2037-06-10", app, u3, true);
+        await store.activity.record("2037-06-10", app, u3, false);
+        await store.activity.record("2037-06-10", `${app}-other`, u2, false);
+        const counts = (await store.activity.daily("2037-06-09", "2037-06-10")).filter((d) => d.appKey.startsWith(app));
+        expect(counts.sort((a, b) => `${a.day}${a.appKey}`.localeCompare(`${b.day}${b.appKey}`))).toEqual([
+          { day: "2037-06-09", appKey: app, active: 2, registered: 1 },
+          { day: "2037-06-10", appKey: app, active: 2, registered: 1 },
+          { day: "2037-06-10", appKey: `${app}-other`, active: 1, registered: 0 },
+        ]);
+        expect((await store.activity.daily("2037-06-10", "2037-06-10")).filter((d) => d.appKey === app)).toHaveLength(1);
+      });
+    });
+
     describe("an injected clock", () => {
       // Years ahead of the real clock, so a TTL monitor (on the server's clock) deletes nothing here.
       const later = Date.parse("2031-01-02T03:04:05.678Z");
@@ -874,6 +1038,15 @@ describe.skipIf(!uri)("MongoStore indexes", () => {
       expect(await db.collection("revocations").indexes()).toEqual(
         expect.arrayContaining([expect.objectContaining({ key: { revokedAt: 1, _id: 1 } }), expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 })]),
       );
+      expect(await db.collection("audit_events").indexes()).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ key: { time: -1 }, expireAfterSeconds: 180 * 86_400 }),
+          expect.objectContaining({ key: { subjectUserId: 1, time: -1, _id: -1 } }),
+          expect.objectContaining({ key: { "actor.id": 1, time: -1, _id: -1 } }),
+          expect.objectContaining({ key: { type: 1, time: -1, _id: -1 } }),
+        ]),
+      );
+      expect(await db.collection("activity").indexes()).toContainEqual(expect.objectContaining({ key: { expiresAt: 1 }, expireAfterSeconds: 0 }));
     } finally {
       await client.close();
       await fixture.dispose();

@@ -2,7 +2,11 @@
 export type TokenErrorKind = "missing" | "invalid" | "expired" | "revoked" | "reused" | "session_expired" | "refresh_expired";
 
 export class TokenError extends Error {
-  constructor(readonly kind: TokenErrorKind) {
+  constructor(
+    readonly kind: TokenErrorKind,
+    /** Whose session it was, when known: a reused refresh token's, for the audit log. */
+    readonly userId?: string,
+  ) {
     super(`token ${kind}`);
   }
 }

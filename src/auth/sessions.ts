@@ -22,7 +22,10 @@ export interface IssuedTokens {
   refreshExpiresIn: number;
 }
 
-export type OpenSessionInput = Pick<SessionRecord, "appKey" | "userId" | "platform" | "appid" | "openid" | "unionid" | "sessionKey">;
+export type OpenSessionInput = Pick<SessionRecord, "appKey" | "userId" | "platform" | "appid" | "openid" | "unionid" | "sessionKey" | "clientAddress">;
+
+/** Why one session ends early. */
+type SessionEndReason = "logout" | "refresh_token_reused" | "session_mismatch" | "operator" | "identity_unlinked";
 
 export interface Authenticated {
   session: SessionRecord;
@@ -69,9 +72,9 @@ export function createSessionLibrary({ sessions, users, revocations, accessToken
   // a crash in between leaves a revocation that verifiers honour although the session lives on
   // (its user logs in again), never a revoked session that local verifiers still accept.
   const record = (drafts: RevocationDraft[]) => revocations.append(drafts, new Date(now() + revocationRetentionMs(policy)));
-  const recordSessions = (reason: "logout_all" | "session_limit") => (ids: string[]) => record(ids.map((sessionId) => ({ target: { sessionId }, reason })));
+  const recordSessions = (reason: "logout_all" | "session_limit" | "operator") => (ids: string[]) => record(ids.map((sessionId) => ({ target: { sessionId }, reason })));
 
-  async function end(sessionId: string, reason: "logout" | "refresh_token_reused" | "session_mismatch"): Promise<void> {
+  async function end(sessionId: string, reason: SessionEndReason): Promise<void> {
     await record([{ target: { sessionId }, reason }]);
     await sessions.revoke(sessionId, reason);
   }
@@ -116,7 +119,7 @@ export function createSessionLibrary({ sessions, users, revocations, accessToken
     if (isParent && inGrace && sameHash(session.refreshHash, hashRefreshToken(child))) return issue(session, child);
     if (session.spentRefreshHashes.some((spent) => sameHash(spent, presentedHash))) {
       await end(session.id, "refresh_token_reused");
-      throw new TokenError("reused");
+      throw new TokenError("reused", session.userId ?? undefined);
     }
     throw new TokenError("invalid");
   }
@@ -173,8 +176,8 @@ export function createSessionLibrary({ sessions, users, revocations, accessToken
       return { session: promoted, tokens: await issue(promoted, refreshToken) };
     },
 
-    /** Rotates a refresh token. Reusing a spent one revokes its session. */
-    async refresh(refreshToken: string): Promise<IssuedTokens> {
+    /** Rotates a refresh token, answering which session it was. Reusing a spent one revokes its session. */
+    async refresh(refreshToken: string): Promise<{ tokens: IssuedTokens; session: SessionRecord }> {
       const sessionId = sessionIdOf(refreshToken);
       if (!sessionId) throw new TokenError("invalid");
       const session = await sessions.get(sessionId);
@@ -187,7 +190,7 @@ export function createSessionLibrary({ sessions, users, revocations, accessToken
       // Not "expired", which tells a client to call Refresh: the refresh token itself is what ran out.
       if (session.expiresAt.getTime() <= now()) throw new TokenError("refresh_expired");
       await assertUserActive(session.userId);
-      return rotateOrReplay(session, refreshToken, presentedHash);
+      return { tokens: await rotateOrReplay(session, refreshToken, presentedHash), session };
     },
 
     /**
@@ -206,8 +209,20 @@ export function createSessionLibrary({ sessions, users, revocations, accessToken
     },
 
     /** Ends a session: its user logged out, or (session_mismatch) it was handed another user's data. */
-    revoke: (sessionId: string, reason: "logout" | "session_mismatch" = "logout") => end(sessionId, reason),
-    revokeAllOfUser: (userId: string) => sessions.revokeAllForUser(userId, "logout_all", recordSessions("logout_all")),
+    revoke: (sessionId: string, reason: Exclude<SessionEndReason, "refresh_token_reused"> = "logout") => end(sessionId, reason),
+    /** Ends every live session of the user: it logged out of all, or an operator ended them. */
+    revokeAllOfUser: (userId: string, reason: "logout_all" | "operator" = "logout_all") => sessions.revokeAllForUser(userId, reason, recordSessions(reason)),
+    /**
+     * Tells verifiers that every token of the user is void, then deletes its sessions (their
+     * openids, session keys and addresses with them): the account is deleted. A token of a
+     * deleted session is refused as revoked (access) or invalid (refresh).
+     */
+    async eraseUser(userId: string): Promise<void> {
+      await record([{ target: { userId }, reason: "user_deleted" }]);
+      await sessions.removeForUser(userId);
+    },
+    /** The user's stored sessions, newest first, for operators. */
+    listOfUser: (userId: string, limit: number) => sessions.listForUser(userId, limit),
     /**
      * Tells verifiers that every token issued to the user until now is void: call it before the
      * user is written disabled (the service refuses a disabled user's tokens from then on).

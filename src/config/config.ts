@@ -16,7 +16,22 @@ const appCommon = {
 const secret = z.string().min(1, "must not be empty");
 const pem = (kind: string) => z.string().regex(new RegExp(`-----BEGIN ${kind}-----[\\s\\S]+-----END ${kind}-----`), `must be a PEM ${kind.toLowerCase()}`);
 
+/** AdminService's roles, each allowing what the one before allows and more. */
+export const OPERATOR_ROLES = ["viewer", "support", "admin"] as const;
+export type OperatorRole = (typeof OPERATOR_ROLES)[number];
+
 export const WECHAT_PLATFORMS = ["wechat-miniprogram", "wechat-official-account", "wechat-app", "wechat-website"] as const;
+
+/**
+ * WeChat's content-security check (msg_sec_check v2) on what users write: `nickname` on by
+ * default for mini-programs (the only platform it serves); `review` says what a "review"
+ * verdict (possibly not allowed) does.
+ */
+const contentCheckSchema = z.strictObject({
+  nickname: z.enum(["on", "off"]).optional(),
+  review: z.enum(["allow", "refuse"]).default("allow"),
+});
+export type ContentCheck = z.output<typeof contentCheckSchema>;
 
 const appSchema = z.discriminatedUnion("platform", [
   z.strictObject({
@@ -24,6 +39,7 @@ const appSchema = z.discriminatedUnion("platform", [
     platform: z.enum(WECHAT_PLATFORMS),
     appid: z.string().regex(/^wx[0-9a-f]{16}$/, "must be a WeChat appid: wx and 16 hex digits"),
     secret,
+    contentCheck: contentCheckSchema.optional(),
   }),
   z.strictObject({ ...appCommon, platform: z.literal("qq-miniprogram"), appid: z.string().regex(/^\d{6,12}$/, "must be a QQ appid: digits"), secret }),
   z.strictObject({
@@ -164,10 +180,21 @@ const fileSchema = z
           .prefault({}),
       })
       .prefault({}),
-    /** Internal services: each presents its key in `x-api-key`; only the key's SHA-256 is configured. */
+    /**
+     * Internal services: each presents its key in `x-api-key`; only the key's SHA-256 is configured.
+     * A key with a `role` is an operator's (AdminService only); one without is a service's (IdentityService only).
+     */
     internalCallers: z
-      .array(z.strictObject({ name: z.string().regex(APP_KEY, "must be 1-64 of a-z, 0-9, _ and -"), keySha256: z.string().regex(/^[0-9a-f]{64}$/, "must be the key's SHA-256 as 64 hex digits") }))
+      .array(
+        z.strictObject({
+          name: z.string().regex(APP_KEY, "must be 1-64 of a-z, 0-9, _ and -"),
+          keySha256: z.string().regex(/^[0-9a-f]{64}$/, "must be the key's SHA-256 as 64 hex digits"),
+          role: z.enum(OPERATOR_ROLES).optional(),
+        }),
+      )
       .default([]),
+    /** How long the audit log keeps an event (a TTL index on MongoDB). */
+    auditRetentionDays: z.number().int().min(1).max(3650).default(180),
     /** Proxies (addresses or CIDRs) whose X-Forwarded-For names the client. */
     trustProxy: z.array(z.string().regex(/^[0-9a-fA-F:.]+(\/\d{1,3})?$/, "must be an IP address or CIDR")).default([]),
     limits: limitsSchema.prefault({}),
@@ -189,6 +216,11 @@ const fileSchema = z
       for (const name of [app.id, app.appid]) {
         if (seen.has(name)) ctx.addIssue({ code: "custom", path: ["apps", i, name === app.id ? "id" : "appid"], message: `"${name}" is used by apps[${seen.get(name)}] too` });
         seen.set(name, i);
+      }
+    });
+    file.apps.forEach((app, i) => {
+      if ("contentCheck" in app && app.contentCheck?.nickname === "on" && app.platform !== "wechat-miniprogram") {
+        ctx.addIssue({ code: "custom", path: ["apps", i, "contentCheck", "nickname"], message: "WeChat's content check serves mini-programs only" });
       }
     });
     if (file.apps.filter((a) => a.default).length > 1) ctx.addIssue({ code: "custom", path: ["apps"], message: "at most one app may be default" });

@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { CredentialStore, ReplayStore, RevocationStore, SessionStore, Store, UserStore } from "../store/store.js";
+import type { ActivityStore, AuditStore, CredentialStore, ReplayStore, RevocationStore, SessionStore, Store, UserStore } from "../store/store.js";
 import type { UpstreamObserver } from "../wechat/wechat-client.js";
 
 // Prometheus metrics, each set in its own registry (never prom-client's global one), so a test or
@@ -136,11 +136,16 @@ export type Metrics = ReturnType<typeof createMetrics>;
 
 // Every method of each port, checked against the interface: a method added to a port and not
 // here fails to compile instead of going untimed.
-const USER_METHODS = { insert: true, get: true, findByKeys: true, replace: true } satisfies Record<keyof UserStore, true>;
-const SESSION_METHODS = { insert: true, get: true, rotate: true, promote: true, revoke: true, revokeAllForUser: true, revokeOldest: true } satisfies Record<keyof SessionStore, true>;
+const USER_METHODS = { insert: true, get: true, findByKeys: true, replace: true, remove: true, count: true, countWithIdentityOf: true } satisfies Record<keyof UserStore, true>;
+const SESSION_METHODS = { insert: true, get: true, rotate: true, promote: true, revoke: true, revokeAllForUser: true, revokeOldest: true, listForUser: true, removeForUser: true } satisfies Record<
+  keyof SessionStore,
+  true
+>;
 const REPLAY_METHODS = { remember: true, recall: true } satisfies Record<keyof ReplayStore, true>;
 const CREDENTIAL_METHODS = { get: true, acquireLease: true, saveToken: true, expireToken: true } satisfies Record<keyof CredentialStore, true>;
 // follow is no store call but a subscription (MongoDB's change stream): passed through untimed.
+const AUDIT_METHODS = { append: true, list: true, anonymiseSubject: true } satisfies Record<keyof AuditStore, true>;
+const ACTIVITY_METHODS = { record: true, daily: true } satisfies Record<keyof ActivityStore, true>;
 const REVOCATION_METHODS = { append: true, since: true } satisfies Record<Exclude<keyof RevocationStore, "follow">, true>;
 
 /**
@@ -158,6 +163,8 @@ export function instrumentStore(store: Store, metrics: Pick<Metrics, "observeSto
       ...timed<Omit<RevocationStore, "follow">>(store.revocations, "revocations", REVOCATION_METHODS, metrics),
       ...(store.revocations.follow ? { follow: store.revocations.follow.bind(store.revocations) } : {}),
     },
+    audit: timed<AuditStore>(store.audit, "audit", AUDIT_METHODS, metrics),
+    activity: timed<ActivityStore>(store.activity, "activity", ACTIVITY_METHODS, metrics),
     init: () => store.init(),
     close: () => store.close(),
   };

@@ -2,3 +2,8 @@
 export function shanghaiTimestamp(epochMs: number): string {
   return new Date(epochMs + 8 * 3600_000).toISOString().slice(0, 19).replace("T", " ");
 }
+
+/** The day "yyyy-MM-dd" in Asia/Shanghai, by which the service counts users per day. */
+export function shanghaiDay(epochMs: number): string {
+  return shanghaiTimestamp(epochMs).slice(0, 10);
+}

@@ -13,6 +13,8 @@ import { sourceInfo as healthSource } from "../../gen/health/v1/health_source.js
 import { sourceInfo as identitySource } from "../../gen/identity/v1/identity_source.js";
 import { Health } from "../../gen/health/v1/health_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
+import { AdminService } from "../../gen/identity/admin/v1/admin_pb.js";
+import { sourceInfo as adminSource } from "../../gen/identity/admin/v1/admin_source.js";
 import type { RpcSample } from "../metrics/metrics.js";
 import { createOutermostInterceptor, type Logger } from "../service/interceptors.js";
 import { createHealthService, type Readiness } from "./health.js";
@@ -21,6 +23,8 @@ import { guardRouter } from "./request-guard.js";
 
 export interface RoutesDeps {
   service: ServiceImpl<typeof IdentityService>;
+  /** The operator side, served next to it on both listeners. */
+  admin: ServiceImpl<typeof AdminService>;
   ready: Readiness;
   maxBodyBytes: number;
   /** For calls whose context carries no request logger. */
@@ -47,12 +51,13 @@ export function createRoutes(deps: RoutesDeps): Routes {
   return {
     routes(router) {
       router.service(IdentityService, deps.service);
-      router.service(Health, createHealthService({ ready: deps.ready, services: [IdentityService.typeName], closing: deps.closing }));
+      router.service(AdminService, deps.admin);
+      router.service(Health, createHealthService({ ready: deps.ready, services: [IdentityService.typeName, AdminService.typeName], closing: deps.closing }));
       guardRouter(router, { maxBodyBytes: deps.maxBodyBytes, compressions: COMPRESSIONS, jsonOptions: JSON_OPTIONS });
       // After the guard, which reads a whole request body before passing it on: a bidi stream has no whole body.
       if (deps.reflection) {
-        const sources = [identitySource, healthSource, errorDetailsSource, reflectionSource, reflectionV1alphaSource];
-        const reflection = createReflectionService([IdentityService, Health], [file_google_rpc_error_details], sources);
+        const sources = [identitySource, adminSource, healthSource, errorDetailsSource, reflectionSource, reflectionV1alphaSource];
+        const reflection = createReflectionService([IdentityService, AdminService, Health], [file_google_rpc_error_details], sources);
         router.service(ServerReflection, reflection);
         router.service(ServerReflectionV1alpha, asV1alpha(reflection));
       }

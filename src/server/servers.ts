@@ -5,6 +5,7 @@ import http2 from "node:http2";
 import type { Socket } from "node:net";
 import { fastify, LogController, type FastifyInstance } from "fastify";
 import type { PinoLoggerOptions } from "fastify/types/logger.js";
+import type { AdminService } from "../../gen/identity/admin/v1/admin_pb.js";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import { createInvoke } from "../compat/invoke.js";
 import { registerSeedRoutes, type SeedApp } from "../compat/seed-routes.js";
@@ -20,6 +21,7 @@ import { describeError } from "../util/log-safety.js";
 
 export interface ServerDeps {
   service: ServiceImpl<typeof IdentityService>;
+  admin: ServiceImpl<typeof AdminService>;
   /** The public signing keys, served at /.well-known/jwks.json. */
   jwks: () => object;
   /** pino options for fastify's logger (level, redact, stream). */

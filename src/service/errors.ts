@@ -23,6 +23,8 @@ export const REASONS = {
   REQUEST_TOO_LARGE: Code.InvalidArgument,
   FIELD_NOT_ALLOWED: Code.PermissionDenied,
   PERMISSION_DENIED: Code.PermissionDenied,
+  ROLE_REQUIRED: Code.PermissionDenied,
+  CONTENT_RISKY: Code.InvalidArgument,
   APP_NOT_FOUND: Code.NotFound,
   USER_NOT_FOUND: Code.NotFound,
   NOT_FOUND: Code.NotFound,
@@ -55,6 +57,8 @@ export const REASONS = {
   USERNAME_TAKEN: Code.AlreadyExists,
   IDENTITY_TAKEN: Code.AlreadyExists,
   ACCOUNT_CONFLICT: Code.FailedPrecondition,
+  LAST_SIGN_IN_METHOD: Code.FailedPrecondition,
+  REAUTH_REQUIRED: Code.FailedPrecondition,
   VERSION_CONFLICT: Code.Aborted,
   // Our dependencies, and us
   UPSTREAM_UNAVAILABLE: Code.Unavailable,

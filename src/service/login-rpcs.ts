@@ -6,6 +6,7 @@ import { hashPassword, verifyPassword } from "../auth/passwords.js";
 import { identityKey, inviteKey, usernameKey, type IdentityRecord, type JsonObject, type UserRecord } from "../store/store.js";
 import { WechatError } from "../wechat/wechat-client.js";
 import { createAttemptLimiter } from "./attempt-limiter.js";
+import { noteOf } from "./audit.js";
 import type { Caller } from "./caller.js";
 import { apiError, fieldInvalid, toConnectError } from "./errors.js";
 import { kClientAddress } from "./interceptors.js";
@@ -39,9 +40,13 @@ export function createLoginRpcs(
   const addressFailures = createAttemptLimiter(passwordLimits.perAddress, now);
 
   /** Answers a retried Login from the first one, or says the code is spent once the client has moved on. */
-  async function replayLogin(record: LoginReplay, code: string): Promise<MessageInitShape<typeof LoginResponseSchema>> {
+  async function replayLogin(record: LoginReplay, code: string, ctx: HandlerContext): Promise<MessageInitShape<typeof LoginResponseSchema>> {
     const replayed = await sessions.replay(record.sessionId, code);
     if (!replayed) throw new WechatError("code_used", "jscode2session", 40163);
+    const note = noteOf(ctx);
+    Object.assign(note, { subjectUserId: replayed.session.userId ?? undefined, appKey: replayed.session.appKey });
+    // The same sign-in answered again (a client's retry), not a second one.
+    Object.assign(note.details, { method: replayed.session.platform, replayed: "true" });
     const user = replayed.session.userId ? await accounts.activeUser(replayed.session.userId) : null;
     return { tokens: tokensToWire(replayed.tokens), registered: record.registered, firstLogin: record.firstLogin, ...(user ? { user: userToWire(user) } : {}), openid: record.openid };
   }
@@ -109,9 +114,16 @@ export function createLoginRpcs(
       throw e;
     }
     const matches = await verifyPassword(password, account?.passwordHash);
+    const note = noteOf(ctx);
+    note.appKey = app.id;
+    note.details.method = "password";
     if (!matches && !(account === undefined && platform && app.registration === "auto")) {
+      // Whose account was guessed at, for operators; an unknown username is kept as typed (no secret).
+      if (account) note.subjectUserId = account.id;
+      else note.details.username = username;
       throw apiError("BAD_CREDENTIALS", "the username or password is not right");
     }
+    if (account) note.subjectUserId = account.id;
     guess.succeed();
     if (account?.status === "disabled") throw new AccountDisabledError();
     const identity = platform ? identityFrom(app, platform) : null;
@@ -128,7 +140,8 @@ export function createLoginRpcs(
       created = found.created;
       user = found.created ? found.user : await addPassword(found.user, username, passwordHash);
     }
-    const { tokens } = await openSession(app, user.id, identity ?? identityRecord({ platform: "password", appid: app.appid, openid: user.id }), platform?.sessionKey);
+    Object.assign(note, { subjectUserId: user.id, registered: created });
+    const { tokens } = await openSession(app, user.id, identity ?? identityRecord({ platform: "password", appid: app.appid, openid: user.id }), platform?.sessionKey, ctx.values.get(kClientAddress));
     return { tokens: tokensToWire(tokens), registered: true, firstLogin: created, user: userToWire(user), openid: identity?.openid ?? "" };
   }
 
@@ -163,20 +176,22 @@ export function createLoginRpcs(
 
       const replayKey = code ? codeKey("login", app.appid, code) : "";
       const earlier = replayKey ? ((await replays.recall(replayKey)) as LoginReplay | null) : null;
-      if (earlier) return replayLogin(earlier, code);
+      if (earlier) return replayLogin(earlier, code, ctx);
       let platform: PlatformSignIn;
       try {
         platform = ctx.values.get(kAssertedSignIn) ?? (await signIn(app, { code, idToken, nonce: req.nonce }, ctx.signal));
       } catch (e) {
         // A parallel Login with the same code may have redeemed it a moment ago.
         const late = replayKey && e instanceof WechatError && e.kind === "code_used" ? ((await replays.recall(replayKey)) as LoginReplay | null) : null;
-        if (late) return replayLogin(late, code);
+        if (late) return replayLogin(late, code, ctx);
         throw e;
       }
       const identity = identityFrom(app, platform);
       const found = await accounts.findOrCreate(identity, { create: app.registration === "auto", defaultRoles: app.defaultRoles, profile: inviterId ? { inviterId } : {} });
+      Object.assign(noteOf(ctx), { appKey: app.id, subjectUserId: found?.user.id, registered: found?.created ?? false });
+      noteOf(ctx).details.method = app.platform;
       if (found?.user.status === "disabled") throw new AccountDisabledError();
-      const { session, tokens } = await openSession(app, found?.user.id ?? null, identity, platform.sessionKey, code);
+      const { session, tokens } = await openSession(app, found?.user.id ?? null, identity, platform.sessionKey, ctx.values.get(kClientAddress), code);
       const record: LoginReplay = { sessionId: session.id, registered: Boolean(found), firstLogin: found?.created ?? false, openid: identity.openid };
       if (replayKey) await replays.remember(replayKey, record, new Date(now() + CODE_LIFETIME_MS));
       return {

@@ -31,6 +31,9 @@ const REASONS: Record<RevocationRecord["reason"], RevocationReason> = {
   user_disabled: RevocationReason.USER_DISABLED,
   // Ended because it was handed another WeChat user's data: none of the contract's reasons.
   session_mismatch: RevocationReason.UNSPECIFIED,
+  operator: RevocationReason.OPERATOR,
+  user_deleted: RevocationReason.USER_DELETED,
+  identity_unlinked: RevocationReason.IDENTITY_UNLINKED,
 };
 
 function toWire({ target, revokedAt, reason }: RevocationRecord): Revocation {

@@ -2,10 +2,14 @@ import { create } from "@bufbuild/protobuf";
 import { TokensSchema, type Tokens } from "../../gen/identity/v1/identity_pb.js";
 import { AccountDisabledError, TokenError } from "../auth/errors.js";
 import type { IssuedTokens, SessionLibrary } from "../auth/sessions.js";
-import { DEFAULT_LIMITS, type App, type Limits } from "../config/config.js";
-import type { IdentityRecord, ReplayStore, SessionRecord, UserStore } from "../store/store.js";
+import { DEFAULT_LIMITS, type App, type Limits, type OperatorRole } from "../config/config.js";
+import type { ActivityStore, AuditStore, IdentityRecord, ReplayStore, SessionRecord, UserStore } from "../store/store.js";
 import type { AccessTokenBroker } from "../wechat/access-token-broker.js";
 import { createAccountLibrary, type PlatformProfile } from "./accounts.js";
+import { createAccountLifecycle } from "./account-lifecycle.js";
+import { createAuditWriter } from "./audit.js";
+import { createContentCheck } from "./content-check.js";
+import type { Logger } from "./interceptors.js";
 import { createAttemptLimiter, type AttemptLimit } from "./attempt-limiter.js";
 import { apiError, fieldInvalid } from "./errors.js";
 import type { RevocationDeps } from "./revocation-rpcs.js";
@@ -29,6 +33,8 @@ export interface InternalCaller {
   name: string;
   /** SHA-256 of the caller's key, hex. */
   keySha256: string;
+  /** An operator's key (AdminService only); a service's key has none. */
+  role?: OperatorRole;
 }
 
 export interface IdentityServiceDeps {
@@ -36,6 +42,9 @@ export interface IdentityServiceDeps {
   internalCallers?: InternalCaller[];
   rateLimits?: RateLimits;
   users: UserStore;
+  /** The audit log and the activity counts behind GetStats. */
+  audit: AuditStore;
+  activity: ActivityStore;
   sessions: SessionLibrary;
   replays: ReplayStore;
   platforms: PlatformClients;
@@ -43,6 +52,8 @@ export interface IdentityServiceDeps {
   /** WatchRevocations' feed and log. */
   revocations: RevocationDeps;
   passwordLimits?: PasswordLimits;
+  /** For what a call's own logger cannot take (a call made without one). */
+  log?: Logger;
   now?: () => number;
 }
 
@@ -59,6 +70,8 @@ type Limiter = ReturnType<typeof createAttemptLimiter>;
 export function createServiceContext({
   apps,
   users,
+  audit,
+  activity,
   sessions,
   replays,
   platforms,
@@ -67,6 +80,7 @@ export function createServiceContext({
   passwordLimits = DEFAULT_PASSWORD_LIMITS,
   internalCallers = [],
   rateLimits = DEFAULT_LIMITS,
+  log,
   now = Date.now,
 }: IdentityServiceDeps) {
   const rates = {
@@ -80,6 +94,12 @@ export function createServiceContext({
   for (const app of apps) appsByName.set(app.id, app).set(app.appid, app);
   const accounts = createAccountLibrary({ users, now });
   const wechatData = createWechatData({ wechat: platforms.wechat, broker, replays, now });
+  const lifecycle = createAccountLifecycle({ users, sessions, accounts, audit });
+  const auditWriter = createAuditWriter({ audit, activity, now, ...(log ? { log } : {}) });
+  const contentCheck = createContentCheck({ wechat: platforms.wechat, broker });
+
+  /** The configured app of this key or platform appid, if any. */
+  const appOf = (name: string): App | undefined => appsByName.get(name);
 
   /** The app a request names by its key or by its platform appid; the only one when it names none. */
   function resolveApp(name: string): App {
@@ -122,8 +142,11 @@ export function createServiceContext({
     return identityRecord({ platform: app.platform, appid: app.appid, openid: platform.openid, unionid: platform.unionid });
   }
 
-  function openSession(app: App, userId: string | null, identity: IdentityRecord, sessionKey: string | undefined, loginCode?: string) {
-    return sessions.open({ appKey: app.id, userId, platform: identity.platform, appid: identity.appid, openid: identity.openid, unionid: identity.unionid, sessionKey }, loginCode || undefined);
+  function openSession(app: App, userId: string | null, identity: IdentityRecord, sessionKey: string | undefined, clientAddress: string, loginCode?: string) {
+    return sessions.open(
+      { appKey: app.id, userId, platform: identity.platform, appid: identity.appid, openid: identity.openid, unionid: identity.unionid, sessionKey, ...(clientAddress ? { clientAddress } : {}) },
+      loginCode || undefined,
+    );
   }
 
   /** A pending session's user, found or created from what the platform told us, and its first full tokens. */
@@ -136,7 +159,14 @@ export function createServiceContext({
   }
 
   return {
+    apps,
     users,
+    audit,
+    activity,
+    lifecycle,
+    auditWriter,
+    contentCheck,
+    appOf,
     sessions,
     replays,
     revocations,

@@ -1,6 +1,8 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { IdentityService } from "../../gen/identity/v1/identity_pb.js";
+import { TokenError } from "../auth/errors.js";
+import { noteOf, SYSTEM_ACTOR } from "./audit.js";
 import { MAX_TOKEN_CHARS, type Caller } from "./caller.js";
 import { fieldInvalid } from "./errors.js";
 import { kClientAddress } from "./interceptors.js";
@@ -17,7 +19,16 @@ export function createSessionRpcs(
     async refresh(req, ctx) {
       limit(rates.refreshAddress, ctx.values.get(kClientAddress), "too many refreshes from this address");
       if (!req.refreshToken || req.refreshToken.length > MAX_TOKEN_CHARS) throw fieldInvalid("refresh_token", "a refresh token is required");
-      return { tokens: tokensToWire(await sessions.refresh(req.refreshToken)) };
+      const note = noteOf(ctx);
+      try {
+        const { tokens, session } = await sessions.refresh(req.refreshToken);
+        Object.assign(note, { subjectUserId: session.userId ?? undefined, appKey: session.appKey });
+        return { tokens: tokensToWire(tokens) };
+      } catch (e) {
+        // The service, not the caller, ended the session: someone else holds its refresh token.
+        if (e instanceof TokenError && e.kind === "reused") Object.assign(note, { subjectUserId: e.userId, actor: SYSTEM_ACTOR, type: "refresh_token.reused" });
+        throw e;
+      }
     },
 
     async logout(req, ctx) {

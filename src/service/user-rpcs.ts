@@ -1,6 +1,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { IdentityService } from "../../gen/identity/v1/identity_pb.js";
-import type { UserRecord } from "../store/store.js";
+import type { SessionRecord, UserRecord } from "../store/store.js";
+import { noteOf } from "./audit.js";
 import type { Caller } from "./caller.js";
 import { apiError, fieldInvalid } from "./errors.js";
 import type { ServiceContext } from "./service-context.js";
@@ -9,7 +10,10 @@ import { userToWire } from "./user-view.js";
 
 // A user read or edited by itself (bearer token) or by an internal service (x-api-key, any user).
 
-export function createUserRpcs({ users, accounts, sessions, now }: ServiceContext, { authenticate, internalCallerOf }: Caller): Pick<ServiceImpl<typeof IdentityService>, "getUser" | "updateUser"> {
+export function createUserRpcs(
+  { users, accounts, sessions, contentCheck, appOf, now }: ServiceContext,
+  { authenticate, internalCallerOf }: Caller,
+): Pick<ServiceImpl<typeof IdentityService>, "getUser" | "updateUser"> {
   return {
     async getUser(req, ctx) {
       if (internalCallerOf(ctx)) {
@@ -30,15 +34,27 @@ export function createUserRpcs({ users, accounts, sessions, now }: ServiceContex
       if (!wanted) throw fieldInvalid("user", "the fields to set are required");
       const internal = internalCallerOf(ctx) !== null;
       let userId: string;
+      let signedIn: { session: SessionRecord; user: UserRecord } | undefined;
       if (internal) {
         if (!wanted.id) throw fieldInvalid("user.id", "required for an internal caller");
         userId = wanted.id;
+        noteOf(ctx).subjectUserId = userId;
       } else {
-        ({ userId } = await authenticate(ctx));
+        const auth = await authenticate(ctx);
+        userId = auth.userId;
+        signedIn = { session: auth.session, user: auth.user! };
         if (wanted.id && wanted.id !== userId) throw apiError("PERMISSION_DENIED", "an end user may update only itself");
       }
       if (req.expectedVersion !== undefined && req.expectedVersion < 0) throw fieldInvalid("expected_version", "must not be negative");
       const patch = planProfilePatch(wanted, updatePaths(wanted, req.updateMask?.paths ?? []), new Date(now()), { internal });
+      // What users write about themselves goes through the app's content check; internal services are trusted.
+      const { nickname } = patch.set;
+      if (signedIn && nickname !== undefined && nickname !== signedIn.user.nickname) {
+        const app = appOf(signedIn.session.appKey);
+        const openid = signedIn.user.identities.find((i) => i.platform === app?.platform && i.appid === app?.appid)?.openid;
+        if (app && openid) await contentCheck.checkNickname(app, openid, nickname, ctx.signal);
+      }
+      if (patch.set.status) noteOf(ctx).details.status = patch.set.status;
       // Told to verifiers before it is written: should the write then fail, the user's tokens end anyway (errs closed).
       if (patch.set.status === "disabled" && (await users.get(userId))?.status === "active") await sessions.revokeUser(userId);
       const updated = await accounts.update(

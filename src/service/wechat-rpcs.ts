@@ -2,6 +2,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import { phoneKey, type SessionRecord, type UserRecord } from "../store/store.js";
 import type { PlatformProfile } from "./accounts.js";
+import { noteOf } from "./audit.js";
 import type { Caller } from "./caller.js";
 import { apiError, fieldInvalid } from "./errors.js";
 import type { App } from "../config/config.js";
@@ -40,6 +41,7 @@ export function createWechatRpcs(
       const profile = profileOf(data);
       if (!caller) {
         const registered = await register(app, session, identity, profile);
+        Object.assign(noteOf(ctx), { subjectUserId: registered.user.id, registered: registered.created });
         return { user: userToWire(registered.user), created: registered.created, tokens: registered.tokens };
       }
       const bound = await accounts.bindIdentity(caller, identity);
@@ -64,7 +66,8 @@ export function createWechatRpcs(
       const app = wechatAppOf(session);
       const phone = await phoneOf(app, session, req, ctx.signal);
       if (!userId) {
-        const { user, tokens } = await register(app, session, identityOf(session), phone, [phoneKey(phone)]);
+        const { user, tokens, created } = await register(app, session, identityOf(session), phone, [phoneKey(phone)]);
+        Object.assign(noteOf(ctx), { subjectUserId: user.id, registered: created });
         return { user: userToWire(await accounts.update(user.id, (u) => withPhone(u, phone))), tokens };
       }
       return { user: userToWire(await accounts.update(userId, (u) => withPhone(u, phone))) };

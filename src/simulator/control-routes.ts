@@ -65,6 +65,11 @@ function outcomesOf(f: { errcode?: number; status?: number; drop?: boolean; rese
 
 const clockBody = z.strictObject({ advanceMs: z.int().min(0) });
 
+const secWordsBody = z.strictObject({
+  risky: z.array(z.string().min(1).max(100)).max(1000).default([]),
+  review: z.array(z.string().min(1).max(100)).max(1000).default([]),
+});
+
 export class ControlError extends Error {
   constructor(
     readonly status: 400 | 404,
@@ -142,6 +147,12 @@ export function registerControlRoutes(app: FastifyInstance, deps: ControlRouteDe
       throw new ControlError(400, `path: must be one of ${faults.servedPaths().join(", ")}`);
     }
     faults.add(path, fault, times);
+    return { ok: true };
+  });
+
+  // The words msg_sec_check finds risky or for review, replacing the earlier ones.
+  post("/sim/sec-words", secWordsBody, (words) => {
+    state.setContentWords(words);
     return { ok: true };
   });
 

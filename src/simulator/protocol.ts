@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 
 // What the simulated WeChat looks like on the wire: its paths, its errcodes and its error bodies.
 
-export const WECHAT_PATHS = ["/sns/jscode2session", "/cgi-bin/stable_token", "/wxa/business/getuserphonenumber", "/wxa/checksession"] as const;
+export const WECHAT_PATHS = ["/sns/jscode2session", "/cgi-bin/stable_token", "/wxa/business/getuserphonenumber", "/wxa/checksession", "/wxa/msg_sec_check"] as const;
 export type WechatPath = (typeof WECHAT_PATHS)[number];
 
 // errmsg texts as the real API spells them (wechat-api.md §0–4).
@@ -14,6 +14,7 @@ const ERRMSG = {
   40013: "invalid appid",
   40014: "invalid access_token",
   40029: "invalid code",
+  40129: "invalid scene",
   40066: "invalid url",
   40125: "invalid appsecret",
   40163: "code been used",
@@ -25,6 +26,7 @@ const ERRMSG = {
   42001: "access_token expired",
   42003: "code expired",
   43002: "require POST method",
+  44002: "empty post data",
   45011: "api minute-quota reach limit mustslower retry next minute",
   47001: "data format error",
   87008: "invalid sig_method",

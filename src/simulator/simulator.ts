@@ -7,7 +7,7 @@ import { errorBody } from "./protocol.js";
 import { registerQqRoutes } from "./qq-routes.js";
 import { createCallCounter, createFaultBook } from "./traffic.js";
 import { registerWechatRoutes } from "./wechat-routes.js";
-import { createClock, createWechatState } from "./wechat-state.js";
+import { createClock, createWechatState, type ContentWords } from "./wechat-state.js";
 
 // A stand-in for api.weixin.qq.com on loopback. It is WeChat, not us: it imports nothing from the
 // rest of the service, which reaches it only over HTTP through the client it uses for real WeChat.
@@ -19,6 +19,8 @@ export interface SimulatorOptions {
   alipayApps?: Record<string, string>;
   /** QQ mini-program apps (served under /qq, with their own codes and session keys): appid -> secret. */
   qqApps?: Record<string, string>;
+  /** The words msg_sec_check finds risky or for review at start (POST /sim/sec-words replaces them). */
+  contentWords?: ContentWords;
   /** Clock, for tests; defaults to Date.now. */
   now?: () => number;
   logger?: boolean | object; // passed to fastify; default false
@@ -60,6 +62,7 @@ function loggerOptions(logger: boolean | object | undefined): FastifyServerOptio
 export function createWechatSimulator(options: SimulatorOptions): WechatSimulator {
   const clock = createClock(options.now ?? Date.now);
   const state = createWechatState(options.apps, clock);
+  if (options.contentWords) state.setContentWords(options.contentWords);
   const faults = createFaultBook();
   const calls = createCallCounter();
   const closing = new AbortController();

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import { sessionSignature } from "./crypto.js";
 import { type Errcode, errorBody, WechatApiError } from "./protocol.js";
@@ -110,6 +111,21 @@ function wechatRoutes(state: WechatState): ApiRoute[] {
           throw new WechatApiError(87009);
         }
         return { errcode: 0, errmsg: "ok" };
+      },
+    },
+
+    {
+      path: "/wxa/msg_sec_check",
+      methods: ["GET", "POST"],
+      handler: (request) => {
+        requirePost(request);
+        const appid = state.authorize(field(request.query, "access_token"));
+        const body = jsonObject(request.body);
+        if (body === undefined || body.version !== 2) throw new WechatApiError(47001);
+        if (body.scene !== 1 && body.scene !== 2 && body.scene !== 3 && body.scene !== 4) throw new WechatApiError(40129);
+        const content = required(body, "content", 44002);
+        const result = state.judgeContent(appid, required(body, "openid", 40003), content);
+        return { errcode: 0, errmsg: "ok", result, detail: [{ strategy: "keyword", errcode: 0, ...result, prob: 90 }], trace_id: randomBytes(12).toString("hex") };
       },
     },
   ];

@@ -122,6 +122,11 @@ function createCodeBook<T>(clock: Clock) {
 
 export type WechatState = ReturnType<typeof createWechatState>;
 
+export interface ContentWords {
+  risky: string[];
+  review: string[];
+}
+
 export function createWechatState(apps: Record<string, string>, clock: Clock) {
   const secrets = new Map(Object.entries(apps));
   const loginCodes = createCodeBook<LoginCode>(clock);
@@ -132,6 +137,8 @@ export function createWechatState(apps: Record<string, string>, clock: Clock) {
   const tokens = new Map<string, AccessToken>();
   /** appid -> the token stable_token hands out in normal mode. */
   const latestTokens = new Map<string, AccessToken>();
+  /** What msg_sec_check finds in a text: any of these words (case-insensitive) makes it risky, or for review. */
+  const contentWords: ContentWords = { risky: [], review: [] };
 
   const userKey = (appid: string, openid: string) => `${appid} ${openid}`;
   const seconds = (ms: number) => Math.floor(ms / 1000);
@@ -238,6 +245,22 @@ export function createWechatState(apps: Record<string, string>, clock: Clock) {
       }
       // Rounded down, as WeChat never promises more than it has (at most 7200).
       return { access_token: token.value, expires_in: Math.floor((token.expiresAt - now) / 1000) };
+    },
+
+    /** Replaces the words msg_sec_check looks for. */
+    setContentWords(words: ContentWords): void {
+      contentWords.risky = words.risky.map((w) => w.toLowerCase());
+      contentWords.review = words.review.map((w) => w.toLowerCase());
+    },
+
+    /** msg_sec_check's verdict on a text of a user who has a session in the app (40003 otherwise). */
+    judgeContent(appid: string, openid: string, content: string): { suggest: "pass" | "review" | "risky"; label: number } {
+      if (!sessionKeys.has(userKey(appid, openid))) throw new WechatApiError(40003);
+      const text = content.toLowerCase();
+      // Labels as WeChat numbers them: 100 normal, 20006 illegal, 21000 other.
+      if (contentWords.risky.some((w) => text.includes(w))) return { suggest: "risky", label: 20006 };
+      if (contentWords.review.some((w) => text.includes(w))) return { suggest: "review", label: 21000 };
+      return { suggest: "pass", label: 100 };
     },
 
     /** The appid an access_token belongs to. */

@@ -5,9 +5,19 @@ import {
   newObjectId,
   NotFoundError,
   SPENT_HASHES_KEPT,
+  identityKey,
   uniqueKeysOf,
   VersionConflictError,
+  ACTIVITY_RETENTION_DAYS,
+  AUDIT_RETENTION_DAYS,
+  type ActivityStore,
+  type AuditDraft,
+  type AuditPosition,
+  type AuditQuery,
+  type AuditRecord,
+  type AuditStore,
   type CredentialStore,
+  type DailyActivity,
   type JsonObject,
   type BeforeRevoking,
   type PlatformCredential,
@@ -97,6 +107,18 @@ class ExpirySweep<V> {
   }
 }
 
+function addTo(index: Map<string, Set<string>>, key: string, id: string): void {
+  const ids = index.get(key) ?? new Set<string>();
+  ids.add(id);
+  index.set(key, ids);
+}
+
+function removeFrom(index: Map<string, Set<string>>, key: string, id: string): void {
+  const ids = index.get(key);
+  ids?.delete(id);
+  if (ids?.size === 0) index.delete(key);
+}
+
 /** The stored form of an id: ObjectId hex in lower case, as MongoDB reads it back; null if not one. */
 function storedId(id: string): string | null {
   return /^[0-9a-f]{24}$/i.test(id) ? id.toLowerCase() : null;
@@ -142,6 +164,24 @@ export class MemoryUserStore implements UserStore {
     return copyOf(user);
   }
 
+  async remove(id: string): Promise<boolean> {
+    const user = this.find(id);
+    if (!user) return false;
+    for (const key of uniqueKeysOf(user)) this.owners.delete(key);
+    return this.users.delete(user.id);
+  }
+
+  async count(): Promise<number> {
+    return this.users.size;
+  }
+
+  async countWithIdentityOf(platform: string, appid: string): Promise<number> {
+    const prefix = identityKey(platform, appid, "");
+    const holders = new Set<string>();
+    for (const [key, owner] of this.owners) if (key.startsWith(prefix)) holders.add(owner);
+    return holders.size;
+  }
+
   private find(id: string): UserRecord | undefined {
     const key = storedId(id);
     return key === null ? undefined : this.users.get(key);
@@ -164,6 +204,8 @@ export class MemorySessionStore implements SessionStore {
    * of the last 30 days.
    */
   private readonly liveByUser = new Map<string, Set<string>>();
+  /** User id → the ids of all its stored sessions, revoked ones included, for operators' listing. */
+  private readonly storedByUser = new Map<string, Set<string>>();
   private readonly sweep: ExpirySweep<SessionRecord>;
 
   constructor(private readonly now: () => number = Date.now) {
@@ -171,7 +213,10 @@ export class MemorySessionStore implements SessionStore {
       this.sessions,
       (session) => session.expiresAt,
       now,
-      (session) => this.unindex(session),
+      (session) => {
+        this.unindex(session);
+        if (session.userId !== null) removeFrom(this.storedByUser, session.userId, session.id);
+      },
     );
   }
 
@@ -244,17 +289,29 @@ export class MemorySessionStore implements SessionStore {
     return key === null ? undefined : this.sessions.get(key);
   }
 
+  async listForUser(userId: string, limit: number): Promise<SessionRecord[]> {
+    const stored = Array.from(this.storedByUser.get(userId) ?? [], (id) => this.sessions.get(id)!);
+    return stored
+      .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || b.id.localeCompare(a.id))
+      .slice(0, limit)
+      .map(copyOf);
+  }
+
+  async removeForUser(userId: string): Promise<number> {
+    const ids = [...(this.storedByUser.get(userId) ?? [])];
+    for (const id of ids) this.sessions.delete(id);
+    this.storedByUser.delete(userId);
+    this.liveByUser.delete(userId);
+    return ids.length;
+  }
+
   private index(userId: string, id: string): void {
-    const ids = this.liveByUser.get(userId) ?? new Set<string>();
-    ids.add(id);
-    this.liveByUser.set(userId, ids);
+    addTo(this.liveByUser, userId, id);
+    addTo(this.storedByUser, userId, id);
   }
 
   private unindex(session: SessionRecord): void {
-    if (session.userId === null) return;
-    const ids = this.liveByUser.get(session.userId);
-    ids?.delete(session.id);
-    if (ids?.size === 0) this.liveByUser.delete(session.userId);
+    if (session.userId !== null) removeFrom(this.liveByUser, session.userId, session.id);
   }
 
   private end(session: SessionRecord, reason: string, at: number): void {
@@ -377,17 +434,118 @@ export class MemoryRevocationStore implements RevocationStore {
   }
 }
 
+const DAY_MS = 86_400_000;
+
+/** Newest first: by time, then id, descending. */
+const newestFirst = (a: AuditPosition, b: AuditPosition) => b.time.getTime() - a.time.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+
+const matches = (event: AuditRecord, q: AuditQuery) =>
+  (q.subjectUserId === undefined || event.subjectUserId === q.subjectUserId) &&
+  (q.actorId === undefined || event.actor.id === q.actorId) &&
+  (q.type === undefined || event.type === q.type) &&
+  (q.from === undefined || event.time >= q.from) &&
+  (q.before === undefined || event.time < q.before);
+
+export class MemoryAuditStore implements AuditStore {
+  /** Oldest first; appends come in clock order, so an event goes at or near the end. */
+  private readonly events: AuditRecord[] = [];
+  private readonly retentionMs: number;
+
+  constructor(
+    private readonly now: () => number = Date.now,
+    retentionDays = AUDIT_RETENTION_DAYS,
+  ) {
+    this.retentionMs = retentionDays * DAY_MS;
+  }
+
+  async append(draft: AuditDraft): Promise<void> {
+    const at = this.now();
+    let expired = 0;
+    while (expired < this.events.length && this.expired(this.events[expired]!, at)) expired++;
+    if (expired) this.events.splice(0, expired);
+    const event: AuditRecord = { ...copyOf(draft), id: newObjectId(), time: new Date(at) };
+    let i = this.events.length;
+    while (i > 0 && newestFirst(this.events[i - 1]!, event) < 0) i--;
+    this.events.splice(i, 0, event);
+  }
+
+  async list(query: AuditQuery, limit: number, after?: AuditPosition): Promise<AuditRecord[]> {
+    const at = this.now();
+    const found: AuditRecord[] = [];
+    for (let i = this.events.length - 1; i >= 0 && found.length < limit; i--) {
+      const event = this.events[i]!;
+      // Expiry is checked here too, as on MongoDB, whose TTL deletion is lazy.
+      if (this.expired(event, at)) break;
+      if (after && newestFirst(after, event) >= 0) continue;
+      if (matches(event, query)) found.push(copyOf(event));
+    }
+    return found;
+  }
+
+  async anonymiseSubject(userId: string): Promise<void> {
+    for (const event of this.events) {
+      if (event.subjectUserId !== userId) continue;
+      delete event.address;
+      delete event.details;
+    }
+  }
+
+  private expired(event: AuditRecord, at: number): boolean {
+    return event.time.getTime() <= at - this.retentionMs;
+  }
+}
+
+export class MemoryActivityStore implements ActivityStore {
+  /** "day|appKey" → user id → registered that day. */
+  private readonly days = new Map<string, Map<string, boolean>>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  async record(day: string, appKey: string, userId: string, registered: boolean): Promise<void> {
+    this.dropExpired();
+    const key = `${day}|${appKey}`;
+    const users = this.days.get(key) ?? new Map<string, boolean>();
+    users.set(userId, registered || (users.get(userId) ?? false));
+    this.days.set(key, users);
+  }
+
+  async daily(fromDay: string, toDay: string): Promise<DailyActivity[]> {
+    const cutoff = this.cutoffDay();
+    const found: DailyActivity[] = [];
+    for (const [key, users] of this.days) {
+      const [day = "", appKey = ""] = key.split("|");
+      if (day < fromDay || day > toDay || day < cutoff) continue;
+      found.push({ day, appKey, active: users.size, registered: [...users.values()].filter(Boolean).length });
+    }
+    return found;
+  }
+
+  /** The oldest day still kept, as the TTL index keeps it on MongoDB. */
+  private cutoffDay(): string {
+    return new Date(this.now() - ACTIVITY_RETENTION_DAYS * DAY_MS).toISOString().slice(0, 10);
+  }
+
+  private dropExpired(): void {
+    const cutoff = this.cutoffDay();
+    for (const key of this.days.keys()) if (key < cutoff) this.days.delete(key);
+  }
+}
+
 export class MemoryStore implements Store {
   readonly users = new MemoryUserStore();
   readonly sessions: MemorySessionStore;
   readonly replays: MemoryReplayStore;
   readonly credentials = new MemoryCredentialStore();
   readonly revocations: MemoryRevocationStore;
+  readonly audit: MemoryAuditStore;
+  readonly activity: MemoryActivityStore;
 
-  constructor({ now = Date.now }: StoreOptions = {}) {
+  constructor({ now = Date.now, auditRetentionDays }: StoreOptions = {}) {
     this.sessions = new MemorySessionStore(now);
     this.replays = new MemoryReplayStore(now);
     this.revocations = new MemoryRevocationStore(now);
+    this.audit = new MemoryAuditStore(now, auditRetentionDays);
+    this.activity = new MemoryActivityStore(now);
   }
 
   async init(): Promise<void> {}

@@ -18,7 +18,17 @@ import {
   StoreUnavailableError,
   uniqueKeysOf,
   VersionConflictError,
+  ACTIVITY_RETENTION_DAYS,
+  AUDIT_RETENTION_DAYS,
+  identityKey,
+  type ActivityStore,
+  type AuditDraft,
+  type AuditPosition,
+  type AuditQuery,
+  type AuditRecord,
+  type AuditStore,
   type CredentialStore,
+  type DailyActivity,
   type JsonObject,
   type BeforeRevoking,
   type PlatformCredential,
@@ -55,6 +65,10 @@ type CredentialDoc = Omit<PlatformCredential, "appid"> & { _id: string };
 /** One of sessionId and userId is set. */
 type RevocationDoc = { _id: ObjectId; sessionId?: string; userId?: string; reason: RevocationRecord["reason"]; revokedAt: Date; expiresAt: Date };
 
+type AuditDoc = Omit<AuditRecord, "id"> & { _id: ObjectId };
+/** Keyed by "day|appKey|userId": one per user, app and day, however often the user signs in. */
+type ActivityDoc = { _id: string; day: string; appKey: string; registered: number; expiresAt: Date };
+
 const UNIQUE_KEY_KINDS: readonly string[] = ["identity", "unionid", "phone", "username", "invite"] satisfies UniqueKeyKind[];
 
 /**
@@ -72,6 +86,10 @@ const STORE_TIMEOUTS = { serverSelectionTimeoutMS: 5_000, connectTimeoutMS: 5_00
 
 /** NotImplemented: how a server answers an index option it lacks. */
 const NOT_IMPLEMENTED = 238;
+/** IndexOptionsConflict: an index on the same keys exists with other options (another retention). */
+const INDEX_OPTIONS_CONFLICT = 85;
+
+const DAY_MS = 86_400_000;
 
 export class MongoStore implements Store {
   readonly users: MongoUserStore;
@@ -83,13 +101,18 @@ export class MongoStore implements Store {
   private readonly sessionDocs: Collection<SessionDoc>;
   private readonly replayDocs: Collection<ReplayDoc>;
   private readonly revocationDocs: Collection<RevocationDoc>;
+  private readonly auditDocs: Collection<AuditDoc>;
+  private readonly activityDocs: Collection<ActivityDoc>;
+  readonly audit: MongoAuditStore;
+  readonly activity: MongoActivityStore;
+  private readonly auditRetentionSeconds: number;
   /** Only a client this class opened is closed by it; a client passed in belongs to the caller. */
   private ownsClient = false;
 
   constructor(
     private readonly client: MongoClient,
     dbName: string,
-    { now = Date.now }: StoreOptions = {},
+    { now = Date.now, auditRetentionDays = AUDIT_RETENTION_DAYS }: StoreOptions = {},
   ) {
     // Optional fields set to undefined are left out, not stored as null.
     const db = client.db(dbName, { ignoreUndefined: true });
@@ -102,18 +125,23 @@ export class MongoStore implements Store {
     this.credentials = new MongoCredentialStore(db.collection<CredentialDoc>("credentials"));
     this.revocationDocs = db.collection<RevocationDoc>("revocations");
     this.revocations = new MongoRevocationStore(this.revocationDocs, now);
+    this.auditDocs = db.collection<AuditDoc>("audit_events");
+    this.auditRetentionSeconds = auditRetentionDays * 86_400;
+    this.audit = new MongoAuditStore(this.auditDocs, now, auditRetentionDays);
+    this.activityDocs = db.collection<ActivityDoc>("activity");
+    this.activity = new MongoActivityStore(this.activityDocs, now);
   }
 
   /**
    * Opens a client of its own. STORE_TIMEOUTS apply unless the URI or `options` set the same
    * option: the driver lets object options beat the URI's, which would make them untunable.
    */
-  static async connect(uri: string, dbName: string, { now, ...options }: MongoClientOptions & StoreOptions = {}): Promise<MongoStore> {
+  static async connect(uri: string, dbName: string, { now, auditRetentionDays, ...options }: MongoClientOptions & StoreOptions = {}): Promise<MongoStore> {
     const inUri = new Set([...new URLSearchParams(uri.split("?")[1] ?? "").keys()].map((key) => key.toLowerCase()));
     const defaults = Object.entries(STORE_TIMEOUTS).filter(([name]) => !inUri.has(name.toLowerCase()));
     const client = new MongoClient(uri, { ...Object.fromEntries(defaults), ...options });
     await guard(() => client.connect());
-    const store = new MongoStore(client, dbName, { now });
+    const store = new MongoStore(client, dbName, { now, ...(auditRetentionDays === undefined ? {} : { auditRetentionDays }) });
     store.ownsClient = true;
     return store;
   }
@@ -129,6 +157,13 @@ export class MongoStore implements Store {
       // The feed reads by position (revokedAt, then _id) from a cursor.
       await this.revocationDocs.createIndex({ revokedAt: 1, _id: 1 });
       await createTtlIndex(this.revocationDocs);
+      // ListAuditEvents' filters, each newest first; the time-only range uses the TTL index.
+      await this.auditDocs.createIndex({ subjectUserId: 1, time: -1, _id: -1 });
+      await this.auditDocs.createIndex({ "actor.id": 1, time: -1, _id: -1 });
+      await this.auditDocs.createIndex({ type: 1, time: -1, _id: -1 });
+      await createRetentionIndex(this.auditDocs, this.auditRetentionSeconds);
+      await this.activityDocs.createIndex({ day: 1, appKey: 1 });
+      await createTtlIndex(this.activityDocs);
     });
   }
 
@@ -157,6 +192,24 @@ export class MongoUserStore implements UserStore {
     if (keys.length === 0) return [];
     const docs = await guard(() => this.collection.find({ keys: { $in: keys } }).toArray());
     return docs.map(toUser);
+  }
+
+  async remove(id: string): Promise<boolean> {
+    const _id = parseId(id);
+    if (!_id) return false;
+    const result = await guard(() => this.collection.deleteOne({ _id }));
+    return result.deletedCount === 1;
+  }
+
+  /** From the collection's metadata, not a scan: GetStats asks on every dashboard load. */
+  async count(): Promise<number> {
+    return guard(() => this.collection.estimatedDocumentCount());
+  }
+
+  async countWithIdentityOf(platform: string, appid: string): Promise<number> {
+    // An anchored prefix regex is a range scan of the unique index on keys.
+    const prefix = `^${identityKey(platform, appid, "").replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`;
+    return guard(() => this.collection.countDocuments({ keys: { $regex: prefix } }));
   }
 
   async replace(next: UserRecord): Promise<UserRecord> {
@@ -243,6 +296,16 @@ export class MongoSessionStore implements SessionStore {
         .toArray(),
     );
     return this.revokeListed(excess, reason, beforeRevoking);
+  }
+
+  async listForUser(userId: string, limit: number): Promise<SessionRecord[]> {
+    const docs = await guard(() => this.collection.find({ userId }).sort({ createdAt: -1, _id: -1 }).limit(limit).toArray());
+    return docs.map(toSession);
+  }
+
+  async removeForUser(userId: string): Promise<number> {
+    const result = await guard(() => this.collection.deleteMany({ userId }));
+    return result.deletedCount;
   }
 
   /**
@@ -373,6 +436,78 @@ export class MongoRevocationStore implements RevocationStore {
   }
 }
 
+export class MongoAuditStore implements AuditStore {
+  private readonly retentionMs: number;
+
+  constructor(
+    private readonly collection: Collection<AuditDoc>,
+    private readonly now: () => number = Date.now,
+    retentionDays = AUDIT_RETENTION_DAYS,
+  ) {
+    this.retentionMs = retentionDays * DAY_MS;
+  }
+
+  async append(draft: AuditDraft): Promise<void> {
+    await guard(() => this.collection.insertOne({ ...draft, _id: new ObjectId(), time: new Date(this.now()) }));
+  }
+
+  async list(query: AuditQuery, limit: number, after?: AuditPosition): Promise<AuditRecord[]> {
+    // TTL deletion is lazy (and missing on FerretDB 1.x): the retention is checked here too.
+    const oldest = new Date(this.now() - this.retentionMs);
+    const time: Record<string, Date> = query.from && query.from > oldest ? { $gte: query.from } : { $gt: oldest };
+    if (query.before) time.$lt = query.before;
+    const filter: Record<string, unknown> = { time };
+    if (query.subjectUserId !== undefined) filter.subjectUserId = query.subjectUserId;
+    if (query.actorId !== undefined) filter["actor.id"] = query.actorId;
+    if (query.type !== undefined) filter.type = query.type;
+    if (after) filter.$or = [{ time: { $lt: after.time } }, { time: after.time, _id: { $lt: ObjectId.createFromHexString(after.id) } }];
+    const docs = await guard(() => this.collection.find(filter).sort({ time: -1, _id: -1 }).limit(limit).toArray());
+    return docs.map(({ _id, ...fields }) => ({ ...fields, id: _id.toHexString() }));
+  }
+
+  async anonymiseSubject(userId: string): Promise<void> {
+    await guard(() => this.collection.updateMany({ subjectUserId: userId }, { $unset: { address: "", details: "" } }));
+  }
+}
+
+export class MongoActivityStore implements ActivityStore {
+  constructor(
+    private readonly collection: Collection<ActivityDoc>,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async record(day: string, appKey: string, userId: string, registered: boolean): Promise<void> {
+    const expiresAt = new Date(Date.parse(day) + ACTIVITY_RETENTION_DAYS * DAY_MS);
+    // A registration sets the flag, a later sign-in that day leaves it (no $max: FerretDB 1.x drops it on an upsert's insert).
+    const update = registered ? { $setOnInsert: { day, appKey, expiresAt }, $set: { registered: 1 } } : { $setOnInsert: { day, appKey, expiresAt, registered: 0 } };
+    await guard(() => this.collection.updateOne({ _id: `${day}|${appKey}|${userId}` }, update, { upsert: true }));
+  }
+
+  async daily(fromDay: string, toDay: string): Promise<DailyActivity[]> {
+    const cutoff = new Date(this.now() - ACTIVITY_RETENTION_DAYS * DAY_MS).toISOString().slice(0, 10);
+    const first = fromDay > cutoff ? fromDay : cutoff;
+    // One accumulator, the registered flag in the group key: FerretDB 1.x answers 0 for every
+    // accumulator of a $group but the first. At most two groups per day and app come back.
+    const groups = await guard(() =>
+      this.collection
+        .aggregate<{ _id: { day: string; appKey: string; registered: number }; users: number }>([
+          { $match: { day: { $gte: first, $lte: toDay } } },
+          { $group: { _id: { day: "$day", appKey: "$appKey", registered: "$registered" }, users: { $sum: 1 } } },
+        ])
+        .toArray(),
+    );
+    const counts = new Map<string, DailyActivity>();
+    for (const { _id, users } of groups) {
+      const key = `${_id.day}|${_id.appKey}`;
+      const count = counts.get(key) ?? { day: _id.day, appKey: _id.appKey, active: 0, registered: 0 };
+      count.active += users;
+      if (_id.registered) count.registered += users;
+      counts.set(key, count);
+    }
+    return [...counts.values()];
+  }
+}
+
 function toRevocation({ _id, sessionId, userId, reason, revokedAt, expiresAt }: RevocationDoc): RevocationRecord {
   return { id: _id.toHexString(), target: sessionId !== undefined ? { sessionId } : { userId: userId! }, reason, revokedAt, expiresAt };
 }
@@ -382,6 +517,21 @@ async function createTtlIndex<T extends { expiresAt: Date }>(collection: Collect
   await collection.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0 }).catch((err: unknown) => {
     if (!(err instanceof MongoServerError && err.code === NOT_IMPLEMENTED)) throw err;
   });
+}
+
+/**
+ * The audit log's TTL index on `time`. A changed retention changes the index in place (collMod):
+ * createIndex refuses an index on the same key with other options. Servers without TTL
+ * indexes (FerretDB 1.x) keep old events, which reads skip anyway.
+ */
+async function createRetentionIndex(collection: Collection<AuditDoc>, expireAfterSeconds: number): Promise<void> {
+  try {
+    await collection.createIndex({ time: -1 }, { expireAfterSeconds, name: "time_ttl" });
+  } catch (err) {
+    if (err instanceof MongoServerError && err.code === NOT_IMPLEMENTED) return;
+    if (!(err instanceof MongoServerError && err.code === INDEX_OPTIONS_CONFLICT)) throw err;
+    await collection.db.command({ collMod: collection.collectionName, index: { name: "time_ttl", expireAfterSeconds } });
+  }
 }
 
 /** The ObjectId an id names, or null when it is not 24 hex digits (which `new ObjectId` would also accept as 12 raw bytes). */

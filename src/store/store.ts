@@ -72,6 +72,8 @@ export interface SessionRecord {
   expiresAt: Date;
   revokedAt: Date | null;
   revokeReason?: string;
+  /** The client address the session was opened from, for operators. */
+  clientAddress?: string;
 }
 
 /** `id` may be chosen by the caller (see newObjectId) so a token can name the session before it is stored. */
@@ -94,7 +96,11 @@ export interface StoreOptions {
    * check; Date.now by default. MongoDB's TTL deletion still runs on the server's clock.
    */
   now?: () => number;
+  /** How long audit events are kept (a TTL index on MongoDB); AUDIT_RETENTION_DAYS by default. */
+  auditRetentionDays?: number;
 }
+
+export const AUDIT_RETENTION_DAYS = 180;
 
 export interface UserStore {
   insert(draft: UserDraft): Promise<UserRecord>;
@@ -108,6 +114,12 @@ export interface UserStore {
    * DuplicateKeyError when a unique key belongs to another user.
    */
   replace(next: UserRecord): Promise<UserRecord>;
+  /** Deletes the user, freeing every unique key it held; false when there was none. */
+  remove(id: string): Promise<boolean>;
+  /** How many users are stored. */
+  count(): Promise<number>;
+  /** How many users hold an identity of this platform app (by the identity keys' prefix). */
+  countWithIdentityOf(platform: string, appid: string): Promise<number>;
 }
 
 export interface SessionStore {
@@ -134,13 +146,17 @@ export interface SessionStore {
    * createdAt; returns how many. `beforeRevoking` as for revokeAllForUser.
    */
   revokeOldest(userId: string, keep: number, now: Date, reason: string, beforeRevoking?: BeforeRevoking): Promise<number>;
+  /** The user's stored sessions (live, revoked and not yet expired-and-dropped), newest first by createdAt, at most `limit`. */
+  listForUser(userId: string, limit: number): Promise<SessionRecord[]>;
+  /** Deletes every stored session of the user (its account is deleted); returns how many. */
+  removeForUser(userId: string): Promise<number>;
 }
 
 /** Told the ids of the sessions about to be revoked; a rejection leaves them live. */
 export type BeforeRevoking = (sessionIds: string[]) => Promise<void>;
 
 /** Why tokens ended early, as the revocation feed tells it. */
-export type RevocationReason = "logout" | "logout_all" | "refresh_token_reused" | "session_limit" | "user_disabled" | "session_mismatch";
+export type RevocationReason = "logout" | "logout_all" | "refresh_token_reused" | "session_limit" | "user_disabled" | "session_mismatch" | "operator" | "user_deleted" | "identity_unlinked";
 
 /** One session's tokens, or every token of a user issued at or before the event's time. */
 export type RevocationTarget = { sessionId: string } | { userId: string };
@@ -217,12 +233,95 @@ export interface CredentialStore {
   expireToken(appid: string, accessToken: string): Promise<boolean>;
 }
 
+export type AuditActorKind = "user" | "operator" | "api_key" | "system";
+
+export interface AuditActor {
+  kind: AuditActorKind;
+  /** A user id, an API key's configured name, or "identity" for the system. */
+  id: string;
+}
+
+export interface AuditDraft {
+  /** What happened, e.g. "login", "user.deleted", "admin.status_set". */
+  type: string;
+  actor: AuditActor;
+  /** The user it is about, when one is known. */
+  subjectUserId?: string;
+  /** The configured app key. */
+  appKey?: string;
+  /** The client address. */
+  address?: string;
+  /** "ok", or the error reason it ended with. */
+  outcome: string;
+  /** A few small facts; never a secret. */
+  details?: Record<string, string>;
+}
+
+export interface AuditRecord extends AuditDraft {
+  /** ObjectId hex: unique, and orders events of the same millisecond. */
+  id: string;
+  /** The appender's clock. */
+  time: Date;
+}
+
+/** Every filter given must match; `from` inclusive, `before` exclusive. */
+export interface AuditQuery {
+  subjectUserId?: string;
+  actorId?: string;
+  type?: string;
+  from?: Date;
+  before?: Date;
+}
+
+/** Where a page of audit events ended: the last event's time and id. */
+export interface AuditPosition {
+  time: Date;
+  id: string;
+}
+
+/**
+ * The audit log: appended by the service, read by operators, never edited through the API.
+ * Events older than the retention are gone (a TTL index on MongoDB; reads skip them anyway).
+ */
+export interface AuditStore {
+  /** Appends one event stamped with the store's now. */
+  append(draft: AuditDraft): Promise<void>;
+  /** Matching live events newest first (time, then id, descending), strictly past `after` when given, at most `limit`. */
+  list(query: AuditQuery, limit: number, after?: AuditPosition): Promise<AuditRecord[]>;
+  /** Drops the address and details of every event about the user: what stays of a deleted user is the facts. */
+  anonymiseSubject(userId: string): Promise<void>;
+}
+
+/** One day's count for one app. */
+export interface DailyActivity {
+  /** YYYY-MM-DD. */
+  day: string;
+  appKey: string;
+  /** Distinct users active that day. */
+  active: number;
+  /** Of them, those registered that day. */
+  registered: number;
+}
+
+/** Who was active in which app on which day, for GetStats: one small record per user, app and day. */
+export interface ActivityStore {
+  /** Marks the user active in the app on the day (idempotent); `registered` also counts it new that day. */
+  record(day: string, appKey: string, userId: string, registered: boolean): Promise<void>;
+  /** The counts of every day in [fromDay, toDay] with any activity, per app. */
+  daily(fromDay: string, toDay: string): Promise<DailyActivity[]>;
+}
+
+/** How long activity records are kept: longer than GetStats' longest range. */
+export const ACTIVITY_RETENTION_DAYS = 100;
+
 export interface Store {
   users: UserStore;
   sessions: SessionStore;
   replays: ReplayStore;
   credentials: CredentialStore;
   revocations: RevocationStore;
+  audit: AuditStore;
+  activity: ActivityStore;
   /** Creates indexes and the like; safe to call on every start. */
   init(): Promise<void>;
   close(): Promise<void>;

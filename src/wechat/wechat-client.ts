@@ -92,6 +92,12 @@ export interface PhoneNumber {
   watermarkAppid: string;
 }
 
+export interface ContentVerdict {
+  suggest: "pass" | "review" | "risky";
+  label: number;
+  traceId: string;
+}
+
 export interface WechatClientOptions {
   /** e.g. https://api.weixin.qq.com, or the simulator's URL. */
   baseUrl: string;
@@ -293,6 +299,18 @@ export function createWechatClient(options: WechatClientOptions) {
       }
       const watermarkAppid = (watermark as { appid?: unknown } | null | undefined)?.appid;
       return { phoneNumber, purePhoneNumber, countryCode: country, watermarkAppid: typeof watermarkAppid === "string" ? watermarkAppid : "" };
+    },
+
+    /**
+     * msg_sec_check v2, scene 1 (profile): WeChat's verdict on a text the user wrote, as "pass",
+     * "review" (possibly not allowed) or "risky"; `label` is its category code (100 normal).
+     */
+    async msgSecCheck(accessToken: string, openid: string, content: string, signal?: AbortSignal): Promise<ContentVerdict> {
+      const query = new URLSearchParams({ access_token: accessToken });
+      const body = await call("msg_sec_check", `${base}/wxa/msg_sec_check?${query}`, postJson({ content, version: 2, scene: 1, openid }), REPEATABLE, signal);
+      const { suggest, label } = (body.result ?? {}) as Record<string, unknown>;
+      if (suggest !== "pass" && suggest !== "review" && suggest !== "risky") throw new WechatError("unexpected", "msg_sec_check");
+      return { suggest, label: typeof label === "number" ? label : 0, traceId: typeof body.trace_id === "string" ? body.trace_id : "" };
     },
 
     /** Whether `sessionKey` is still the user's current session_key; false once WeChat has rotated or expired it. */

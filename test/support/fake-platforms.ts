@@ -55,6 +55,9 @@ function fakeWechatClient(state: WechatState): WechatClient {
         return { accessToken, expiresIn };
       });
     },
+    async msgSecCheck(accessToken, openid, content) {
+      return answer("msg_sec_check", () => ({ ...state.judgeContent(state.authorize(accessToken), openid, content), traceId: "fake" }));
+    },
     async getPhoneNumber(accessToken, code) {
       return answer("getuserphonenumber", () => {
         const info = state.redeemPhoneCode(state.authorize(accessToken), code);

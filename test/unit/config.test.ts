@@ -76,6 +76,24 @@ describe("loadConfig", () => {
     expect(error!.problems.map((p) => p.split(":")[0]).sort()).toEqual(["apps[0].appid", "apps[0].registration", "tokens.accessTtlSeconds"]);
   });
 
+  it("reads operator roles on keys, the audit retention and the content check, refusing what cannot work", () => {
+    const key = { name: "ops", keySha256: "a".repeat(64) };
+    const file = withFile({
+      apps: [app],
+      internalCallers: [
+        { ...key, role: "support" },
+        { ...key, name: "svc" },
+      ],
+    }).file!;
+    expect(file.internalCallers.map((c) => c.role)).toEqual(["support", undefined]);
+    expect(file.auditRetentionDays).toBe(180);
+    expect(problemsOf(() => withFile({ apps: [app], internalCallers: [{ ...key, role: "root" }] }))[0]).toMatch(/^internalCallers\[0\]\.role: /);
+    expect(problemsOf(() => withFile({ apps: [app], auditRetentionDays: 0 }))[0]).toMatch(/^auditRetentionDays: /);
+    const officialAccount = { ...app, platform: "wechat-official-account", contentCheck: { nickname: "on" } };
+    expect(problemsOf(() => withFile({ apps: [officialAccount] }))).toEqual(["apps[0].contentCheck.nickname: WeChat's content check serves mini-programs only"]);
+    expect(problemsOf(() => withFile({ apps: [{ ...app, contentCheck: { review: "maybe" } }] }))[0]).toMatch(/^apps\[0\]\.contentCheck\.review: /);
+  });
+
   it("refuses unknown keys, duplicate apps, two defaults, no apps", () => {
     expect(problemsOf(() => withFile({ apps: [app], sekret: 1 }))[0]).toMatch(/^\(config file\)/);
     expect(problemsOf(() => withFile({ apps: [app, { ...app, appid: "wx0000000000000002" }] }))[0]).toMatch(/^apps\[1\]\.id/);

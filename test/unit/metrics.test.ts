@@ -90,12 +90,14 @@ describe("instrumentStore", () => {
 
   it("wraps every method of every part, and nothing else", () => {
     const store = instrumentStore(new MemoryStore(), createMetrics());
-    expect(Object.keys(store.users).sort()).toEqual(["findByKeys", "get", "insert", "replace"]);
-    expect(Object.keys(store.sessions).sort()).toEqual(["get", "insert", "promote", "revoke", "revokeAllForUser", "revokeOldest", "rotate"]);
+    expect(Object.keys(store.users).sort()).toEqual(["count", "countWithIdentityOf", "findByKeys", "get", "insert", "remove", "replace"]);
+    expect(Object.keys(store.sessions).sort()).toEqual(["get", "insert", "listForUser", "promote", "removeForUser", "revoke", "revokeAllForUser", "revokeOldest", "rotate"]);
     expect(Object.keys(store.replays).sort()).toEqual(["recall", "remember"]);
     expect(Object.keys(store.credentials).sort()).toEqual(["acquireLease", "expireToken", "get", "saveToken"]);
     // The memory store has no change stream to follow.
     expect(Object.keys(store.revocations).sort()).toEqual(["append", "since"]);
+    expect(Object.keys(store.audit).sort()).toEqual(["anonymiseSubject", "append", "list"]);
+    expect(Object.keys(store.activity).sort()).toEqual(["daily", "record"]);
   });
 });
 

@@ -104,18 +104,18 @@ describe("refresh tokens", () => {
   it("rotate on every use and slide the session's expiry", async () => {
     const { tokens } = await open();
     clock += 3600_000;
-    const next = await sessions.refresh(tokens.refreshToken);
+    const next = (await sessions.refresh(tokens.refreshToken)).tokens;
     expect(next.refreshToken).not.toBe(tokens.refreshToken);
     expect(next.refreshExpiresIn).toBe(86_400);
-    const third = await sessions.refresh(next.refreshToken);
+    const third = (await sessions.refresh(next.refreshToken)).tokens;
     expect(third.refreshToken).not.toBe(next.refreshToken);
   });
 
   it("replay the same child for the parent inside the grace window, then count as reuse", async () => {
     const { tokens, session } = await open();
-    const child = await sessions.refresh(tokens.refreshToken);
+    const child = (await sessions.refresh(tokens.refreshToken)).tokens;
     clock += 5_000;
-    expect((await sessions.refresh(tokens.refreshToken)).refreshToken).toBe(child.refreshToken);
+    expect((await sessions.refresh(tokens.refreshToken)).tokens.refreshToken).toBe(child.refreshToken);
     clock += 6_000;
     expect(await reasonOf(sessions.refresh(tokens.refreshToken))).toBe("reused");
     expect((await store.sessions.get(session.id))?.revokedAt).not.toBeNull();
@@ -131,7 +131,7 @@ describe("refresh tokens", () => {
 
   it("count an older ancestor as reuse even inside the grace window", async () => {
     const { tokens } = await open();
-    const child = await sessions.refresh(tokens.refreshToken);
+    const child = (await sessions.refresh(tokens.refreshToken)).tokens;
     await sessions.refresh(child.refreshToken);
     expect(await reasonOf(sessions.refresh(tokens.refreshToken))).toBe("reused");
   });

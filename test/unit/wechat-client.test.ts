@@ -248,6 +248,30 @@ describe("checkSessionKey", () => {
   });
 });
 
+describe("msgSecCheck", () => {
+  const path = "/wxa/msg_sec_check";
+
+  it("gives WeChat's verdict from the v2 result, for a user of the app only", async () => {
+    await simPost(sim.url, "/sim/sec-words", { risky: ["gamble"], review: ["lottery"] });
+    const token = (await client.stableToken(app)).accessToken;
+    const { openid } = await mintCode(sim.url);
+    expect(await client.msgSecCheck(token, openid, "Gamble here")).toMatchObject({ suggest: "risky", label: 20006, traceId: expect.any(String) });
+    expect((await client.msgSecCheck(token, openid, "lottery?")).suggest).toBe("review");
+    expect(await client.msgSecCheck(token, openid, "小明")).toMatchObject({ suggest: "pass", label: 100 });
+    expect(await kindOf(client.msgSecCheck(token, "not-a-user", "hi"))).toBe("unexpected:40003");
+    await simPost(sim.url, "/sim/sec-words", {});
+  });
+
+  it("retries -1, since checking twice is harmless, and reports a refused token", async () => {
+    const token = (await client.stableToken(app)).accessToken;
+    const { openid } = await mintCode(sim.url);
+    await injectFault(sim.url, { path, errcode: -1 });
+    expect((await client.msgSecCheck(token, openid, "hello")).suggest).toBe("pass");
+    expect(await calls(path)).toBe(2);
+    expect(await kindOf(client.msgSecCheck("bogus-token", openid, "hello"))).toBe("token_invalid:40001");
+  });
+});
+
 describe("QQ code2Session, through the same client", () => {
   const path = "/qq/sns/jscode2session";
   let qq: ReturnType<typeof createWechatClient>;

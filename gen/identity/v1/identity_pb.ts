@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file identity/v1/identity.proto.
  */
 export const file_identity_v1_identity: GenFile = /*@__PURE__*/
-  fileDesc("ChppZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxILaWRlbnRpdHkudjEifQoISWRlbnRpdHkSEAoIcGxhdGZvcm0YASABKAkSDQoFYXBwaWQYAiABKAkSDgoGb3BlbmlkGAMgASgJEg8KB3VuaW9uaWQYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpkECgRVc2VyEgoKAmlkGAEgASgJEg8KB3ZlcnNpb24YAiABKAUSEAoIbmlja25hbWUYAyABKAkSEgoKYXZhdGFyX3VybBgEIAEoCRIjCgZnZW5kZXIYBSABKA4yEy5pZGVudGl0eS52MS5HZW5kZXISEAoIYmlydGhkYXkYBiABKAkSFAoMcGhvbmVfbnVtYmVyGAcgASgJEhkKEXB1cmVfcGhvbmVfbnVtYmVyGAggASgJEhQKDGNvdW50cnlfY29kZRgJIAEoCRINCgVlbWFpbBgKIAEoCRIQCgh1c2VybmFtZRgLIAEoCRINCgVyb2xlcxgMIAMoCRInCgZzdGF0dXMYDSABKA4yFy5pZGVudGl0eS52MS5Vc2VyU3RhdHVzEhMKC2ludml0ZV9jb2RlGA4gASgJEhIKCmludml0ZXJfaWQYDyABKAkSFAoMaGFzX3Bhc3N3b3JkGBAgASgIEikKCmlkZW50aXRpZXMYESADKAsyFS5pZGVudGl0eS52MS5JZGVudGl0eRIrCgphdHRyaWJ1dGVzGBIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIvCgtjcmVhdGVfdGltZRgTIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYFCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInkKBlRva2VucxIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRISCgpleHBpcmVzX2luGAMgASgFEhoKEnJlZnJlc2hfZXhwaXJlc19pbhgEIAEoBRISCgp0b2tlbl90eXBlGAUgASgJIjgKElBhc3N3b3JkQ3JlZGVudGlhbBIQCgh1c2VybmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSLQAQoMTG9naW5SZXF1ZXN0Eg4KBmFwcF9pZBgBIAEoCRIOCgRjb2RlGAIgASgJSAASMwoIcGFzc3dvcmQYAyABKAsyHy5pZGVudGl0eS52MS5QYXNzd29yZENyZWRlbnRpYWxIABISCghpZF90b2tlbhgEIAEoCUgAEhEKCWJpbmRfY29kZRgFIAEoCRISCgppbnZpdGVyX2lkGAYgASgJEhMKC2ludml0ZV9jb2RlGAcgASgJEg0KBW5vbmNlGAggASgJQgwKCmNyZWRlbnRpYWwijgEKDUxvZ2luUmVzcG9uc2USIwoGdG9rZW5zGAEgASgLMhMuaWRlbnRpdHkudjEuVG9rZW5zEhIKCnJlZ2lzdGVyZWQYAiABKAgSEwoLZmlyc3RfbG9naW4YAyABKAgSHwoEdXNlchgEIAEoCzIRLmlkZW50aXR5LnYxLlVzZXISDgoGb3BlbmlkGAUgASgJIlcKDE9hdXRoUmVxdWVzdBIWCg5lbmNyeXB0ZWRfZGF0YRgBIAEoCRIKCgJpdhgCIAEoCRIQCghyYXdfZGF0YRgDIAEoCRIRCglzaWduYXR1cmUYBCABKAkiZgoNT2F1dGhSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlchIPCgdjcmVhdGVkGAIgASgIEiMKBnRva2VucxgDIAEoCzITLmlkZW50aXR5LnYxLlRva2VucyJDCg9HZXRQaG9uZVJlcXVlc3QSDAoEY29kZRgBIAEoCRIWCg5lbmNyeXB0ZWRfZGF0YRgCIAEoCRIKCgJpdhgDIAEoCSJZChBHZXRQaG9uZVJlc3BvbnNlEhQKDHBob25lX251bWJlchgBIAEoCRIZChFwdXJlX3Bob25lX251bWJlchgCIAEoCRIUCgxjb3VudHJ5X2NvZGUYAyABKAkiRAoQQmluZFBob25lUmVxdWVzdBIMCgRjb2RlGAEgASgJEhYKDmVuY3J5cHRlZF9kYXRhGAIgASgJEgoKAml2GAMgASgJIlkKEUJpbmRQaG9uZVJlc3BvbnNlEh8KBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyEiMKBnRva2VucxgCIAEoCzITLmlkZW50aXR5LnYxLlRva2VucyInCg5SZWZyZXNoUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJIjYKD1JlZnJlc2hSZXNwb25zZRIjCgZ0b2tlbnMYASABKAsyEy5pZGVudGl0eS52MS5Ub2tlbnMiJQoNTG9nb3V0UmVxdWVzdBIUCgxhbGxfc2Vzc2lvbnMYASABKAgiEAoOTG9nb3V0UmVzcG9uc2UiKQoRQ2hlY2tMb2dpblJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJIooBChJDaGVja0xvZ2luUmVzcG9uc2USHwoEdXNlchgBIAEoCzIRLmlkZW50aXR5LnYxLlVzZXISEgoKc2Vzc2lvbl9pZBgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGYXBwX2lkGAQgASgJIiEKDkdldFVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiMgoPR2V0VXNlclJlc3BvbnNlEh8KBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyIpkBChFVcGRhdGVVc2VyUmVxdWVzdBIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlchIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHQoQZXhwZWN0ZWRfdmVyc2lvbhgDIAEoBUgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uIjUKElVwZGF0ZVVzZXJSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlciJWChJTZXRQYXNzd29yZFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSGAoQY3VycmVudF9wYXNzd29yZBgCIAEoCRIUCgxuZXdfcGFzc3dvcmQYAyABKAkiNgoTU2V0UGFzc3dvcmRSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlciIpChdXYXRjaFJldm9jYXRpb25zUmVxdWVzdBIOCgZjdXJzb3IYASABKAkisgEKGFdhdGNoUmV2b2NhdGlvbnNSZXNwb25zZRIsCgtyZXZvY2F0aW9ucxgBIAMoCzIXLmlkZW50aXR5LnYxLlJldm9jYXRpb24SDgoGY3Vyc29yGAIgASgJEg4KBnJlc3luYxgDIAEoCBIRCgljYXVnaHRfdXAYBCABKAgSNQoSaGVhcnRiZWF0X2ludGVydmFsGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIp8BCgpSZXZvY2F0aW9uEhQKCnNlc3Npb25faWQYASABKAlIABIRCgd1c2VyX2lkGAIgASgJSAASLwoLcmV2b2tlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KBnJlYXNvbhgEIAEoDjIdLmlkZW50aXR5LnYxLlJldm9jYXRpb25SZWFzb25CCAoGdGFyZ2V0KkQKBkdlbmRlchIWChJHRU5ERVJfVU5TUEVDSUZJRUQQABIPCgtHRU5ERVJfTUFMRRABEhEKDUdFTkRFUl9GRU1BTEUQAipbCgpVc2VyU3RhdHVzEhsKF1VTRVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSVVNFUl9TVEFUVVNfQUNUSVZFEAESGAoUVVNFUl9TVEFUVVNfRElTQUJMRUQQAiqLAgoQUmV2b2NhdGlvblJlYXNvbhIhCh1SRVZPQ0FUSU9OX1JFQVNPTl9VTlNQRUNJRklFRBAAEhwKGFJFVk9DQVRJT05fUkVBU09OX0xPR09VVBABEiAKHFJFVk9DQVRJT05fUkVBU09OX0xPR09VVF9BTEwQAhIqCiZSRVZPQ0FUSU9OX1JFQVNPTl9SRUZSRVNIX1RPS0VOX1JFVVNFRBADEiMKH1JFVk9DQVRJT05fUkVBU09OX1NFU1NJT05fTElNSVQQBBIjCh9SRVZPQ0FUSU9OX1JFQVNPTl9VU0VSX0RJU0FCTEVEEAUSHgoaUkVWT0NBVElPTl9SRUFTT05fUkVQTEFDRUQQBjLXBgoPSWRlbnRpdHlTZXJ2aWNlEj4KBUxvZ2luEhkuaWRlbnRpdHkudjEuTG9naW5SZXF1ZXN0GhouaWRlbnRpdHkudjEuTG9naW5SZXNwb25zZRI+CgVPYXV0aBIZLmlkZW50aXR5LnYxLk9hdXRoUmVxdWVzdBoaLmlkZW50aXR5LnYxLk9hdXRoUmVzcG9uc2USRwoIR2V0UGhvbmUSHC5pZGVudGl0eS52MS5HZXRQaG9uZVJlcXVlc3QaHS5pZGVudGl0eS52MS5HZXRQaG9uZVJlc3BvbnNlEkoKCUJpbmRQaG9uZRIdLmlkZW50aXR5LnYxLkJpbmRQaG9uZVJlcXVlc3QaHi5pZGVudGl0eS52MS5CaW5kUGhvbmVSZXNwb25zZRJECgdSZWZyZXNoEhsuaWRlbnRpdHkudjEuUmVmcmVzaFJlcXVlc3QaHC5pZGVudGl0eS52MS5SZWZyZXNoUmVzcG9uc2USQQoGTG9nb3V0EhouaWRlbnRpdHkudjEuTG9nb3V0UmVxdWVzdBobLmlkZW50aXR5LnYxLkxvZ291dFJlc3BvbnNlElIKCkNoZWNrTG9naW4SHi5pZGVudGl0eS52MS5DaGVja0xvZ2luUmVxdWVzdBofLmlkZW50aXR5LnYxLkNoZWNrTG9naW5SZXNwb25zZSIDkAIBEkkKB0dldFVzZXISGy5pZGVudGl0eS52MS5HZXRVc2VyUmVxdWVzdBocLmlkZW50aXR5LnYxLkdldFVzZXJSZXNwb25zZSIDkAIBEk0KClVwZGF0ZVVzZXISHi5pZGVudGl0eS52MS5VcGRhdGVVc2VyUmVxdWVzdBofLmlkZW50aXR5LnYxLlVwZGF0ZVVzZXJSZXNwb25zZRJQCgtTZXRQYXNzd29yZBIfLmlkZW50aXR5LnYxLlNldFBhc3N3b3JkUmVxdWVzdBogLmlkZW50aXR5LnYxLlNldFBhc3N3b3JkUmVzcG9uc2USZgoQV2F0Y2hSZXZvY2F0aW9ucxIkLmlkZW50aXR5LnYxLldhdGNoUmV2b2NhdGlvbnNSZXF1ZXN0GiUuaWRlbnRpdHkudjEuV2F0Y2hSZXZvY2F0aW9uc1Jlc3BvbnNlIgOQAgEwAUKmAQofY29tLmlkZW50aXR5c2VydmljZS5pZGVudGl0eS52MUINSWRlbnRpdHlQcm90b1ABWkFnaXRodWIuY29tL2lkZW50aXR5c2VydmljZS9pZGVudGl0eS9nZW4vZ28vaWRlbnRpdHkvdjE7aWRlbnRpdHl2MaICA0lYWKoCC0lkZW50aXR5LlYxygILSWRlbnRpdHlcVjHqAgxJZGVudGl0eTo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChppZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxILaWRlbnRpdHkudjEifQoISWRlbnRpdHkSEAoIcGxhdGZvcm0YASABKAkSDQoFYXBwaWQYAiABKAkSDgoGb3BlbmlkGAMgASgJEg8KB3VuaW9uaWQYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpkECgRVc2VyEgoKAmlkGAEgASgJEg8KB3ZlcnNpb24YAiABKAUSEAoIbmlja25hbWUYAyABKAkSEgoKYXZhdGFyX3VybBgEIAEoCRIjCgZnZW5kZXIYBSABKA4yEy5pZGVudGl0eS52MS5HZW5kZXISEAoIYmlydGhkYXkYBiABKAkSFAoMcGhvbmVfbnVtYmVyGAcgASgJEhkKEXB1cmVfcGhvbmVfbnVtYmVyGAggASgJEhQKDGNvdW50cnlfY29kZRgJIAEoCRINCgVlbWFpbBgKIAEoCRIQCgh1c2VybmFtZRgLIAEoCRINCgVyb2xlcxgMIAMoCRInCgZzdGF0dXMYDSABKA4yFy5pZGVudGl0eS52MS5Vc2VyU3RhdHVzEhMKC2ludml0ZV9jb2RlGA4gASgJEhIKCmludml0ZXJfaWQYDyABKAkSFAoMaGFzX3Bhc3N3b3JkGBAgASgIEikKCmlkZW50aXRpZXMYESADKAsyFS5pZGVudGl0eS52MS5JZGVudGl0eRIrCgphdHRyaWJ1dGVzGBIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIvCgtjcmVhdGVfdGltZRgTIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYFCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInkKBlRva2VucxIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRISCgpleHBpcmVzX2luGAMgASgFEhoKEnJlZnJlc2hfZXhwaXJlc19pbhgEIAEoBRISCgp0b2tlbl90eXBlGAUgASgJIjgKElBhc3N3b3JkQ3JlZGVudGlhbBIQCgh1c2VybmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSLQAQoMTG9naW5SZXF1ZXN0Eg4KBmFwcF9pZBgBIAEoCRIOCgRjb2RlGAIgASgJSAASMwoIcGFzc3dvcmQYAyABKAsyHy5pZGVudGl0eS52MS5QYXNzd29yZENyZWRlbnRpYWxIABISCghpZF90b2tlbhgEIAEoCUgAEhEKCWJpbmRfY29kZRgFIAEoCRISCgppbnZpdGVyX2lkGAYgASgJEhMKC2ludml0ZV9jb2RlGAcgASgJEg0KBW5vbmNlGAggASgJQgwKCmNyZWRlbnRpYWwijgEKDUxvZ2luUmVzcG9uc2USIwoGdG9rZW5zGAEgASgLMhMuaWRlbnRpdHkudjEuVG9rZW5zEhIKCnJlZ2lzdGVyZWQYAiABKAgSEwoLZmlyc3RfbG9naW4YAyABKAgSHwoEdXNlchgEIAEoCzIRLmlkZW50aXR5LnYxLlVzZXISDgoGb3BlbmlkGAUgASgJIlcKDE9hdXRoUmVxdWVzdBIWCg5lbmNyeXB0ZWRfZGF0YRgBIAEoCRIKCgJpdhgCIAEoCRIQCghyYXdfZGF0YRgDIAEoCRIRCglzaWduYXR1cmUYBCABKAkiZgoNT2F1dGhSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlchIPCgdjcmVhdGVkGAIgASgIEiMKBnRva2VucxgDIAEoCzITLmlkZW50aXR5LnYxLlRva2VucyJDCg9HZXRQaG9uZVJlcXVlc3QSDAoEY29kZRgBIAEoCRIWCg5lbmNyeXB0ZWRfZGF0YRgCIAEoCRIKCgJpdhgDIAEoCSJZChBHZXRQaG9uZVJlc3BvbnNlEhQKDHBob25lX251bWJlchgBIAEoCRIZChFwdXJlX3Bob25lX251bWJlchgCIAEoCRIUCgxjb3VudHJ5X2NvZGUYAyABKAkiRAoQQmluZFBob25lUmVxdWVzdBIMCgRjb2RlGAEgASgJEhYKDmVuY3J5cHRlZF9kYXRhGAIgASgJEgoKAml2GAMgASgJIlkKEUJpbmRQaG9uZVJlc3BvbnNlEh8KBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyEiMKBnRva2VucxgCIAEoCzITLmlkZW50aXR5LnYxLlRva2VucyInCg5SZWZyZXNoUmVxdWVzdBIVCg1yZWZyZXNoX3Rva2VuGAEgASgJIjYKD1JlZnJlc2hSZXNwb25zZRIjCgZ0b2tlbnMYASABKAsyEy5pZGVudGl0eS52MS5Ub2tlbnMiJQoNTG9nb3V0UmVxdWVzdBIUCgxhbGxfc2Vzc2lvbnMYASABKAgiEAoOTG9nb3V0UmVzcG9uc2UiKQoRQ2hlY2tMb2dpblJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJIooBChJDaGVja0xvZ2luUmVzcG9uc2USHwoEdXNlchgBIAEoCzIRLmlkZW50aXR5LnYxLlVzZXISEgoKc2Vzc2lvbl9pZBgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGYXBwX2lkGAQgASgJIiEKDkdldFVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiMgoPR2V0VXNlclJlc3BvbnNlEh8KBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyIpkBChFVcGRhdGVVc2VyUmVxdWVzdBIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlchIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSHQoQZXhwZWN0ZWRfdmVyc2lvbhgDIAEoBUgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uIjUKElVwZGF0ZVVzZXJSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlciJWChJTZXRQYXNzd29yZFJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSGAoQY3VycmVudF9wYXNzd29yZBgCIAEoCRIUCgxuZXdfcGFzc3dvcmQYAyABKAkiNgoTU2V0UGFzc3dvcmRSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlciIpChdXYXRjaFJldm9jYXRpb25zUmVxdWVzdBIOCgZjdXJzb3IYASABKAkisgEKGFdhdGNoUmV2b2NhdGlvbnNSZXNwb25zZRIsCgtyZXZvY2F0aW9ucxgBIAMoCzIXLmlkZW50aXR5LnYxLlJldm9jYXRpb24SDgoGY3Vyc29yGAIgASgJEg4KBnJlc3luYxgDIAEoCBIRCgljYXVnaHRfdXAYBCABKAgSNQoSaGVhcnRiZWF0X2ludGVydmFsGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIp8BCgpSZXZvY2F0aW9uEhQKCnNlc3Npb25faWQYASABKAlIABIRCgd1c2VyX2lkGAIgASgJSAASLwoLcmV2b2tlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KBnJlYXNvbhgEIAEoDjIdLmlkZW50aXR5LnYxLlJldm9jYXRpb25SZWFzb25CCAoGdGFyZ2V0IicKFERlbGV0ZUFjY291bnRSZXF1ZXN0Eg8KB2NvbmZpcm0YASABKAgiFwoVRGVsZXRlQWNjb3VudFJlc3BvbnNlIjgKFVVubGlua0lkZW50aXR5UmVxdWVzdBIQCghwbGF0Zm9ybRgBIAEoCRINCgVhcHBpZBgCIAEoCSI5ChZVbmxpbmtJZGVudGl0eVJlc3BvbnNlEh8KBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyIhQKElVuYmluZFBob25lUmVxdWVzdCI2ChNVbmJpbmRQaG9uZVJlc3BvbnNlEh8KBHVzZXIYASABKAsyES5pZGVudGl0eS52MS5Vc2VyKkQKBkdlbmRlchIWChJHRU5ERVJfVU5TUEVDSUZJRUQQABIPCgtHRU5ERVJfTUFMRRABEhEKDUdFTkRFUl9GRU1BTEUQAipbCgpVc2VyU3RhdHVzEhsKF1VTRVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSVVNFUl9TVEFUVVNfQUNUSVZFEAESGAoUVVNFUl9TVEFUVVNfRElTQUJMRUQQAir4AgoQUmV2b2NhdGlvblJlYXNvbhIhCh1SRVZPQ0FUSU9OX1JFQVNPTl9VTlNQRUNJRklFRBAAEhwKGFJFVk9DQVRJT05fUkVBU09OX0xPR09VVBABEiAKHFJFVk9DQVRJT05fUkVBU09OX0xPR09VVF9BTEwQAhIqCiZSRVZPQ0FUSU9OX1JFQVNPTl9SRUZSRVNIX1RPS0VOX1JFVVNFRBADEiMKH1JFVk9DQVRJT05fUkVBU09OX1NFU1NJT05fTElNSVQQBBIjCh9SRVZPQ0FUSU9OX1JFQVNPTl9VU0VSX0RJU0FCTEVEEAUSHgoaUkVWT0NBVElPTl9SRUFTT05fUkVQTEFDRUQQBhIeChpSRVZPQ0FUSU9OX1JFQVNPTl9PUEVSQVRPUhAHEiIKHlJFVk9DQVRJT05fUkVBU09OX1VTRVJfREVMRVRFRBAIEicKI1JFVk9DQVRJT05fUkVBU09OX0lERU5USVRZX1VOTElOS0VEEAky3AgKD0lkZW50aXR5U2VydmljZRI+CgVMb2dpbhIZLmlkZW50aXR5LnYxLkxvZ2luUmVxdWVzdBoaLmlkZW50aXR5LnYxLkxvZ2luUmVzcG9uc2USPgoFT2F1dGgSGS5pZGVudGl0eS52MS5PYXV0aFJlcXVlc3QaGi5pZGVudGl0eS52MS5PYXV0aFJlc3BvbnNlEkcKCEdldFBob25lEhwuaWRlbnRpdHkudjEuR2V0UGhvbmVSZXF1ZXN0Gh0uaWRlbnRpdHkudjEuR2V0UGhvbmVSZXNwb25zZRJKCglCaW5kUGhvbmUSHS5pZGVudGl0eS52MS5CaW5kUGhvbmVSZXF1ZXN0Gh4uaWRlbnRpdHkudjEuQmluZFBob25lUmVzcG9uc2USRAoHUmVmcmVzaBIbLmlkZW50aXR5LnYxLlJlZnJlc2hSZXF1ZXN0GhwuaWRlbnRpdHkudjEuUmVmcmVzaFJlc3BvbnNlEkEKBkxvZ291dBIaLmlkZW50aXR5LnYxLkxvZ291dFJlcXVlc3QaGy5pZGVudGl0eS52MS5Mb2dvdXRSZXNwb25zZRJSCgpDaGVja0xvZ2luEh4uaWRlbnRpdHkudjEuQ2hlY2tMb2dpblJlcXVlc3QaHy5pZGVudGl0eS52MS5DaGVja0xvZ2luUmVzcG9uc2UiA5ACARJJCgdHZXRVc2VyEhsuaWRlbnRpdHkudjEuR2V0VXNlclJlcXVlc3QaHC5pZGVudGl0eS52MS5HZXRVc2VyUmVzcG9uc2UiA5ACARJNCgpVcGRhdGVVc2VyEh4uaWRlbnRpdHkudjEuVXBkYXRlVXNlclJlcXVlc3QaHy5pZGVudGl0eS52MS5VcGRhdGVVc2VyUmVzcG9uc2USUAoLU2V0UGFzc3dvcmQSHy5pZGVudGl0eS52MS5TZXRQYXNzd29yZFJlcXVlc3QaIC5pZGVudGl0eS52MS5TZXRQYXNzd29yZFJlc3BvbnNlEmYKEFdhdGNoUmV2b2NhdGlvbnMSJC5pZGVudGl0eS52MS5XYXRjaFJldm9jYXRpb25zUmVxdWVzdBolLmlkZW50aXR5LnYxLldhdGNoUmV2b2NhdGlvbnNSZXNwb25zZSIDkAIBMAESVgoNRGVsZXRlQWNjb3VudBIhLmlkZW50aXR5LnYxLkRlbGV0ZUFjY291bnRSZXF1ZXN0GiIuaWRlbnRpdHkudjEuRGVsZXRlQWNjb3VudFJlc3BvbnNlElkKDlVubGlua0lkZW50aXR5EiIuaWRlbnRpdHkudjEuVW5saW5rSWRlbnRpdHlSZXF1ZXN0GiMuaWRlbnRpdHkudjEuVW5saW5rSWRlbnRpdHlSZXNwb25zZRJQCgtVbmJpbmRQaG9uZRIfLmlkZW50aXR5LnYxLlVuYmluZFBob25lUmVxdWVzdBogLmlkZW50aXR5LnYxLlVuYmluZFBob25lUmVzcG9uc2VCpgEKH2NvbS5pZGVudGl0eXNlcnZpY2UuaWRlbnRpdHkudjFCDUlkZW50aXR5UHJvdG9QAVpBZ2l0aHViLmNvbS9pZGVudGl0eXNlcnZpY2UvaWRlbnRpdHkvZ2VuL2dvL2lkZW50aXR5L3YxO2lkZW50aXR5djGiAgNJWFiqAgtJZGVudGl0eS5WMcoCC0lkZW50aXR5XFYx6gIMSWRlbnRpdHk6OlYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Identity is one platform account bound to a user. It never carries a session key.
@@ -1056,6 +1056,127 @@ export const RevocationSchema: GenMessage<Revocation> = /*@__PURE__*/
   messageDesc(file_identity_v1_identity, 26);
 
 /**
+ * DeleteAccountRequest confirms the deletion.
+ *
+ * @generated from message identity.v1.DeleteAccountRequest
+ */
+export type DeleteAccountRequest = Message<"identity.v1.DeleteAccountRequest"> & {
+  /**
+   * Must be true: deleting an account cannot be undone.
+   *
+   * @generated from field: bool confirm = 1;
+   */
+  confirm: boolean;
+};
+
+/**
+ * Describes the message identity.v1.DeleteAccountRequest.
+ * Use `create(DeleteAccountRequestSchema)` to create a new message.
+ */
+export const DeleteAccountRequestSchema: GenMessage<DeleteAccountRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 27);
+
+/**
+ * DeleteAccountResponse is empty.
+ *
+ * @generated from message identity.v1.DeleteAccountResponse
+ */
+export type DeleteAccountResponse = Message<"identity.v1.DeleteAccountResponse"> & {
+};
+
+/**
+ * Describes the message identity.v1.DeleteAccountResponse.
+ * Use `create(DeleteAccountResponseSchema)` to create a new message.
+ */
+export const DeleteAccountResponseSchema: GenMessage<DeleteAccountResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 28);
+
+/**
+ * UnlinkIdentityRequest names one of the caller's identities.
+ *
+ * @generated from message identity.v1.UnlinkIdentityRequest
+ */
+export type UnlinkIdentityRequest = Message<"identity.v1.UnlinkIdentityRequest"> & {
+  /**
+   * The identity's platform, e.g. "wechat-miniprogram".
+   *
+   * @generated from field: string platform = 1;
+   */
+  platform: string;
+
+  /**
+   * The identity's platform appid.
+   *
+   * @generated from field: string appid = 2;
+   */
+  appid: string;
+};
+
+/**
+ * Describes the message identity.v1.UnlinkIdentityRequest.
+ * Use `create(UnlinkIdentityRequestSchema)` to create a new message.
+ */
+export const UnlinkIdentityRequestSchema: GenMessage<UnlinkIdentityRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 29);
+
+/**
+ * UnlinkIdentityResponse carries the updated user.
+ *
+ * @generated from message identity.v1.UnlinkIdentityResponse
+ */
+export type UnlinkIdentityResponse = Message<"identity.v1.UnlinkIdentityResponse"> & {
+  /**
+   * The user without the identity.
+   *
+   * @generated from field: identity.v1.User user = 1;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message identity.v1.UnlinkIdentityResponse.
+ * Use `create(UnlinkIdentityResponseSchema)` to create a new message.
+ */
+export const UnlinkIdentityResponseSchema: GenMessage<UnlinkIdentityResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 30);
+
+/**
+ * UnbindPhoneRequest is empty: the caller's phone number is removed.
+ *
+ * @generated from message identity.v1.UnbindPhoneRequest
+ */
+export type UnbindPhoneRequest = Message<"identity.v1.UnbindPhoneRequest"> & {
+};
+
+/**
+ * Describes the message identity.v1.UnbindPhoneRequest.
+ * Use `create(UnbindPhoneRequestSchema)` to create a new message.
+ */
+export const UnbindPhoneRequestSchema: GenMessage<UnbindPhoneRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 31);
+
+/**
+ * UnbindPhoneResponse carries the updated user.
+ *
+ * @generated from message identity.v1.UnbindPhoneResponse
+ */
+export type UnbindPhoneResponse = Message<"identity.v1.UnbindPhoneResponse"> & {
+  /**
+   * The user without a phone number.
+   *
+   * @generated from field: identity.v1.User user = 1;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message identity.v1.UnbindPhoneResponse.
+ * Use `create(UnbindPhoneResponseSchema)` to create a new message.
+ */
+export const UnbindPhoneResponseSchema: GenMessage<UnbindPhoneResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 32);
+
+/**
  * Gender as WeChat reports it.
  *
  * @generated from enum identity.v1.Gender
@@ -1177,6 +1298,27 @@ export enum RevocationReason {
    * @generated from enum value: REVOCATION_REASON_REPLACED = 6;
    */
   REPLACED = 6,
+
+  /**
+   * An operator ended the session (AdminService.RevokeSessions).
+   *
+   * @generated from enum value: REVOCATION_REASON_OPERATOR = 7;
+   */
+  OPERATOR = 7,
+
+  /**
+   * The user's account was deleted.
+   *
+   * @generated from enum value: REVOCATION_REASON_USER_DELETED = 8;
+   */
+  USER_DELETED = 8,
+
+  /**
+   * The identity the session was opened with was unlinked from the user.
+   *
+   * @generated from enum value: REVOCATION_REASON_IDENTITY_UNLINKED = 9;
+   */
+  IDENTITY_UNLINKED = 9,
 }
 
 /**
@@ -1307,6 +1449,40 @@ export const IdentityService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRevocationsRequestSchema;
     output: typeof WatchRevocationsResponseSchema;
+  },
+  /**
+   * DeleteAccount deletes the caller's own account: every session ends, the profile, phone,
+   * username, password and identities are erased and their unique keys freed (the same WeChat
+   * user signing in later is a new user). Needs confirm and a session opened in the last
+   * 10 minutes (FAILED_PRECONDITION / REAUTH_REQUIRED otherwise: Login again, then retry).
+   *
+   * @generated from rpc identity.v1.IdentityService.DeleteAccount
+   */
+  deleteAccount: {
+    methodKind: "unary";
+    input: typeof DeleteAccountRequestSchema;
+    output: typeof DeleteAccountResponseSchema;
+  },
+  /**
+   * UnlinkIdentity removes one of the caller's platform identities and ends the sessions opened
+   * with it; never the last way to sign in (FAILED_PRECONDITION / LAST_SIGN_IN_METHOD).
+   *
+   * @generated from rpc identity.v1.IdentityService.UnlinkIdentity
+   */
+  unlinkIdentity: {
+    methodKind: "unary";
+    input: typeof UnlinkIdentityRequestSchema;
+    output: typeof UnlinkIdentityResponseSchema;
+  },
+  /**
+   * UnbindPhone removes the caller's phone number (a phone number is no way to sign in here).
+   *
+   * @generated from rpc identity.v1.IdentityService.UnbindPhone
+   */
+  unbindPhone: {
+    methodKind: "unary";
+    input: typeof UnbindPhoneRequestSchema;
+    output: typeof UnbindPhoneResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_identity_v1_identity, 0);

@@ -1,0 +1,44 @@
+// The audit writer's failure rule: a call whose change is stored answers as it would have, and the
+// event it could not write goes to the log instead.
+import { beforeAll, describe, expect, it } from "vitest";
+import { as, startFast, type Fast } from "../support/fast.js";
+
+describe("an audit log that cannot be written", () => {
+  let f: Fast;
+  beforeAll(async () => {
+    f = await startFast();
+  });
+
+  it("fails no call: the event goes to the log, without the client address", async () => {
+    const append = f.store.audit.append;
+    f.store.audit.append = async () => {
+      throw new Error("audit store down");
+    };
+    try {
+      const me = await f.login();
+      expect((await f.client.logout({}, as(me.access))).$typeName).toBe("identity.v1.LogoutResponse");
+    } finally {
+      f.store.audit.append = append;
+    }
+    const lost = f.logs.map((line) => JSON.parse(line)).filter((line) => line.msg === "audit event not written");
+    expect(lost.map((line) => [line.level, line.event.type, line.event.outcome])).toEqual([
+      [50, "login", "ok"],
+      [50, "logout", "ok"],
+    ]);
+    expect(lost.every((line) => line.event.address === undefined)).toBe(true);
+    const me = await f.login();
+    expect((await f.store.audit.list({ subjectUserId: me.userId }, 10)).map((e) => e.type)).toEqual(["login"]);
+  });
+
+  it("records a Login retried with the same code under its user, marked as replayed", async () => {
+    const { code } = f.mintCode();
+    const request = { appId: "demo", credential: { case: "code" as const, value: code } };
+    const first = await f.client.login(request);
+    await f.client.login(request);
+    const events = await f.store.audit.list({ subjectUserId: first.user!.id }, 10);
+    expect(events.map((e) => [e.type, e.details])).toEqual([
+      ["login", { method: "wechat-miniprogram", replayed: "true" }],
+      ["login", { method: "wechat-miniprogram" }],
+    ]);
+  });
+});
