@@ -259,7 +259,6 @@ export function initialLanguage(): Language {
 
 export function rememberLanguage(language: Language): void {
   localStorage.setItem(STORAGE_KEY, language);
-  document.documentElement.lang = language;
 }
 
 export type Translate = (key: Key, vars?: Record<string, string | number>) => string;

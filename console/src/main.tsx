@@ -13,11 +13,16 @@ import "./style.css";
 
 function Console() {
   const [language, setLanguage] = useState<Language>(initialLanguage);
-  const i18n = useMemo(() => ({ t: translator(language), language, setLanguage }), [language]);
+  // Kept at once, not in an effect: a reload right after the switch must find it.
+  const choose = (chosen: Language) => {
+    rememberLanguage(chosen);
+    setLanguage(chosen);
+  };
+  const i18n = useMemo(() => ({ t: translator(language), language, setLanguage: choose }), [language]);
   // undefined: still asking the service whether the cookie holds a session.
   const [operator, setOperator] = useState<Operator | null | undefined>(undefined);
   useEffect(() => {
-    rememberLanguage(language);
+    document.documentElement.lang = language;
     document.title = i18n.t("app.title");
   }, [language]);
   useEffect(() => {

@@ -102,14 +102,14 @@ export async function registerConsole(app: FastifyInstance, { invoke, dir = CONS
     });
 
     // Who is signed in, for a page (re)loading: from the cookie alone, never answering the token.
+    // No one (no cookie, an expired or revoked session, a role taken away) is an answer, not a failure.
     scope.get("/console/session", async (request, reply) => {
       reply.header("cache-control", "no-store");
       const token = consoleTokenOf(request);
-      if (!token) return refuse(reply, 401, "TOKEN_MISSING");
-      const res = await invoke(IdentityService.method.checkLogin, {}, request, token);
-      if (!res.ok) return refuse(reply, res.status, res.reason);
-      const operator = operatorOf(res.message.user);
-      return operator ? { operator } : refuse(reply, 403, "ROLE_REQUIRED");
+      const res = token ? await invoke(IdentityService.method.checkLogin, {}, request, token) : null;
+      const operator = res?.ok ? operatorOf(res.message.user) : null;
+      if (token && !operator) clearCookie(request, reply);
+      return { operator };
     });
 
     scope.delete("/console/session", async (request, reply) => {

@@ -1,5 +1,6 @@
 import { admin } from "../api.js";
 import { errorText, useI18n } from "../i18n.js";
+import { TableHead } from "../table-head.js";
 import { useCall } from "../use-call.js";
 
 export function Apps() {
@@ -11,18 +12,7 @@ export function Apps() {
     <section>
       <h1>{t("apps.title")}</h1>
       <table>
-        <thead>
-          <tr>
-            <th>{t("apps.id")}</th>
-            <th>{t("apps.platform")}</th>
-            <th>{t("apps.appid")}</th>
-            <th>{t("apps.registration")}</th>
-            <th>{t("apps.default")}</th>
-            <th>{t("apps.legacyId")}</th>
-            <th>{t("apps.defaultRoles")}</th>
-            <th>{t("apps.nicknameCheck")}</th>
-          </tr>
-        </thead>
+        <TableHead names={[t("apps.id"), t("apps.platform"), t("apps.appid"), t("apps.registration"), t("apps.default"), t("apps.legacyId"), t("apps.defaultRoles"), t("apps.nicknameCheck")]} />
         <tbody>
           {data.apps.map((app) => (
             <tr key={app.id}>

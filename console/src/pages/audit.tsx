@@ -4,24 +4,14 @@ import { ActorKind, type AuditEvent } from "../../../gen/identity/admin/v1/admin
 import { admin, reasonOf } from "../api.js";
 import { when } from "../format.js";
 import { errorText, useI18n } from "../i18n.js";
+import { TableHead } from "../table-head.js";
 
 export function AuditTable({ events }: { events: AuditEvent[] }) {
   const { t, language } = useI18n();
   if (events.length === 0) return <p>{t("audit.none")}</p>;
   return (
     <table>
-      <thead>
-        <tr>
-          <th>{t("audit.time")}</th>
-          <th>{t("audit.type")}</th>
-          <th>{t("audit.actor")}</th>
-          <th>{t("audit.user")}</th>
-          <th>{t("audit.app")}</th>
-          <th>{t("audit.address")}</th>
-          <th>{t("audit.outcome")}</th>
-          <th>{t("audit.details")}</th>
-        </tr>
-      </thead>
+      <TableHead names={[t("audit.time"), t("audit.type"), t("audit.actor"), t("audit.user"), t("audit.app"), t("audit.address"), t("audit.outcome"), t("audit.details")]} />
       <tbody>
         {events.map((e) => (
           <tr key={e.id}>

@@ -1,5 +1,6 @@
 import { admin } from "../api.js";
 import { errorText, useI18n } from "../i18n.js";
+import { TableHead } from "../table-head.js";
 import { useCall } from "../use-call.js";
 
 export function Dashboard() {
@@ -21,13 +22,7 @@ export function Dashboard() {
               {t("dashboard.app")} {app.appId}: {String(app.totalUsers)} {t("dashboard.appUsers")}
             </h2>
             <table>
-              <thead>
-                <tr>
-                  <th>{t("dashboard.date")}</th>
-                  <th>{t("dashboard.newUsers")}</th>
-                  <th>{t("dashboard.activeUsers")}</th>
-                </tr>
-              </thead>
+              <TableHead names={[t("dashboard.date"), t("dashboard.newUsers"), t("dashboard.activeUsers")]} />
               <tbody>
                 {app.days.map((day) => (
                   <tr key={day.date}>

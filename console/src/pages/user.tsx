@@ -5,7 +5,8 @@ import { admin, may, type Operator, reasonOf } from "../api.js";
 import { ConfirmDialog, type ConfirmRequest } from "../confirm.js";
 import { safeAvatar, when } from "../format.js";
 import { errorText, useI18n } from "../i18n.js";
-import { go } from "../route.js";
+import { TableHead } from "../table-head.js";
+import { currentRoute, go } from "../route.js";
 import { useCall } from "../use-call.js";
 import { AuditTable } from "./audit.js";
 
@@ -30,8 +31,11 @@ export function UserPage({ userId, operator }: { userId: string; operator: Opera
         } catch (e) {
           setNotice({ text: errorText(t, reasonOf(e)), error: true });
         }
-        detail.reload();
-        trail.reload();
+        // Unless the change led away (a deleted user has no page to show).
+        if (currentRoute().path[1] === userId) {
+          detail.reload();
+          trail.reload();
+        }
       },
     });
   const disabled = user.status === UserStatus.DISABLED;
@@ -97,15 +101,7 @@ export function UserPage({ userId, operator }: { userId: string; operator: Opera
       </div>
       <h2>{t("detail.identities")}</h2>
       <table>
-        <thead>
-          <tr>
-            <th>{t("identity.platform")}</th>
-            <th>{t("identity.appid")}</th>
-            <th>{t("identity.openid")}</th>
-            <th>{t("identity.unionid")}</th>
-            {support && <th />}
-          </tr>
-        </thead>
+        <TableHead names={[t("identity.platform"), t("identity.appid"), t("identity.openid"), t("identity.unionid"), ...(support ? [""] : [])]} />
         <tbody>
           {user.identities.map((identity) => (
             <tr key={`${identity.platform}/${identity.appid}`}>
@@ -134,17 +130,7 @@ export function UserPage({ userId, operator }: { userId: string; operator: Opera
       </table>
       <h2>{t("detail.sessions")}</h2>
       <table>
-        <thead>
-          <tr>
-            <th>{t("session.app")}</th>
-            <th>{t("session.platform")}</th>
-            <th>{t("session.created")}</th>
-            <th>{t("session.lastRefreshed")}</th>
-            <th>{t("session.expires")}</th>
-            <th>{t("session.revoked")}</th>
-            <th>{t("session.address")}</th>
-          </tr>
-        </thead>
+        <TableHead names={[t("session.app"), t("session.platform"), t("session.created"), t("session.lastRefreshed"), t("session.expires"), t("session.revoked"), t("session.address")]} />
         <tbody>
           {detail.data!.sessions.map((s) => (
             <tr key={s.id}>

@@ -6,6 +6,7 @@ import { toCsv } from "../csv.js";
 import { when } from "../format.js";
 import { errorText, useI18n } from "../i18n.js";
 import { go } from "../route.js";
+import { TableHead } from "../table-head.js";
 
 const KEYS = ["UNSPECIFIED", "ID", "PHONE", "USERNAME", "OPENID", "UNIONID", "INVITE_CODE"] as const;
 
@@ -24,6 +25,7 @@ export function Users({ query, keyName }: { query: string; keyName: string }) {
   };
   useEffect(() => {
     if (query) void search();
+    else setResult({ for: "", users: [], next: "" });
   }, [query, keyName]);
   const statusText = (u: User) => t(`status.${UserStatus[u.status] as "ACTIVE"}`);
   const columns: [string, (u: User) => string][] = [
@@ -72,13 +74,7 @@ export function Users({ query, keyName }: { query: string; keyName: string }) {
       {result.users.length > 0 && (
         <>
           <table>
-            <thead>
-              <tr>
-                {columns.map(([name]) => (
-                  <th key={name}>{name}</th>
-                ))}
-              </tr>
-            </thead>
+            <TableHead names={columns.map(([name]) => name)} />
             <tbody>
               {result.users.map((u) => (
                 <tr key={u.id}>
