@@ -24,7 +24,7 @@ export function Dashboard() {
             <table>
               <TableHead names={[t("dashboard.date"), t("dashboard.newUsers"), t("dashboard.activeUsers")]} />
               <tbody>
-                {app.days.map((day) => (
+                {[...app.days].reverse().map((day) => (
                   <tr key={day.date}>
                     <td>{day.date}</td>
                     <td>
