@@ -66,8 +66,10 @@ async function openPage(context: BrowserContext) {
   return { page, problems };
 }
 
-async function signIn(page: Page, username: string) {
+async function signIn(page: Page, username: string, shot?: string) {
   const res = await page.goto(`${h.httpUrl}/console/`);
+  await page.getByLabel("Username").waitFor();
+  if (shot) await screenshot(page, shot);
   await page.getByLabel("Username").fill(username);
   await page.getByLabel("Password").fill(PASSWORD);
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -115,8 +117,7 @@ describe.skipIf(!hasChromium)(`the console in Chromium${hasChromium ? "" : ` (sk
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US", acceptDownloads: true });
     const { page, problems } = await openPage(context);
 
-    await screenshot(page, "sign-in").catch(() => undefined);
-    const first = await signIn(page, "opsadmin");
+    const first = await signIn(page, "opsadmin", "sign-in");
     expect(first.headers()["content-security-policy"]).toContain("script-src 'self'");
     expect(first.headers()["x-frame-options"]).toBe("DENY");
     await expect.poll(() => page.getByTestId("total-users").textContent()).toBe("3");
