@@ -234,11 +234,33 @@ describe("the console's routes", () => {
       ]);
     expect(await post(JSON.stringify({ username: "nobody1", password: "wrong password" }))).toEqual([401, "BAD_CREDENTIALS"]);
     expect(await post(JSON.stringify({ username: "nobody1", password: "wrong password" }), {})).toEqual([403, "PERMISSION_DENIED"]);
-    for (const body of ["null", "[]", '{"username":1,"password":"x"}', '{"appId":{},"username":"a","password":"b"}', "{}"]) {
+    for (const body of ["null", "[]", "{", '{"username":1,"password":"x"}', '{"appId":{},"username":"a","password":"b"}', "{}"]) {
       expect(await post(body)).toEqual([400, "FIELD_INVALID"]);
     }
     const nobody = await fetch(`${h.httpUrl}/console/session`, { headers: CONSOLE_HEADER });
     expect([nobody.status, await nobody.json()]).toEqual([200, { operator: null }]);
+  });
+
+  it("serves the built files with the security headers, hashed assets as immutable", async () => {
+    const index = await fetch(`${h.httpUrl}/console/`);
+    const html = await index.text();
+    expect([index.status, index.headers.get("content-type"), index.headers.get("cache-control")]).toEqual([200, "text/html; charset=utf-8", "no-cache"]);
+    expect(index.headers.get("content-security-policy")).toBe(
+      "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    );
+    // Nothing inline for the CSP to refuse: every script and style is a file of its own.
+    expect(html).not.toMatch(/<script(?![^>]*\ssrc=)|<style|\sstyle=/);
+    const script = /src="(\/console\/assets\/[^"]+\.js)"/.exec(html)![1]!;
+    const asset = await fetch(`${h.httpUrl}${script}`);
+    expect([asset.status, asset.headers.get("content-type"), asset.headers.get("cache-control"), asset.headers.get("x-content-type-options")]).toEqual([
+      200,
+      "text/javascript; charset=utf-8",
+      "public, max-age=31536000, immutable",
+      "nosniff",
+    ]);
+    for (const path of ["/console/nope.js", "/console/../package.json", "/console/assets/", "/console/index.html"]) {
+      expect([path, (await fetch(`${h.httpUrl}${path}`)).status]).toEqual([path, 404]);
+    }
   });
 
   it("gives an operator a cookie, never the token in the answer, and signs out server-side", async () => {
@@ -260,5 +282,14 @@ describe("the console's routes", () => {
     const out = await fetch(`${h.httpUrl}/console/session`, { method: "DELETE", headers });
     expect([out.status, out.headers.get("set-cookie")]).toEqual([204, "identity_console=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict"]);
     expect(reasonOf(await rpc(h.httpUrl, "CheckLogin", {}, token))).toBe("TOKEN_REVOKED");
+  });
+
+  it("the cookie is no credential on IdentityService, nor on AdminService without the console header", async () => {
+    const me = await passwordUser("opsscope", "identity-admin");
+    const cookie = { cookie: `identity_console=${me.access}` };
+    expect(reasonOf(await rpc(h.httpUrl, "GetUser", {}, undefined, { ...cookie, ...CONSOLE_HEADER }))).toBe("TOKEN_MISSING");
+    const listApps = (headers: Record<string, string>) =>
+      fetch(`${h.httpUrl}/identity.admin.v1.AdminService/ListApps`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: "{}" }).then((r) => r.status);
+    expect([await listApps(cookie), await listApps({ ...cookie, ...CONSOLE_HEADER })]).toEqual([401, 200]);
   });
 });

@@ -9,6 +9,7 @@ import { AdminService } from "../../gen/identity/admin/v1/admin_pb.js";
 import { IdentityService, type User } from "../../gen/identity/v1/identity_pb.js";
 import type { Invoke } from "../compat/invoke.js";
 import { OPERATOR_USER_ROLES } from "../service/admin-service.js";
+import { describeError } from "../util/log-safety.js";
 
 /** `npm run build` writes it: console/dist/ next to src/, dist/console/dist/ next to dist/src/. */
 export const CONSOLE_DIR = fileURLToPath(new URL("../../console/dist/", import.meta.url));
@@ -70,6 +71,13 @@ export async function registerConsole(app: FastifyInstance, { invoke, dir = CONS
   await app.register(async (scope) => {
     scope.addHook("onSend", async (_request, reply) => {
       reply.headers(SECURITY_HEADERS);
+    });
+    // A body that does not parse, or is over the size limit, is the client's: a reason, never a stack.
+    scope.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
+      const status = error.statusCode ?? 500;
+      if (status < 500) return refuse(reply, status, status === 413 ? "REQUEST_TOO_LARGE" : "FIELD_INVALID");
+      request.log.error({ err: describeError(error) }, "console route failed unexpectedly");
+      return refuse(reply, 500, "INTERNAL");
     });
     scope.get("/console", async (_request, reply) => reply.redirect("/console/", 301));
     for (const [path, file] of files) {
