@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEMO_APPID, login, reasonOf, rpc, startHarness, type Harness } from "./support/harness.js";
+import { DEMO_APPID, login, reasonOf, rpc, simPost, startHarness, type Harness } from "./support/harness.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const hasChromium = existsSync(CHROMIUM);
@@ -20,6 +20,7 @@ const sha = (key: string) => createHash("sha256").update(key).digest("hex");
 const PASSWORD = "correct horse battery";
 const XSS = "<img src=x onerror=alert(1)>";
 const FORMULA = "=HYPERLINK(1)";
+const PHONE = "13912345678";
 const CONSOLE_HEADER = { "x-identity-console": "1" };
 
 const config = {
@@ -113,6 +114,8 @@ describe.skipIf(!hasChromium)(`the console in Chromium${hasChromium ? "" : ` (sk
   it("an admin signs in, finds users, disables, revokes and deletes; each effect holds on the public API", { timeout: 120_000 }, async () => {
     await passwordUser("opsadmin", "identity-admin");
     const victim = await endUser(XSS);
+    const { code } = await simPost(h.sim, "/sim/phone-code", { appid: DEMO_APPID, phoneNumber: PHONE });
+    expect((await rpc(h.httpUrl, "BindPhone", { code }, victim.access)).status).toBe(200);
     const formula = await endUser(FORMULA);
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US", acceptDownloads: true });
     const { page, problems } = await openPage(context);
@@ -133,10 +136,14 @@ describe.skipIf(!hasChromium)(`the console in Chromium${hasChromium ? "" : ` (sk
     expect(csv).toContain(`"'${FORMULA.replaceAll('"', '""')}"`);
     expect(csv.split("\r\n")[1]).toMatch(new RegExp(`^"${formula.body.user.id}",`));
 
-    await search(page, victim.openid);
+    // Found by each exact key: its id, its phone number, its openid.
     const row = page.locator("tbody tr");
-    await expect.poll(() => row.locator("td").nth(1).textContent()).toBe(XSS);
-    expect(await row.count()).toBe(1);
+    for (const query of [victim.body.user.id, PHONE, victim.openid]) {
+      await search(page, query);
+      await expect.poll(() => row.locator("td").first().textContent()).toBe(victim.body.user.id);
+      expect(await row.count()).toBe(1);
+    }
+    expect(await row.locator("td").nth(1).textContent()).toBe(XSS);
     await screenshot(page, "search");
     await row.getByRole("link").click();
     await expect.poll(() => page.getByTestId("user-nickname").textContent()).toBe(XSS);
@@ -144,13 +151,18 @@ describe.skipIf(!hasChromium)(`the console in Chromium${hasChromium ? "" : ` (sk
     expect(await page.locator("main img").count()).toBe(0);
     await screenshot(page, "user");
 
+    await act(page, "Unbind phone");
+    expect((await rpc(h.httpUrl, "GetUser", {}, victim.access)).json.user.phoneNumber).toBe("");
+
     await act(page, "Disable");
     expect(reasonOf(await rpc(h.httpUrl, "Refresh", { refreshToken: victim.refresh }))).toBe("ACCOUNT_DISABLED");
     await act(page, "Enable");
-    expect((await rpc(h.httpUrl, "CheckLogin", {}, victim.access)).status).toBe(200);
+    // Enabled, the user signs in again; revoking then ends that new session too.
+    const back = await login(h, { openid: victim.openid });
+    expect(back.body.user.id).toBe(victim.body.user.id);
     await act(page, "Revoke all sessions");
-    await expect.poll(() => page.getByRole("status").textContent()).toContain("Sessions revoked: 1");
-    expect(reasonOf(await rpc(h.httpUrl, "CheckLogin", {}, victim.access))).toBe("TOKEN_REVOKED");
+    await expect.poll(() => page.getByRole("status").textContent()).toContain("Sessions revoked:");
+    expect(reasonOf(await rpc(h.httpUrl, "CheckLogin", {}, back.access))).toBe("TOKEN_REVOKED");
 
     await act(page, "Delete user", victim.body.user.id);
     await expect.poll(() => page.url()).toMatch(/#\/users$/);
@@ -201,6 +213,11 @@ describe.skipIf(!hasChromium)(`the console in Chromium${hasChromium ? "" : ` (sk
       [401, "unauthenticated"],
     ]);
     expect((await rpc(h.httpUrl, "CheckLogin", {}, user.access)).status).toBe(200);
+    // The cookie's session ended elsewhere (as when its token expires): the next call shows the sign-in again.
+    const [cookie] = await context.cookies();
+    expect((await rpc(h.httpUrl, "Logout", {}, cookie!.value)).status).toBe(200);
+    await page.getByRole("link", { name: "Apps" }).click();
+    await expect.poll(() => page.getByRole("button", { name: "Sign in" }).count()).toBe(1);
     await context.close();
   });
 
