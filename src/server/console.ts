@@ -8,7 +8,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { AdminService } from "../../gen/identity/admin/v1/admin_pb.js";
 import { IdentityService, type User } from "../../gen/identity/v1/identity_pb.js";
 import type { Invoke } from "../compat/invoke.js";
-import { OPERATOR_USER_ROLES } from "../service/admin-service.js";
+import type { OperatorRole } from "../config/config.js";
+import { strongestRole } from "../service/admin-service.js";
 import { describeError } from "../util/log-safety.js";
 
 /** `npm run build` writes it: console/dist/ next to src/, dist/console/dist/ next to dist/src/. */
@@ -133,14 +134,12 @@ export async function registerConsole(app: FastifyInstance, { invoke, dir = CONS
 export interface Operator {
   userId: string;
   name: string;
-  role: string;
+  role: OperatorRole;
 }
 
 function operatorOf(user: User | undefined): Operator | null {
-  const roles = (user?.roles ?? []).map((r) => OPERATOR_USER_ROLES[r]).filter((r) => r !== undefined);
-  const role = (["admin", "support", "viewer"] as const).find((r) => roles.includes(r));
-  if (!user || !role) return null;
-  return { userId: user.id, name: user.nickname || user.username, role };
+  const role = strongestRole(user?.roles ?? []);
+  return user && role ? { userId: user.id, name: user.nickname || user.username, role } : null;
 }
 
 function refuse(reply: FastifyReply, status: number, reason: string, retryAfterSeconds?: string) {

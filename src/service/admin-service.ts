@@ -263,7 +263,7 @@ export function createAdminService({ apps, users, sessions, lifecycle, audit, ac
 }
 
 /** The highest operator role among a user's roles. */
-function strongestRole(roles: string[]): OperatorRole | undefined {
+export function strongestRole(roles: string[]): OperatorRole | undefined {
   let best: OperatorRole | undefined;
   for (const role of roles) {
     const operator = OPERATOR_USER_ROLES[role];
