@@ -111,6 +111,11 @@ const en = {
   "audit.details": "Details",
   "audit.more": "Older events",
   "audit.none": "No events.",
+  "actor.UNSPECIFIED": "",
+  "actor.USER": "user",
+  "actor.OPERATOR": "operator",
+  "actor.API_KEY": "API key",
+  "actor.SYSTEM": "system",
   loading: "Loading…",
   "error.BAD_CREDENTIALS": "Wrong username or password.",
   "error.ROLE_REQUIRED": "Not an operator, or this needs a higher role.",
@@ -234,6 +239,11 @@ const zh: Dictionary = {
   "audit.details": "详情",
   "audit.more": "更早的记录",
   "audit.none": "没有记录。",
+  "actor.UNSPECIFIED": "",
+  "actor.USER": "用户",
+  "actor.OPERATOR": "运营人员",
+  "actor.API_KEY": "API 密钥",
+  "actor.SYSTEM": "系统",
   loading: "加载中…",
   "error.BAD_CREDENTIALS": "用户名或密码错误。",
   "error.ROLE_REQUIRED": "不是运营人员，或需要更高的角色。",
@@ -265,7 +275,8 @@ export type Translate = (key: Key, vars?: Record<string, string | number>) => st
 
 export function translator(language: Language): Translate {
   const dictionary = LANGUAGES[language].dictionary;
-  return (key, vars = {}) => dictionary[key].replace(/\{(\w+)\}/g, (_, name: string) => String(vars[name] ?? ""));
+  // An enum value newer than this page (a key built from it) shows as the key rather than breaking the page.
+  return (key, vars = {}) => (dictionary[key] ?? key).replace(/\{(\w+)\}/g, (_, name: string) => String(vars[name] ?? ""));
 }
 
 /** A failure's reason as a sentence, from the dictionary when it has one. */

@@ -17,7 +17,7 @@ export function AuditTable({ events }: { events: AuditEvent[] }) {
           <tr key={e.id}>
             <td>{when(e.time, language)}</td>
             <td>{e.type}</td>
-            <td>{e.actor ? `${ActorKind[e.actor.kind]?.toLowerCase() ?? ""} ${e.actor.id}` : ""}</td>
+            <td>{e.actor ? `${t(`actor.${ActorKind[e.actor.kind] as "USER"}`)} ${e.actor.id}` : ""}</td>
             <td>{e.userId && <a href={`#/users/${encodeURIComponent(e.userId)}`}>{e.userId}</a>}</td>
             <td>{e.appId}</td>
             <td>{e.clientAddress}</td>
