@@ -13,10 +13,10 @@ import { strongestRole } from "../service/admin-service.js";
 import { describeError } from "../util/log-safety.js";
 
 /** `npm run build` writes it: console/dist/ next to src/, dist/console/dist/ next to dist/src/. */
-export const CONSOLE_DIR = fileURLToPath(new URL("../../console/dist/", import.meta.url));
+const CONSOLE_DIR = fileURLToPath(new URL("../../console/dist/", import.meta.url));
 
 /** The header the console sends with every call: custom, so a foreign origin needs a preflight, which AdminService's paths refuse. */
-export const CONSOLE_HEADER = "x-identity-console";
+const CONSOLE_HEADER = "x-identity-console";
 
 const ADMIN_PREFIX = `/${AdminService.typeName}/`;
 const COOKIE = "identity_console";
@@ -47,11 +47,6 @@ interface ConsoleFile {
   immutable: boolean;
 }
 
-export interface ConsoleDeps {
-  invoke: Invoke;
-  dir?: string;
-}
-
 /**
  * Before the Connect routes (a hook applies to routes added after it): a console call's cookie
  * becomes the bearer token, when the call names no other credential and carries the console header.
@@ -66,9 +61,9 @@ export function acceptConsoleCookie(app: FastifyInstance): void {
 }
 
 /** The files at /console/ and the session routes. */
-export async function registerConsole(app: FastifyInstance, { invoke, dir = CONSOLE_DIR }: ConsoleDeps): Promise<void> {
-  const files = readConsoleFiles(dir);
-  if (files.size === 0) app.log.warn({ dir }, "the console is not built (npm run build): /console/ answers 404");
+export async function registerConsole(app: FastifyInstance, invoke: Invoke): Promise<void> {
+  const files = readConsoleFiles(CONSOLE_DIR);
+  if (files.size === 0) app.log.warn({ dir: CONSOLE_DIR }, "the console is not built (npm run build): /console/ answers 404");
   await app.register(async (scope) => {
     scope.addHook("onSend", async (_request, reply) => {
       reply.headers(SECURITY_HEADERS);
@@ -95,7 +90,7 @@ export async function registerConsole(app: FastifyInstance, { invoke, dir = CONS
       const body = request.body as Record<string, unknown> | null;
       const [appId = "", username, password] = ["appId", "username", "password"].map((k) => body?.[k]);
       if (typeof appId !== "string" || typeof username !== "string" || typeof password !== "string" || !username || !password) {
-        return reply.code(400).send({ reason: "FIELD_INVALID" });
+        return refuse(reply, 400, "FIELD_INVALID");
       }
       const res = await invoke(IdentityService.method.login, { appId, credential: { case: "password", value: { username, password } } }, request);
       if (!res.ok) return refuse(reply, res.status, res.reason, res.retryAfterSeconds);
@@ -131,7 +126,7 @@ export async function registerConsole(app: FastifyInstance, { invoke, dir = CONS
   });
 }
 
-export interface Operator {
+interface Operator {
   userId: string;
   name: string;
   role: OperatorRole;

@@ -82,7 +82,7 @@ export async function buildHttpServer(deps: ServerDeps): Promise<FastifyInstance
   const routes = await registerConnect(app, deps);
   const invoke = createInvoke(deps.service, routes.options.interceptors);
   await registerSeedRoutes(app, deps.seedRoutes, { invoke, apps: deps.apps });
-  await registerConsole(app, { invoke });
+  await registerConsole(app, invoke);
   app.get("/.well-known/jwks.json", async (_req, reply) => {
     reply.header("cache-control", "public, max-age=300");
     return deps.jwks();
