@@ -36,11 +36,11 @@ let h: Harness;
 let browser: Browser;
 
 /** A user who signs in with a password; with an operator role when `role` is given (as docs/configuration.md makes the first operator). */
-async function passwordUser(username: string, role?: string) {
-  const me = await login(h);
-  expect((await rpc(h.httpUrl, "SetPassword", { username, newPassword: PASSWORD }, me.access)).status).toBe(200);
+async function passwordUser(username: string, role?: string, on: Harness = h) {
+  const me = await login(on);
+  expect((await rpc(on.httpUrl, "SetPassword", { username, newPassword: PASSWORD }, me.access)).status).toBe(200);
   if (role) {
-    const res = await rpc(h.httpUrl, "UpdateUser", { user: { id: me.body.user.id, roles: [role] }, updateMask: "roles" }, undefined, { "x-api-key": SERVICE_KEY });
+    const res = await rpc(on.httpUrl, "UpdateUser", { user: { id: me.body.user.id, roles: [role] }, updateMask: "roles" }, undefined, { "x-api-key": SERVICE_KEY });
     expect(res.status).toBe(200);
   }
   return me;
@@ -299,6 +299,26 @@ describe("the console's routes", () => {
     const out = await fetch(`${h.httpUrl}/console/session`, { method: "DELETE", headers });
     expect([out.status, out.headers.get("set-cookie")]).toEqual([204, "identity_console=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict"]);
     expect(reasonOf(await rpc(h.httpUrl, "CheckLogin", {}, token))).toBe("TOKEN_REVOKED");
+  });
+
+  it("over https, as a trusted proxy tells it, the cookie is __Host- and Secure; a client's own claim changes nothing", async () => {
+    const proxied = await startHarness({ ...config, trustProxy: ["127.0.0.1"] });
+    try {
+      await passwordUser("opshttps", "identity-viewer", proxied);
+      const cookieVia = async (server: Harness) => {
+        const res = await fetch(`${server.httpUrl}/console/session`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-forwarded-proto": "https", ...CONSOLE_HEADER },
+          body: JSON.stringify({ username: "opshttps", password: PASSWORD }),
+        });
+        return res.headers.get("set-cookie")?.replace(/=[^;]+;/, "=…;");
+      };
+      expect(await cookieVia(proxied)).toMatch(/^__Host-identity_console=…; Max-Age=\d+; Path=\/; HttpOnly; SameSite=Strict; Secure$/);
+      await passwordUser("opshttps", "identity-viewer");
+      expect(await cookieVia(h)).toMatch(/^identity_console=…; Max-Age=\d+; Path=\/; HttpOnly; SameSite=Strict$/);
+    } finally {
+      await proxied.close();
+    }
   });
 
   it("the cookie is no credential on IdentityService, nor on AdminService without the console header", async () => {
