@@ -172,7 +172,7 @@ describe("operating on users", () => {
     expect(detail.user?.identities.map((i) => i.openid)).toEqual([me.openid]);
     expect(detail.sessions).toHaveLength(2);
     for (const session of detail.sessions) {
-      expect(session).toMatchObject({ appId: "demo", platform: "wechat-miniprogram", appid: DEMO_APPID, openid: me.openid, clientAddress: "127.0.0.1", revokeReason: "" });
+      expect(session).toMatchObject({ appId: "demo", platform: "wechat-miniprogram", platformAppid: DEMO_APPID, openid: me.openid, clientAddress: "127.0.0.1", revokeReason: "" });
       expect(session.createTime && session.lastRefreshTime && session.expireTime).toBeTruthy();
     }
   });

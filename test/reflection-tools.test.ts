@@ -119,7 +119,7 @@ describe.skipIf(!grpcurl)("grpcurl", () => {
 
   it("lists the services", async () => {
     const listed = (await grpcurlOut(address(), "list")).trim().split("\n");
-    expect(listed).toEqual([Health.typeName, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", SERVICE]);
+    expect(listed).toEqual([Health.typeName, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", "identity.admin.v1.AdminService", SERVICE]);
   });
 
   it("describes IdentityService with its comments", async () => {

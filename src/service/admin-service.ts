@@ -338,7 +338,7 @@ function sessionToWire(session: SessionRecord) {
     id: session.id,
     appId: session.appKey,
     platform: session.platform,
-    appid: session.appid,
+    platformAppid: session.appid,
     openid: session.openid,
     createTime: timestampFromDate(session.createdAt),
     lastRefreshTime: timestampFromDate(session.rotatedAt),
