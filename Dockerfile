@@ -5,10 +5,11 @@
 #   docker build -t identity .
 #   docker run --rm identity node dist/src/keygen.js        # a signing key for the config
 #
-# Production runs the compiled JavaScript (`npm run build` to dist/): the build stage has the full
-# install and the compiler, the runtime stage only the production dependencies and dist/.
+# Production runs the compiled JavaScript (`npm run build` to dist/, the console's files included):
+# the build stage has the full install and the compilers, the runtime stage only the production
+# dependencies and dist/.
 
-# --- build: the full install, then tsc to dist/ -------------------------------------------------
+# --- build: the full install, then the console (Vite) and tsc to dist/ ---------------------------
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 # --ignore-scripts: no dependency needs its install script, so none runs in the image.
@@ -17,6 +18,8 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY gen ./gen
 COPY src ./src
+# The operator console's sources: the build makes its files again and puts them in dist/console/.
+COPY console ./console
 # Type-checks src/ and gen/ as it emits (test/ is not in the build context; CI checks the rest).
 RUN npm run build
 

@@ -1,5 +1,5 @@
 // `node .ci/smoke.mjs [DIR]`: boots the compiled service in DIR (default: here) in dev mode with the
-// node running this script, and checks /healthz and one Login through the dev-mode simulator.
+// node running this script, and checks /healthz, one Login through the dev-mode simulator and the console at /console/.
 // Plain JavaScript on purpose: it runs where only the production dependencies are installed.
 import { spawn } from "node:child_process";
 import { resolve } from "node:path";
@@ -42,7 +42,9 @@ if (!health.ok) fail(`/healthz answered ${health.status}`);
 const { code } = await post(`${urls.sim}/sim/login-code`, { appid: "wx0000000000000001" });
 const login = await post(`${urls.http}/identity.v1.IdentityService/Login`, { appId: "demo", code });
 if (!login.tokens?.accessToken || !login.user?.id) fail(`Login answered without tokens or user: ${JSON.stringify(login)}`);
+const consolePage = await fetch(`${urls.http}/console/`, { signal: AbortSignal.timeout(10_000) });
+if (!consolePage.ok || !(await consolePage.text()).includes("/console/assets/")) fail(`/console/ answered ${consolePage.status} without the built console`);
 
 child.removeAllListeners("exit");
 child.kill("SIGTERM");
-console.log(`smoke (node ${process.version}): /healthz and Login passed on ${dir}`);
+console.log(`smoke (node ${process.version}): /healthz, Login and /console/ passed on ${dir}`);

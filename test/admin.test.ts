@@ -112,6 +112,13 @@ describe("roles, enforced per RPC", () => {
     });
   }
 
+  it("a user whose roles are Object.prototype's names is no operator", async () => {
+    const user = await login(h);
+    await grantRoles(user.body.user.id, ["constructor", "toString", "hasOwnProperty", "valueOf"]);
+    expect(await outcomeOf(json.listApps({}, asBearer(user.access)))).toBe("PermissionDenied ROLE_REQUIRED");
+    expect(await outcomeOf(json.deleteUser({ userId: NO_SUCH_USER, reason: "x" }, asBearer(user.access)))).toBe("PermissionDenied ROLE_REQUIRED");
+  });
+
   it("names the role needed in the refusal", async () => {
     const error = ConnectError.from(await grpc.deleteUser({ userId: NO_SUCH_USER, reason: "x" }, asKey(KEYS.viewer)).catch((e) => e));
     expect(error.findDetails(ErrorInfoSchema)[0]?.metadata).toEqual({ role: "admin" });

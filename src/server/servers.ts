@@ -15,6 +15,7 @@ import { requestContextValues, type Logger } from "../service/interceptors.js";
 import type { Readiness } from "./health.js";
 import { createRoutes, type Routes } from "./routes.js";
 import { answerUnknownGrpcCalls, registerConnectRoutes } from "./connect-adapter.js";
+import { acceptConsoleCookie, registerConsole } from "./console.js";
 import { registerCors } from "./cors.js";
 import { lazyChildLogger } from "./request-logger.js";
 import { describeError } from "../util/log-safety.js";
@@ -52,7 +53,7 @@ export interface ConnectionTimeouts {
   keepAliveMs: number;
 }
 
-/** HTTP/1.1 listener: Connect (JSON and binary), gRPC-Web, the seed-compatible routes, the JWKS, and a small index at /. */
+/** HTTP/1.1 listener: Connect (JSON and binary), gRPC-Web, the seed-compatible routes, the operator console, the JWKS, and a small index at /. */
 export async function buildHttpServer(deps: ServerDeps): Promise<FastifyInstance> {
   const { headersMs, requestMs, keepAliveMs } = deps.timeouts;
   const app = fastify({
@@ -77,8 +78,11 @@ export async function buildHttpServer(deps: ServerDeps): Promise<FastifyInstance
   });
   app.server.on("request", (req: IncomingMessage, res: ServerResponse) => res.once("finish", () => closing && req.socket.end()));
   if (deps.cors) await registerCors(app, deps.cors);
+  acceptConsoleCookie(app);
   const routes = await registerConnect(app, deps);
-  await registerSeedRoutes(app, deps.seedRoutes, { invoke: createInvoke(deps.service, routes.options.interceptors), apps: deps.apps });
+  const invoke = createInvoke(deps.service, routes.options.interceptors);
+  await registerSeedRoutes(app, deps.seedRoutes, { invoke, apps: deps.apps });
+  await registerConsole(app, invoke);
   app.get("/.well-known/jwks.json", async (_req, reply) => {
     reply.header("cache-control", "public, max-age=300");
     return deps.jwks();

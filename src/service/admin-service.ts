@@ -20,8 +20,15 @@ import { userToWire } from "./user-view.js";
 /** Each role may do what the ones before it may. */
 const RANK: Record<OperatorRole, number> = { viewer: 1, support: 2, admin: 3 };
 
-/** The user roles that make an operator of a user signing in with an access token. */
-export const OPERATOR_USER_ROLES: Record<string, OperatorRole> = { "identity-viewer": "viewer", "identity-support": "support", "identity-admin": "admin" };
+/**
+ * The user roles that make an operator of a user signing in with an access token. A Map, not an
+ * object: a role named "constructor" or "__proto__" must find nothing, not Object.prototype's.
+ */
+export const OPERATOR_USER_ROLES: ReadonlyMap<string, OperatorRole> = new Map([
+  ["identity-viewer", "viewer"],
+  ["identity-support", "support"],
+  ["identity-admin", "admin"],
+]);
 
 type AdminImpl = ServiceImpl<typeof AdminService>;
 
@@ -263,10 +270,10 @@ export function createAdminService({ apps, users, sessions, lifecycle, audit, ac
 }
 
 /** The highest operator role among a user's roles. */
-function strongestRole(roles: string[]): OperatorRole | undefined {
+export function strongestRole(roles: string[]): OperatorRole | undefined {
   let best: OperatorRole | undefined;
   for (const role of roles) {
-    const operator = OPERATOR_USER_ROLES[role];
+    const operator = OPERATOR_USER_ROLES.get(role);
     if (operator && (!best || RANK[operator] > RANK[best])) best = operator;
   }
   return best;
