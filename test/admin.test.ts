@@ -200,6 +200,9 @@ describe("operating on users", () => {
     expect(reasonOf(await rpc(h.httpUrl, "Refresh", { refreshToken: me.refresh }))).toBe("ACCOUNT_DISABLED");
     expect(reasonOf(await rpc(h.httpUrl, "GetUser", {}, me.access))).toBe("ACCOUNT_DISABLED");
     await json.setUserStatus({ userId, status: UserStatus.ACTIVE, reason: "cleared" }, admin);
+    // Enabled again, the tokens from before stay dead, as verifiers watching the feed hold them.
+    expect(reasonOf(await rpc(h.httpUrl, "GetUser", {}, me.access))).toBe("TOKEN_REVOKED");
+    expect(reasonOf(await rpc(h.httpUrl, "Refresh", { refreshToken: me.refresh }))).toBe("TOKEN_REVOKED");
     const again = await login(h, { openid: me.openid });
     expect(again.body.user.id).toBe(userId);
   });

@@ -1,4 +1,4 @@
-import { newObjectId, type RevocationDraft, type RevocationStore, type SessionRecord, type SessionStore, type UserStore } from "../store/store.js";
+import { newObjectId, type RevocationDraft, type RevocationStore, type SessionRecord, type SessionStore, type UserStatus, type UserStore } from "../store/store.js";
 import type { AccessClaims, AccessTokens } from "./access-tokens.js";
 import { AccountDisabledError, TokenError } from "./errors.js";
 import { childRefreshToken, hashRefreshToken, newChainKey, newRefreshToken, sameHash, sessionIdOf } from "./refresh-tokens.js";
@@ -224,10 +224,14 @@ export function createSessionLibrary({ sessions, users, revocations, accessToken
     /** The user's stored sessions, newest first, for operators. */
     listOfUser: (userId: string, limit: number) => sessions.listForUser(userId, limit),
     /**
-     * Tells verifiers that every token issued to the user until now is void: call it before the
-     * user is written disabled (the service refuses a disabled user's tokens from then on).
+     * Call before a user's new status is written. Disabling tells verifiers that every token issued
+     * until now is void (the service refuses a disabled user's tokens from then on); enabling again
+     * ends the sessions from before, which verifiers already hold void, so the service revives none.
      */
-    revokeUser: (userId: string) => record([{ target: { userId }, reason: "user_disabled" }]),
+    async beforeStatusChange(userId: string, from: UserStatus | undefined, to: UserStatus): Promise<void> {
+      if (from === "active" && to === "disabled") await record([{ target: { userId }, reason: "user_disabled" }]);
+      if (from === "disabled" && to === "active") await sessions.revokeAllForUser(userId, "user_disabled");
+    },
   };
 }
 

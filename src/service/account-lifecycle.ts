@@ -61,11 +61,11 @@ export function createAccountLifecycle({ users, sessions, accounts, audit }: { u
       return updated;
     },
 
-    /** Sets the user's status; disabling tells verifiers first that its tokens are void (should the write fail, they end anyway). */
+    /** Sets the user's status; verifiers are told first that its tokens are void (should the write fail, they end anyway). */
     async setStatus(userId: string, status: UserStatus): Promise<UserRecord> {
       const current = await users.get(userId);
       if (!current) throw apiError("USER_NOT_FOUND", "no user has this id");
-      if (status === "disabled" && current.status === "active") await sessions.revokeUser(userId);
+      await sessions.beforeStatusChange(userId, current.status, status);
       return accounts.update(userId, (u) => (u.status === status ? u : { ...u, status }), undefined, { anyStatus: true });
     },
 

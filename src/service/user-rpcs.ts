@@ -56,7 +56,7 @@ export function createUserRpcs(
       }
       if (patch.set.status) noteOf(ctx).details.status = patch.set.status;
       // Told to verifiers before it is written: should the write then fail, the user's tokens end anyway (errs closed).
-      if (patch.set.status === "disabled" && (await users.get(userId))?.status === "active") await sessions.revokeUser(userId);
+      if (patch.set.status) await sessions.beforeStatusChange(userId, (await users.get(userId))?.status, patch.set.status);
       const updated = await accounts.update(
         userId,
         (user) => {

@@ -117,7 +117,7 @@ describe("internal callers", () => {
     expect([missing.code, missing.reason]).toEqual([Code.NotFound, "USER_NOT_FOUND"]);
   });
 
-  it("change roles and status, which shuts a user out and lets it back in", async () => {
+  it("change roles and status, which shuts a user out and lets it sign in again, with its old tokens dead", async () => {
     const me = await f.login();
     const id = me.userId;
     expect((await updateUser(f, { user: { id, roles: ["admin", "merchant"] }, updateMask: "roles" }, internal)).user!.roles).toEqual(["admin", "merchant"]);
@@ -125,7 +125,9 @@ describe("internal callers", () => {
     expect((await refusal(f.client.getUser({}, as(me.access)))).reason).toBe("ACCOUNT_DISABLED");
     expect((await f.client.getUser({ userId: id }, internal)).user!.status).toBe(UserStatus.DISABLED);
     await updateUser(f, { user: { id, status: "USER_STATUS_ACTIVE" }, updateMask: "status" }, internal);
-    expect((await f.client.getUser({}, as(me.access))).user!.status).toBe(UserStatus.ACTIVE);
+    expect((await refusal(f.client.getUser({}, as(me.access)))).reason).toBe("TOKEN_REVOKED");
+    const again = await f.login({ openid: me.openid });
+    expect((await f.client.getUser({}, as(again.access))).user).toMatchObject({ id, status: UserStatus.ACTIVE });
     expect((await refusal(updateUser(f, { user: { id, roles: ["no spaces"] }, updateMask: "roles" }, internal))).reason).toBe("FIELD_INVALID");
   });
 

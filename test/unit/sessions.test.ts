@@ -171,7 +171,7 @@ describe("revocation events", () => {
     const other = await open();
     await sessions.revoke(other.session.id);
     await sessions.revokeAllOfUser(userId);
-    await sessions.revokeUser(userId);
+    await sessions.beforeStatusChange(userId, "active", "disabled");
     expect(await logged()).toEqual([
       { target: { sessionId: first.id }, reason: "session_limit" },
       { target: { sessionId: reused.session.id }, reason: "refresh_token_reused" },
