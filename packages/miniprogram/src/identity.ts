@@ -139,6 +139,13 @@ export function createIdentity(options: IdentityOptions) {
     return body as T;
   }
 
+  /** Stores the user an answer carried with the session held now. */
+  function keepUser(user: User | undefined): void {
+    if (!session || !user) return;
+    session.user = user;
+    store.save(session);
+  }
+
   function held(): Session {
     if (!session) throw new IdentityError("unauthenticated", "TOKEN_MISSING", "not logged in: call login() first", 401);
     return session;
@@ -270,13 +277,9 @@ export function createIdentity(options: IdentityOptions) {
   async function bindPhone(detail: PhoneDetail): Promise<User | undefined> {
     const body = phoneBody(detail);
     const res = await withFreshKey(() => call<{ user?: User; tokens?: unknown }>("BindPhone", body));
-    const s = session;
     // A pending session became a user's: it comes with new tokens.
     if (isTokens(res.tokens)) adopt(res.tokens, true, res.user);
-    else if (s && res.user) {
-      s.user = res.user;
-      store.save(s);
-    }
+    else keepUser(res.user);
     return res.user;
   }
 
@@ -324,11 +327,7 @@ export function createIdentity(options: IdentityOptions) {
       const mask = Object.keys(user);
       if (mask.length === 0) throw new IdentityError("invalid_argument", "FIELD_INVALID", "updateProfile: nothing to update");
       const res = await call<{ user?: User }>("UpdateUser", { user, updateMask: mask.join(","), expectedVersion: opts.expectedVersion });
-      const s = session;
-      if (s && res.user) {
-        s.user = res.user;
-        store.save(s);
-      }
+      keepUser(res.user);
       return res.user;
     },
     /** Ends this session (or all the user's) on the service; the tokens are forgotten either way. */
