@@ -205,8 +205,10 @@ export function createIdentity(options: IdentityOptions) {
       used = await refreshFrom(used);
       res = await sendWith(used.accessToken);
     }
-    const reason = res.statusCode === 401 ? reasonOf(res) : undefined;
-    if (reason && SIGNED_OUT_REASONS.indexOf(reason) >= 0) signOut(used, errorOf(res));
+    if (res.statusCode === 401) {
+      const error = errorOf(res);
+      if (SIGNED_OUT_REASONS.indexOf(error.reason) >= 0) signOut(used, error);
+    }
     return res;
   }
 
@@ -250,9 +252,9 @@ export function createIdentity(options: IdentityOptions) {
     let { code, cached } = await takeCode();
     for (;;) {
       const res = await send(post("Login", { appId, code, inviteCode: extra.inviteCode, inviterId: extra.inviterId }), timeout);
-      const reason = reasonOf(res);
+      const reason = cached && res.statusCode !== 200 ? reasonOf(res) : undefined;
       // A cached code may have died meanwhile (its 5 minutes, or used elsewhere): one fresh one.
-      if (cached && (reason === "CODE_INVALID" || reason === "CODE_USED")) {
+      if (reason === "CODE_INVALID" || reason === "CODE_USED") {
         code = await platform.login();
         cached = false;
         continue;
