@@ -1,10 +1,9 @@
 // createIdentity: login and the phone button, the tokens kept fresh and shared by every call,
 // sign-out when the session is over, and the app's own requests with the same bearer.
-import { errorOf, IdentityError, jsonOf, localError, reasonOf, SIGNED_OUT_REASONS } from "./errors.js";
+import { errorOf, type HttpResponse, IdentityError, jsonOf, localError, reasonOf, SIGNED_OUT_REASONS } from "./errors.js";
 import { adaptPlatform, type HttpRequest, type MiniProgramApi } from "./platform.js";
 import { createSessionStore, isTokens, refreshDue, type Session, sessionOf, type Tokens, type User } from "./session.js";
 import { createSend } from "./transport.js";
-import type { HttpResponse } from "./errors.js";
 
 export interface IdentityOptions {
   /** The service's address, e.g. "https://id.example.com". */
@@ -71,8 +70,6 @@ export interface RequestOptions {
   fail?: unknown;
   complete?: unknown;
 }
-
-export type { HttpResponse };
 
 const PROFILE_FIELDS = ["nickname", "avatarUrl", "gender", "birthday", "email", "attributes"];
 // A login code lives 5 minutes; one older than this may die on its way to WeChat.
