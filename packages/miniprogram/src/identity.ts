@@ -220,20 +220,16 @@ export function createIdentity(options: IdentityOptions) {
    * Never rejects: a code it could not get is fetched again at login.
    */
   function prefetch(): Promise<void> {
+    const done = () => {
+      fetchingCode = undefined;
+    };
     fetchingCode ??= (async () => {
       if (cachedCode && Date.now() - cachedCode.at < CODE_FRESH_MS) return;
       // A new code rotates the session_key the service holds: with a user's session, only fetch
       // when that key is dead anyway. A pending one will need a Login (it cannot Refresh).
       if (session?.registered && (await platform.checkSession())) return;
       cachedCode = { code: await platform.login(), at: Date.now() };
-    })().then(
-      () => {
-        fetchingCode = undefined;
-      },
-      () => {
-        fetchingCode = undefined;
-      },
-    );
+    })().then(done, done);
     return fetchingCode;
   }
 
