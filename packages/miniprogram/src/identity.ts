@@ -342,16 +342,17 @@ export function createIdentity(options: IdentityOptions) {
       // Silently never calling them would be worse than saying so.
       if (req.success || req.fail || req.complete) throw new TypeError("request: returns a promise; no success/fail/complete");
       const header = req.header || {};
+      const method = req.method || "GET";
       const build = (token?: string): HttpRequest => ({
         url: req.url,
-        method: req.method || "GET",
+        method,
         data: req.data,
         header: token ? Object.assign({}, header, { authorization: `Bearer ${token}` }) : header,
         dataType: req.dataType,
         responseType: req.responseType,
       });
       const t = req.timeout || timeout;
-      const retry = req.retry === undefined ? IDEMPOTENT.indexOf(build().method.toUpperCase()) >= 0 : req.retry;
+      const retry = req.retry === undefined ? IDEMPOTENT.indexOf(method.toUpperCase()) >= 0 : req.retry;
       const s = session ? await current().catch(() => session) : undefined;
       return s ? withToken(s, (token) => send(build(token), t, retry)) : send(build(), t, retry);
     },
