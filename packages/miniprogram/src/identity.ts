@@ -1,10 +1,9 @@
 // createIdentity: login and the phone button, the tokens kept fresh and shared by every call,
 // sign-out when the session is over, and the app's own requests with the same bearer.
-import { errorOf, IdentityError, jsonOf, localError, reasonOf, SIGNED_OUT_REASONS } from "./errors.js";
+import { errorOf, type HttpResponse, IdentityError, jsonOf, localError, reasonOf, SIGNED_OUT_REASONS } from "./errors.js";
 import { adaptPlatform, type HttpRequest, type MiniProgramApi } from "./platform.js";
 import { createSessionStore, isTokens, refreshDue, type Session, sessionOf, type Tokens, type User } from "./session.js";
 import { createSend } from "./transport.js";
-import type { HttpResponse } from "./errors.js";
 
 export interface IdentityOptions {
   /** The service's address, e.g. "https://id.example.com". */
@@ -72,8 +71,6 @@ export interface RequestOptions {
   complete?: unknown;
 }
 
-export type { HttpResponse };
-
 const PROFILE_FIELDS = ["nickname", "avatarUrl", "gender", "birthday", "email", "attributes"];
 // A login code lives 5 minutes; one older than this may die on its way to WeChat.
 const CODE_FRESH_MS = 4 * 60_000;
@@ -139,6 +136,13 @@ export function createIdentity(options: IdentityOptions) {
     return body as T;
   }
 
+  /** Stores the user an answer carried with the session held now. */
+  function keepUser(user: User | undefined): void {
+    if (!session || !user) return;
+    session.user = user;
+    store.save(session);
+  }
+
   function held(): Session {
     if (!session) throw new IdentityError("unauthenticated", "TOKEN_MISSING", "not logged in: call login() first", 401);
     return session;
@@ -198,8 +202,10 @@ export function createIdentity(options: IdentityOptions) {
       used = await refreshFrom(used);
       res = await sendWith(used.accessToken);
     }
-    const reason = res.statusCode === 401 ? reasonOf(res) : undefined;
-    if (reason && SIGNED_OUT_REASONS.indexOf(reason) >= 0) signOut(used, errorOf(res));
+    if (res.statusCode === 401) {
+      const error = errorOf(res);
+      if (SIGNED_OUT_REASONS.indexOf(error.reason) >= 0) signOut(used, error);
+    }
     return res;
   }
 
@@ -214,20 +220,16 @@ export function createIdentity(options: IdentityOptions) {
    * Never rejects: a code it could not get is fetched again at login.
    */
   function prefetch(): Promise<void> {
+    const done = () => {
+      fetchingCode = undefined;
+    };
     fetchingCode ??= (async () => {
       if (cachedCode && Date.now() - cachedCode.at < CODE_FRESH_MS) return;
       // A new code rotates the session_key the service holds: with a user's session, only fetch
       // when that key is dead anyway. A pending one will need a Login (it cannot Refresh).
       if (session?.registered && (await platform.checkSession())) return;
       cachedCode = { code: await platform.login(), at: Date.now() };
-    })().then(
-      () => {
-        fetchingCode = undefined;
-      },
-      () => {
-        fetchingCode = undefined;
-      },
-    );
+    })().then(done, done);
     return fetchingCode;
   }
 
@@ -243,9 +245,9 @@ export function createIdentity(options: IdentityOptions) {
     let { code, cached } = await takeCode();
     for (;;) {
       const res = await send(post("Login", { appId, code, inviteCode: extra.inviteCode, inviterId: extra.inviterId }), timeout);
-      const reason = reasonOf(res);
+      const reason = cached && res.statusCode !== 200 ? reasonOf(res) : undefined;
       // A cached code may have died meanwhile (its 5 minutes, or used elsewhere): one fresh one.
-      if (cached && (reason === "CODE_INVALID" || reason === "CODE_USED")) {
+      if (reason === "CODE_INVALID" || reason === "CODE_USED") {
         code = await platform.login();
         cached = false;
         continue;
@@ -270,13 +272,9 @@ export function createIdentity(options: IdentityOptions) {
   async function bindPhone(detail: PhoneDetail): Promise<User | undefined> {
     const body = phoneBody(detail);
     const res = await withFreshKey(() => call<{ user?: User; tokens?: unknown }>("BindPhone", body));
-    const s = session;
     // A pending session became a user's: it comes with new tokens.
     if (isTokens(res.tokens)) adopt(res.tokens, true, res.user);
-    else if (s && res.user) {
-      s.user = res.user;
-      store.save(s);
-    }
+    else keepUser(res.user);
     return res.user;
   }
 
@@ -324,11 +322,7 @@ export function createIdentity(options: IdentityOptions) {
       const mask = Object.keys(user);
       if (mask.length === 0) throw new IdentityError("invalid_argument", "FIELD_INVALID", "updateProfile: nothing to update");
       const res = await call<{ user?: User }>("UpdateUser", { user, updateMask: mask.join(","), expectedVersion: opts.expectedVersion });
-      const s = session;
-      if (s && res.user) {
-        s.user = res.user;
-        store.save(s);
-      }
+      keepUser(res.user);
       return res.user;
     },
     /** Ends this session (or all the user's) on the service; the tokens are forgotten either way. */
@@ -348,16 +342,17 @@ export function createIdentity(options: IdentityOptions) {
       // Silently never calling them would be worse than saying so.
       if (req.success || req.fail || req.complete) throw new TypeError("request: returns a promise; no success/fail/complete");
       const header = req.header || {};
+      const method = req.method || "GET";
       const build = (token?: string): HttpRequest => ({
         url: req.url,
-        method: req.method || "GET",
+        method,
         data: req.data,
         header: token ? Object.assign({}, header, { authorization: `Bearer ${token}` }) : header,
         dataType: req.dataType,
         responseType: req.responseType,
       });
       const t = req.timeout || timeout;
-      const retry = req.retry === undefined ? IDEMPOTENT.indexOf(build().method.toUpperCase()) >= 0 : req.retry;
+      const retry = req.retry === undefined ? IDEMPOTENT.indexOf(method.toUpperCase()) >= 0 : req.retry;
       const s = session ? await current().catch(() => session) : undefined;
       return s ? withToken(s, (token) => send(build(token), t, retry)) : send(build(), t, retry);
     },

@@ -9,7 +9,7 @@ const RETRY_STATUSES = [502, 503, 504];
 const FIRST_BACKOFF_MS = 200;
 const MAX_BACKOFF_MS = 3000;
 
-export type Send = (req: HttpRequest, timeoutMs: number, retry?: boolean) => Promise<HttpResponse>;
+type Send = (req: HttpRequest, timeoutMs: number, retry?: boolean) => Promise<HttpResponse>;
 
 /** Runs tasks with at most `max` at once; the rest wait in order. */
 export function createLimiter(max: number) {

@@ -94,5 +94,6 @@ describe("examples/miniprogram", () => {
     await example.call("pages/login/index", "onPhone", { detail: { errMsg: "getPhoneNumber:fail user deny" } });
     expect(example.pages["pages/login/index"]!.data).toMatchObject({ busy: false, error: "需要授权手机号才能继续" });
     expect(d.count("Login")).toBe(0);
+    expect(d.calls).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import vm from "node:vm";
 import { build } from "esbuild";
-import { simPost } from "../../../test/support/harness.js";
+import { mintCode, simPost } from "../../../test/support/harness.js";
 import { bundleOptions } from "../build.mjs";
 import type * as Kit from "../src/index.js";
 
@@ -135,7 +135,7 @@ export function createDevice(options: DeviceOptions) {
         ? await simPost(options.sim, "/sim/qq/login-code", { appid: options.appid, openid })
         : alipay
           ? await simPost(options.sim, "/sim/alipay/auth-code", { appid: options.appid, userId })
-          : await simPost(options.sim, "/sim/login-code", { appid: options.appid, openid });
+          : await mintCode(options.sim, { appid: options.appid, openid });
     state.lastCode = minted.code;
     return minted.code;
   }

@@ -37,7 +37,9 @@ Page({
       const user = await app.identity.updateProfile(fields);
       this.setData({ nickname: user?.nickname || "", error: "" });
     } catch (error) {
-      this.setData({ error: error.reason === "FIELD_INVALID" ? "这个昵称不能用，请换一个" : error.message });
+      // FIELD_INVALID: the service's own rules; CONTENT_RISKY: WeChat's content check.
+      const refused = error.reason === "FIELD_INVALID" || error.reason === "CONTENT_RISKY";
+      this.setData({ error: refused ? "这个昵称不能用，请换一个" : error.message });
     }
   },
 
