@@ -170,12 +170,12 @@ export function createAdminService({ apps, users, sessions, lifecycle, audit, ac
 
     async setUserStatus(req, ctx) {
       await authorize(ctx, "setUserStatus");
-      await subject(ctx, req.userId);
+      const user = await subject(ctx, req.userId);
       reasonOf(ctx, req.reason);
       const status = req.status === UserStatus.ACTIVE ? "active" : req.status === UserStatus.DISABLED ? "disabled" : null;
       if (!status) throw fieldInvalid("status", "must be USER_STATUS_ACTIVE or USER_STATUS_DISABLED");
       noteOf(ctx).details.status = status;
-      return { user: userToWire(await lifecycle.setStatus(req.userId, status)) };
+      return { user: userToWire(await lifecycle.setStatus(user, status)) };
     },
 
     async unlinkIdentity(req, ctx) {
@@ -198,7 +198,7 @@ export function createAdminService({ apps, users, sessions, lifecycle, audit, ac
       await authorize(ctx, "deleteUser");
       const user = await subject(ctx, req.userId);
       reasonOf(ctx, req.reason);
-      await lifecycle.deleteUser(user.id);
+      await lifecycle.deleteUser(user);
       return {};
     },
 
