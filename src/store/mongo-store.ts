@@ -157,7 +157,9 @@ export class MongoStore implements Store {
       // The feed reads by position (revokedAt, then _id) from a cursor.
       await this.revocationDocs.createIndex({ revokedAt: 1, _id: 1 });
       await createTtlIndex(this.revocationDocs);
-      // ListAuditEvents' filters, each newest first; the time-only range uses the TTL index.
+      // ListAuditEvents newest first, unfiltered and by each filter. The TTL index on time alone
+      // cannot give the (time, _id) order: the server would read and sort the whole range per page.
+      await this.auditDocs.createIndex({ time: -1, _id: -1 });
       await this.auditDocs.createIndex({ subjectUserId: 1, time: -1, _id: -1 });
       await this.auditDocs.createIndex({ "actor.id": 1, time: -1, _id: -1 });
       await this.auditDocs.createIndex({ type: 1, time: -1, _id: -1 });
@@ -456,6 +458,8 @@ export class MongoAuditStore implements AuditStore {
     const oldest = new Date(this.now() - this.retentionMs);
     const time: Record<string, Date> = query.from && query.from > oldest ? { $gte: query.from } : { $gt: oldest };
     if (query.before) time.$lt = query.before;
+    // The position as a bound on time too: the $or alone leaves the index scan starting at the newest event on every page.
+    if (after) time.$lte = after.time;
     const filter: Record<string, unknown> = { time };
     if (query.subjectUserId !== undefined) filter.subjectUserId = query.subjectUserId;
     if (query.actorId !== undefined) filter["actor.id"] = query.actorId;
