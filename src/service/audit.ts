@@ -83,14 +83,13 @@ export function createAuditWriter({ audit, activity, now, log }: AuditDeps) {
     const logLost = (err: unknown) => (ctx.values.get(kRequestLog) ?? log)?.error({ event: { ...event, address: undefined }, err: describeError(err) }, "audit event not written");
     // The call failed because the store did not answer: a write now would only wait as long again.
     if (outcome === "STORE_UNAVAILABLE") return logLost(new Error("store unavailable"));
-    try {
-      if (logged) await audit.append(event);
-      if (outcome === "ok" && method.activity && note.subjectUserId && note.appKey) {
-        await activity.record(shanghaiDay(now()), note.appKey, note.subjectUserId, note.registered ?? false);
-      }
-    } catch (err) {
-      logLost(err);
+    // Side by side: the answer (a Login's, a Refresh's) waits for one store round trip, not two.
+    const writes: Promise<void>[] = [];
+    if (logged) writes.push(audit.append(event));
+    if (outcome === "ok" && method.activity && note.subjectUserId && note.appKey) {
+      writes.push(activity.record(shanghaiDay(now()), note.appKey, note.subjectUserId, note.registered ?? false));
     }
+    await Promise.all(writes.map((w) => w.catch(logLost)));
   }
 
   /** The handlers with every method named in `methods` audited; the others as they are. */
