@@ -6,7 +6,7 @@ import { ActorKind, type AdminService, AppSchema, AuditEventSchema, SearchKey, S
 import { UserStatus } from "../../gen/identity/v1/identity_pb.js";
 import type { OperatorRole } from "../config/config.js";
 import { shanghaiDay } from "../platforms/shanghai-time.js";
-import { identityKey, inviteKey, phoneKey, unionidKey, usernameKey, type AuditActorKind, type AuditQuery, type AuditRecord, type SessionRecord, type UserRecord } from "../store/store.js";
+import { DAY_MS, identityKey, inviteKey, phoneKey, unionidKey, usernameKey, type AuditActorKind, type AuditQuery, type AuditRecord, type SessionRecord, type UserRecord } from "../store/store.js";
 import { checkIdentityNamed } from "./account-lifecycle.js";
 import { nicknameCheckOn } from "./content-check.js";
 import { noteOf, type AuditedMethod } from "./audit.js";
@@ -61,7 +61,6 @@ const PAGE = { search: { default: 20, max: 100 }, audit: { default: 50, max: 500
 const SESSIONS_SHOWN = 100;
 const MAX_STATS_DAYS = 90;
 const DEFAULT_STATS_DAYS = 30;
-const DAY_MS = 86_400_000;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 const MAX_ID_CHARS = 128;
 

@@ -20,6 +20,8 @@ import {
   VersionConflictError,
   ACTIVITY_RETENTION_DAYS,
   AUDIT_RETENTION_DAYS,
+  DAY_MS,
+  oldestActivityDay,
   identityKey,
   type ActivityStore,
   type AuditDraft,
@@ -88,8 +90,6 @@ const STORE_TIMEOUTS = { serverSelectionTimeoutMS: 5_000, connectTimeoutMS: 5_00
 const NOT_IMPLEMENTED = 238;
 /** IndexOptionsConflict: an index on the same keys exists with other options (another retention). */
 const INDEX_OPTIONS_CONFLICT = 85;
-
-const DAY_MS = 86_400_000;
 
 export class MongoStore implements Store {
   readonly users: MongoUserStore;
@@ -488,7 +488,7 @@ export class MongoActivityStore implements ActivityStore {
   }
 
   async daily(fromDay: string, toDay: string): Promise<DailyActivity[]> {
-    const cutoff = new Date(this.now() - ACTIVITY_RETENTION_DAYS * DAY_MS).toISOString().slice(0, 10);
+    const cutoff = oldestActivityDay(this.now());
     const first = fromDay > cutoff ? fromDay : cutoff;
     // One accumulator, the registered flag in the group key: FerretDB 1.x answers 0 for every
     // accumulator of a $group but the first. At most two groups per day and app come back.
