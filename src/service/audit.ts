@@ -60,7 +60,26 @@ export interface AuditDeps {
 
 export type AuditWriter = ReturnType<typeof createAuditWriter>;
 
+/** Activity records remembered per instance and day before the memory starts afresh. */
+const RECORDED_MAX = 100_000;
+
 export function createAuditWriter({ audit, activity, now, log }: AuditDeps) {
+  /**
+   * The (app, user) pairs this instance has recorded active today. The record is idempotent, so
+   * once written it need not be written again that day: a user refreshing all day costs one
+   * store write, not one per Refresh. A registration is always written (it sets the flag).
+   */
+  const recorded = { day: "", pairs: new Set<string>() };
+
+  async function recordActivity(appKey: string, userId: string, registered: boolean): Promise<void> {
+    const day = shanghaiDay(now());
+    if (recorded.day !== day || recorded.pairs.size >= RECORDED_MAX) Object.assign(recorded, { day, pairs: new Set<string>() });
+    const pair = `${appKey}|${userId}`;
+    if (!registered && recorded.pairs.has(pair)) return;
+    await activity.record(day, appKey, userId, registered);
+    if (recorded.day === day) recorded.pairs.add(pair);
+  }
+
   /**
    * Writes the call's event. A failed write is logged with the event (no secret is ever in one)
    * and counted as a store error (audit.append), never thrown: the call's own change is already
@@ -87,7 +106,7 @@ export function createAuditWriter({ audit, activity, now, log }: AuditDeps) {
     const writes: Promise<void>[] = [];
     if (logged) writes.push(audit.append(event));
     if (outcome === "ok" && method.activity && note.subjectUserId && note.appKey) {
-      writes.push(activity.record(shanghaiDay(now()), note.appKey, note.subjectUserId, note.registered ?? false));
+      writes.push(recordActivity(note.appKey, note.subjectUserId, note.registered ?? false));
     }
     await Promise.all(writes.map((w) => w.catch(logLost)));
   }
