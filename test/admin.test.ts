@@ -207,6 +207,15 @@ describe("operating on users", () => {
     expect(again.body.user.id).toBe(userId);
   });
 
+  it("SetUserStatus acts on the stored user whatever the case of the id it is given", async () => {
+    const me = await login(h);
+    const userId: string = me.body.user.id.toUpperCase();
+    await json.setUserStatus({ userId, status: UserStatus.DISABLED, reason: "fraud report 8" }, admin);
+    await json.setUserStatus({ userId, status: UserStatus.ACTIVE, reason: "cleared" }, admin);
+    // The sessions are found by the stored id: an id as typed would have matched none of them.
+    expect(reasonOf(await rpc(h.httpUrl, "GetUser", {}, me.access))).toBe("TOKEN_REVOKED");
+  });
+
   it("DeleteUser: old tokens refused, the same WeChat user then signs in as a new user, the audit log keeps only the fact", async () => {
     const me = await login(h);
     const userId: string = me.body.user.id;
