@@ -772,6 +772,24 @@ function describeStoreContract(name: string, makeStore: (now: () => number) => P
         expect(seen).toEqual(["4", "3", "2", "1", "0"]);
       });
 
+      it("pages past a position across seconds within a time range, the range and the position both kept", async () => {
+        const t0 = base(2034) + 86_400_000;
+        const userId = newObjectId();
+        for (let i = 0; i < 5; i++) {
+          stoppedAt = t0 + i * 1_000;
+          await store.audit.append({ type: "login", actor: { kind: "system", id: "identity" }, subjectUserId: userId, outcome: "ok", details: { n: String(i) } });
+        }
+        const pages: string[][] = [];
+        let after: { time: Date; id: string } | undefined;
+        for (;;) {
+          const page = await store.audit.list({ subjectUserId: userId, from: new Date(t0 + 1_000), before: new Date(t0 + 4_000) }, 2, after);
+          if (page.length === 0) break;
+          pages.push(page.map((e) => e.details?.n ?? ""));
+          after = page.at(-1);
+        }
+        expect(pages).toEqual([["3", "2"], ["1"]]);
+      });
+
       it("leaves out events older than the retention, without waiting for a TTL monitor", async () => {
         const t0 = base(2035);
         stoppedAt = t0;
@@ -1041,6 +1059,7 @@ describe.skipIf(!uri)("MongoStore indexes", () => {
       expect(await db.collection("audit_events").indexes()).toEqual(
         expect.arrayContaining([
           expect.objectContaining({ key: { time: -1 }, expireAfterSeconds: 180 * 86_400 }),
+          expect.objectContaining({ key: { time: -1, _id: -1 } }),
           expect.objectContaining({ key: { subjectUserId: 1, time: -1, _id: -1 } }),
           expect.objectContaining({ key: { "actor.id": 1, time: -1, _id: -1 } }),
           expect.objectContaining({ key: { type: 1, time: -1, _id: -1 } }),

@@ -26,11 +26,10 @@ export function createAccountLifecycle({ users, sessions, accounts, audit }: { u
      * Deletes the user: verifiers learn first that its tokens are void, then its sessions go, then
      * the record, which frees every unique key (openid, unionid, phone, username, invite code), so
      * the same WeChat user signing in again is a new user. Its audit events keep only the facts.
-     * A failure midway leaves a user whose tokens are void: a retry finishes the job.
+     * A failure midway leaves a user whose tokens are void: a retry finishes the job. `user` is
+     * the record the caller has just read (its own sign-in, or an operator's subject).
      */
-    async deleteUser(userId: string): Promise<void> {
-      const user = await users.get(userId);
-      if (!user) throw apiError("USER_NOT_FOUND", "no user has this id");
+    async deleteUser(user: UserRecord): Promise<void> {
       await sessions.eraseUser(user.id);
       await users.remove(user.id);
       await audit.anonymiseSubject(user.id);
@@ -61,12 +60,13 @@ export function createAccountLifecycle({ users, sessions, accounts, audit }: { u
       return updated;
     },
 
-    /** Sets the user's status; verifiers are told first that its tokens are void (should the write fail, they end anyway). */
-    async setStatus(userId: string, status: UserStatus): Promise<UserRecord> {
-      const current = await users.get(userId);
-      if (!current) throw apiError("USER_NOT_FOUND", "no user has this id");
-      await sessions.beforeStatusChange(userId, current.status, status);
-      return accounts.update(userId, (u) => (u.status === status ? u : { ...u, status }), undefined, { anyStatus: true });
+    /**
+     * Sets the status of `user` (the record the caller has just read); verifiers are told first
+     * that its tokens are void (should the write fail, they end anyway).
+     */
+    async setStatus(user: UserRecord, status: UserStatus): Promise<UserRecord> {
+      await sessions.beforeStatusChange(user.id, user.status, status);
+      return accounts.update(user.id, (u) => (u.status === status ? u : { ...u, status }), undefined, { anyStatus: true });
     },
 
     /** Removes the user's phone number, which frees it for another user; a phone is no way to sign in here. */

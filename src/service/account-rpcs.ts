@@ -13,12 +13,12 @@ const REAUTH_WINDOW_MS = 10 * 60_000;
 export function createAccountRpcs({ lifecycle, now }: ServiceContext, { authenticate }: Caller): Pick<ServiceImpl<typeof IdentityService>, "deleteAccount" | "unlinkIdentity" | "unbindPhone"> {
   return {
     async deleteAccount(req, ctx) {
-      const { session, userId } = await authenticate(ctx);
+      const { session, user } = await authenticate(ctx);
       if (!req.confirm) throw fieldInvalid("confirm", "must be true: deleting an account cannot be undone");
       if (now() - session.createdAt.getTime() > REAUTH_WINDOW_MS) {
         throw apiError("REAUTH_REQUIRED", "deleting the account needs a sign-in of the last 10 minutes; Login again, then retry", { maxAgeSeconds: String(REAUTH_WINDOW_MS / 1000) });
       }
-      await lifecycle.deleteUser(userId);
+      await lifecycle.deleteUser(user!);
       return {};
     },
 

@@ -6,7 +6,7 @@ import { ActorKind, type AdminService, AppSchema, AuditEventSchema, SearchKey, S
 import { UserStatus } from "../../gen/identity/v1/identity_pb.js";
 import type { OperatorRole } from "../config/config.js";
 import { shanghaiDay } from "../platforms/shanghai-time.js";
-import { identityKey, inviteKey, unionidKey, usernameKey, type AuditActorKind, type AuditQuery, type AuditRecord, type SessionRecord, type UserRecord } from "../store/store.js";
+import { DAY_MS, identityKey, inviteKey, phoneKey, unionidKey, usernameKey, type AuditActorKind, type AuditQuery, type AuditRecord, type SessionRecord, type UserRecord } from "../store/store.js";
 import { checkIdentityNamed } from "./account-lifecycle.js";
 import { nicknameCheckOn } from "./content-check.js";
 import { noteOf, type AuditedMethod } from "./audit.js";
@@ -61,13 +61,12 @@ const PAGE = { search: { default: 20, max: 100 }, audit: { default: 50, max: 500
 const SESSIONS_SHOWN = 100;
 const MAX_STATS_DAYS = 90;
 const DEFAULT_STATS_DAYS = 30;
-const DAY_MS = 86_400_000;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 const MAX_ID_CHARS = 128;
 
 const ACTOR_KINDS: Record<AuditActorKind, ActorKind> = { user: ActorKind.USER, operator: ActorKind.OPERATOR, api_key: ActorKind.API_KEY, system: ActorKind.SYSTEM };
 
-export function createAdminService({ apps, users, sessions, lifecycle, audit, activity, now, appOf, auditWriter }: ServiceContext, { authenticate, keyCallerOf }: Caller): AdminImpl {
+export function createAdminService({ apps, users, sessions, lifecycle, audit, activity, now, resolveApp, auditWriter }: ServiceContext, { authenticate, keyCallerOf }: Caller): AdminImpl {
   /**
    * Lets the call through if its caller has the role (or a higher one): an operator's x-api-key,
    * or an access token whose user has an operator role. The audit note then names the caller as
@@ -109,7 +108,8 @@ export function createAdminService({ apps, users, sessions, lifecycle, audit, ac
 
   /** The unique keys a search value may be, by the kind asked for. */
   function searchKeys(query: string, key: SearchKey): string[] {
-    const phones = query.startsWith("+") ? [`phone:${query}`] : [`phone:${query}`, `phone:+86${query}`];
+    // As stored: a number with its country code, or a mainland one without.
+    const phones = query.startsWith("+") ? [phoneKey({ phoneNumber: query })] : [phoneKey({ phoneNumber: query }), phoneKey({ countryCode: "86", purePhoneNumber: query })];
     const byKind: Partial<Record<SearchKey, string[]>> = {
       [SearchKey.PHONE]: phones,
       [SearchKey.USERNAME]: [usernameKey(query)],
@@ -170,12 +170,12 @@ export function createAdminService({ apps, users, sessions, lifecycle, audit, ac
 
     async setUserStatus(req, ctx) {
       await authorize(ctx, "setUserStatus");
-      await subject(ctx, req.userId);
+      const user = await subject(ctx, req.userId);
       reasonOf(ctx, req.reason);
       const status = req.status === UserStatus.ACTIVE ? "active" : req.status === UserStatus.DISABLED ? "disabled" : null;
       if (!status) throw fieldInvalid("status", "must be USER_STATUS_ACTIVE or USER_STATUS_DISABLED");
       noteOf(ctx).details.status = status;
-      return { user: userToWire(await lifecycle.setStatus(req.userId, status)) };
+      return { user: userToWire(await lifecycle.setStatus(user, status)) };
     },
 
     async unlinkIdentity(req, ctx) {
@@ -198,7 +198,7 @@ export function createAdminService({ apps, users, sessions, lifecycle, audit, ac
       await authorize(ctx, "deleteUser");
       const user = await subject(ctx, req.userId);
       reasonOf(ctx, req.reason);
-      await lifecycle.deleteUser(user.id);
+      await lifecycle.deleteUser(user);
       return {};
     },
 
@@ -229,8 +229,7 @@ export function createAdminService({ apps, users, sessions, lifecycle, audit, ac
       const days = (Date.parse(endDay) - Date.parse(startDay)) / DAY_MS + 1;
       if (days < 1) throw fieldInvalid("start_date", "must not be after end_date");
       if (days > MAX_STATS_DAYS) throw fieldInvalid("start_date", `at most ${MAX_STATS_DAYS} days before end_date`);
-      if (req.appId && !appOf(req.appId)) throw apiError("APP_NOT_FOUND", "no such app is configured", { appId: req.appId.slice(0, 64) });
-      const shown = req.appId ? apps.filter((a) => a.id === appOf(req.appId)?.id) : apps;
+      const shown = req.appId ? [resolveApp(req.appId)] : apps;
       const counts = new Map((await activity.daily(startDay, endDay)).map((c) => [`${c.day}|${c.appKey}`, c]));
       const range = Array.from({ length: days }, (_, i) => addDays(startDay, i));
       return {

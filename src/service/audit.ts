@@ -60,7 +60,26 @@ export interface AuditDeps {
 
 export type AuditWriter = ReturnType<typeof createAuditWriter>;
 
+/** Activity records remembered per instance and day before the memory starts afresh. */
+const RECORDED_MAX = 100_000;
+
 export function createAuditWriter({ audit, activity, now, log }: AuditDeps) {
+  /**
+   * The (app, user) pairs this instance has recorded active today. The record is idempotent, so
+   * once written it need not be written again that day: a user refreshing all day costs one
+   * store write, not one per Refresh. A registration is always written (it sets the flag).
+   */
+  const recorded = { day: "", pairs: new Set<string>() };
+
+  async function recordActivity(appKey: string, userId: string, registered: boolean): Promise<void> {
+    const day = shanghaiDay(now());
+    if (recorded.day !== day || recorded.pairs.size >= RECORDED_MAX) Object.assign(recorded, { day, pairs: new Set<string>() });
+    const pair = `${appKey}|${userId}`;
+    if (!registered && recorded.pairs.has(pair)) return;
+    await activity.record(day, appKey, userId, registered);
+    if (recorded.day === day) recorded.pairs.add(pair);
+  }
+
   /**
    * Writes the call's event. A failed write is logged with the event (no secret is ever in one)
    * and counted as a store error (audit.append), never thrown: the call's own change is already
@@ -83,14 +102,13 @@ export function createAuditWriter({ audit, activity, now, log }: AuditDeps) {
     const logLost = (err: unknown) => (ctx.values.get(kRequestLog) ?? log)?.error({ event: { ...event, address: undefined }, err: describeError(err) }, "audit event not written");
     // The call failed because the store did not answer: a write now would only wait as long again.
     if (outcome === "STORE_UNAVAILABLE") return logLost(new Error("store unavailable"));
-    try {
-      if (logged) await audit.append(event);
-      if (outcome === "ok" && method.activity && note.subjectUserId && note.appKey) {
-        await activity.record(shanghaiDay(now()), note.appKey, note.subjectUserId, note.registered ?? false);
-      }
-    } catch (err) {
-      logLost(err);
+    // Side by side: the answer (a Login's, a Refresh's) waits for one store round trip, not two.
+    const writes: Promise<void>[] = [];
+    if (logged) writes.push(audit.append(event));
+    if (outcome === "ok" && method.activity && note.subjectUserId && note.appKey) {
+      writes.push(recordActivity(note.appKey, note.subjectUserId, note.registered ?? false));
     }
+    await Promise.all(writes.map((w) => w.catch(logLost)));
   }
 
   /** The handlers with every method named in `methods` audited; the others as they are. */

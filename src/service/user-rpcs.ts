@@ -38,7 +38,8 @@ export function createUserRpcs(
       if (internal) {
         if (!wanted.id) throw fieldInvalid("user.id", "required for an internal caller");
         userId = wanted.id;
-        noteOf(ctx).subjectUserId = userId;
+        // As stored and as ListAuditEvents looks it up: ids are lower-case hex.
+        noteOf(ctx).subjectUserId = userId.toLowerCase();
       } else {
         const auth = await authenticate(ctx);
         userId = auth.userId;
@@ -56,7 +57,11 @@ export function createUserRpcs(
       }
       if (patch.set.status) noteOf(ctx).details.status = patch.set.status;
       // Told to verifiers before it is written: should the write then fail, the user's tokens end anyway (errs closed).
-      if (patch.set.status) await sessions.beforeStatusChange(userId, (await users.get(userId))?.status, patch.set.status);
+      if (patch.set.status) {
+        // By the stored id: an internal caller's id may be upper-case hex, which verifiers (and the sessions' userId) never are.
+        const current = await users.get(userId);
+        if (current) await sessions.beforeStatusChange(current.id, current.status, patch.set.status);
+      }
       const updated = await accounts.update(
         userId,
         (user) => {

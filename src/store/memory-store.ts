@@ -8,8 +8,9 @@ import {
   identityKey,
   uniqueKeysOf,
   VersionConflictError,
-  ACTIVITY_RETENTION_DAYS,
   AUDIT_RETENTION_DAYS,
+  DAY_MS,
+  oldestActivityDay,
   type ActivityStore,
   type AuditDraft,
   type AuditPosition,
@@ -434,8 +435,6 @@ export class MemoryRevocationStore implements RevocationStore {
   }
 }
 
-const DAY_MS = 86_400_000;
-
 /** Newest first: by time, then id, descending. */
 const newestFirst = (a: AuditPosition, b: AuditPosition) => b.time.getTime() - a.time.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
 
@@ -510,7 +509,7 @@ export class MemoryActivityStore implements ActivityStore {
   }
 
   async daily(fromDay: string, toDay: string): Promise<DailyActivity[]> {
-    const cutoff = this.cutoffDay();
+    const cutoff = oldestActivityDay(this.now());
     const found: DailyActivity[] = [];
     for (const [key, users] of this.days) {
       const [day = "", appKey = ""] = key.split("|");
@@ -520,13 +519,9 @@ export class MemoryActivityStore implements ActivityStore {
     return found;
   }
 
-  /** The oldest day still kept, as the TTL index keeps it on MongoDB. */
-  private cutoffDay(): string {
-    return new Date(this.now() - ACTIVITY_RETENTION_DAYS * DAY_MS).toISOString().slice(0, 10);
-  }
-
+  /** Drops the days before the oldest still kept, as the TTL index does on MongoDB. */
   private dropExpired(): void {
-    const cutoff = this.cutoffDay();
+    const cutoff = oldestActivityDay(this.now());
     for (const key of this.days.keys()) if (key < cutoff) this.days.delete(key);
   }
 }

@@ -20,6 +20,8 @@ import {
   VersionConflictError,
   ACTIVITY_RETENTION_DAYS,
   AUDIT_RETENTION_DAYS,
+  DAY_MS,
+  oldestActivityDay,
   identityKey,
   type ActivityStore,
   type AuditDraft,
@@ -89,8 +91,6 @@ const NOT_IMPLEMENTED = 238;
 /** IndexOptionsConflict: an index on the same keys exists with other options (another retention). */
 const INDEX_OPTIONS_CONFLICT = 85;
 
-const DAY_MS = 86_400_000;
-
 export class MongoStore implements Store {
   readonly users: MongoUserStore;
   readonly sessions: MongoSessionStore;
@@ -157,7 +157,9 @@ export class MongoStore implements Store {
       // The feed reads by position (revokedAt, then _id) from a cursor.
       await this.revocationDocs.createIndex({ revokedAt: 1, _id: 1 });
       await createTtlIndex(this.revocationDocs);
-      // ListAuditEvents' filters, each newest first; the time-only range uses the TTL index.
+      // ListAuditEvents newest first, unfiltered and by each filter. The TTL index on time alone
+      // cannot give the (time, _id) order: the server would read and sort the whole range per page.
+      await this.auditDocs.createIndex({ time: -1, _id: -1 });
       await this.auditDocs.createIndex({ subjectUserId: 1, time: -1, _id: -1 });
       await this.auditDocs.createIndex({ "actor.id": 1, time: -1, _id: -1 });
       await this.auditDocs.createIndex({ type: 1, time: -1, _id: -1 });
@@ -456,6 +458,8 @@ export class MongoAuditStore implements AuditStore {
     const oldest = new Date(this.now() - this.retentionMs);
     const time: Record<string, Date> = query.from && query.from > oldest ? { $gte: query.from } : { $gt: oldest };
     if (query.before) time.$lt = query.before;
+    // The position as a bound on time too: the $or alone leaves the index scan starting at the newest event on every page.
+    if (after) time.$lte = after.time;
     const filter: Record<string, unknown> = { time };
     if (query.subjectUserId !== undefined) filter.subjectUserId = query.subjectUserId;
     if (query.actorId !== undefined) filter["actor.id"] = query.actorId;
@@ -484,7 +488,7 @@ export class MongoActivityStore implements ActivityStore {
   }
 
   async daily(fromDay: string, toDay: string): Promise<DailyActivity[]> {
-    const cutoff = new Date(this.now() - ACTIVITY_RETENTION_DAYS * DAY_MS).toISOString().slice(0, 10);
+    const cutoff = oldestActivityDay(this.now());
     const first = fromDay > cutoff ? fromDay : cutoff;
     // One accumulator, the registered flag in the group key: FerretDB 1.x answers 0 for every
     // accumulator of a $group but the first. At most two groups per day and app come back.

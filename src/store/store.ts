@@ -314,6 +314,13 @@ export interface ActivityStore {
 /** How long activity records are kept: longer than GetStats' longest range. */
 export const ACTIVITY_RETENTION_DAYS = 100;
 
+export const DAY_MS = 86_400_000;
+
+/** The oldest day (YYYY-MM-DD) whose activity is still kept at `nowMs`, in both stores. */
+export function oldestActivityDay(nowMs: number): string {
+  return new Date(nowMs - ACTIVITY_RETENTION_DAYS * DAY_MS).toISOString().slice(0, 10);
+}
+
 export interface Store {
   users: UserStore;
   sessions: SessionStore;

@@ -30,6 +30,26 @@ describe("an audit log that cannot be written", () => {
     expect((await f.store.audit.list({ subjectUserId: me.userId }, 10)).map((e) => e.type)).toEqual(["login"]);
   });
 
+  it("writes a user's activity once a day however often it refreshes, and counts it active", async () => {
+    const record = f.store.activity.record;
+    const days: string[] = [];
+    f.store.activity.record = async (day, appKey, userId, registered) => {
+      days.push(day);
+      return record.call(f.store.activity, day, appKey, userId, registered);
+    };
+    try {
+      const me = await f.login();
+      let refresh = me.refresh;
+      for (let i = 0; i < 3; i++) refresh = (await f.client.refresh({ refreshToken: refresh })).tokens!.refreshToken;
+      expect(days).toHaveLength(1);
+      const [today] = await f.store.activity.daily(days[0]!, days[0]!);
+      expect(today).toMatchObject({ appKey: "demo", registered: expect.any(Number) });
+      expect(today!.active).toBeGreaterThanOrEqual(1);
+    } finally {
+      f.store.activity.record = record;
+    }
+  });
+
   it("records a Login retried with the same code under its user, marked as replayed", async () => {
     const { code } = f.mintCode();
     const request = { appId: "demo", credential: { case: "code" as const, value: code } };

@@ -131,6 +131,19 @@ describe("internal callers", () => {
     expect((await refusal(updateUser(f, { user: { id, roles: ["no spaces"] }, updateMask: "roles" }, internal))).reason).toBe("FIELD_INVALID");
   });
 
+  it("disable and enable a user named by an upper-case id: the revocation names the stored id, the old tokens stay dead", async () => {
+    const me = await f.login();
+    const id = me.userId.toUpperCase();
+    await updateUser(f, { user: { id, status: "USER_STATUS_DISABLED" }, updateMask: "status" }, internal);
+    const [revocation] = (await f.store.revocations.since(new Date(0), 1_000)).filter((r) => r.reason === "user_disabled" && "userId" in r.target && r.target.userId.toLowerCase() === me.userId);
+    expect(revocation?.target).toEqual({ userId: me.userId });
+    await updateUser(f, { user: { id, status: "USER_STATUS_ACTIVE" }, updateMask: "status" }, internal);
+    expect((await refusal(f.client.getUser({}, as(me.access)))).reason).toBe("TOKEN_REVOKED");
+    // The audit log files both changes under the stored id, where ListAuditEvents looks.
+    const events = await f.store.audit.list({ subjectUserId: me.userId, type: "user.updated" }, 10);
+    expect(events.map((e) => e.details?.status)).toEqual(["active", "disabled"]);
+  });
+
   it("are refused with a wrong key, and an end user gets none of their powers", async () => {
     const me = await f.login();
     const other = await f.login();
