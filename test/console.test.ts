@@ -260,6 +260,20 @@ describe("the console's routes", () => {
     expect([nobody.status, await nobody.json()]).toEqual([200, { operator: null }]);
   });
 
+  it("answers Login's rate limit at sign-in as 429 RATE_LIMITED with its retry-after", async () => {
+    const attempt = () =>
+      fetch(`${h.httpUrl}/console/session`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...CONSOLE_HEADER },
+        body: JSON.stringify({ username: "guessed1", password: "wrong password" }),
+      });
+    // Five wrong guesses at one account in the window (the service's default), then the limit.
+    for (let i = 0; i < 5; i++) expect((await attempt()).status).toBe(401);
+    const limited = await attempt();
+    expect([limited.status, ((await limited.json()) as { reason: string }).reason]).toEqual([429, "RATE_LIMITED"]);
+    expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
+  });
+
   it("serves the built files with the security headers, hashed assets as immutable", async () => {
     const index = await fetch(`${h.httpUrl}/console/`);
     const html = await index.text();
