@@ -330,6 +330,13 @@ describe("the console's routes", () => {
         return res.headers.get("set-cookie")?.replace(/=[^;]+;/, "=…;");
       };
       expect(await cookieVia(proxied)).toMatch(/^__Host-identity_console=…; Max-Age=\d+; Path=\/; HttpOnly; SameSite=Strict; Secure$/);
+      // Over https only the __Host- name counts: a plain cookie there could come from a sibling host or from http.
+      const { access } = await passwordUser("opshttps2", "identity-viewer", proxied);
+      const operatorWith = async (cookie: string) => {
+        const res = await fetch(`${proxied.httpUrl}/console/session`, { headers: { cookie, "x-forwarded-proto": "https", ...CONSOLE_HEADER } });
+        return ((await res.json()) as { operator: { role: string } | null }).operator?.role ?? null;
+      };
+      expect([await operatorWith(`__Host-identity_console=${access}`), await operatorWith(`identity_console=${access}`)]).toEqual(["viewer", null]);
       await passwordUser("opshttps", "identity-viewer");
       expect(await cookieVia(h)).toMatch(/^identity_console=…; Max-Age=\d+; Path=\/; HttpOnly; SameSite=Strict$/);
     } finally {

@@ -150,11 +150,13 @@ function consoleTokenOf(request: FastifyRequest): string {
   return request.headers[CONSOLE_HEADER] === "1" ? tokenOf(request) : "";
 }
 
+/** Over https only the `__Host-` cookie: a plain one there may have been set by a sibling host or over http. */
 function tokenOf(request: FastifyRequest): string {
+  const wanted = cookieName(request).name;
   const cookies = request.headers.cookie ?? "";
   for (const part of cookies.split(";")) {
     const [name, ...value] = part.trim().split("=");
-    if (name === SECURE_COOKIE || name === COOKIE) return value.join("=");
+    if (name === wanted) return value.join("=");
   }
   return "";
 }
