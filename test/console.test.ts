@@ -143,6 +143,14 @@ describe.skipIf(!hasChromium)(`the console in Chromium${hasChromium ? "" : ` (sk
       await expect.poll(() => row.locator("td").first().textContent()).toBe(victim.body.user.id);
       expect(await row.count()).toBe(1);
     }
+    // Back and Forward: the form and the results follow the URL's search.
+    const queryField = page.getByPlaceholder(/Exact id/);
+    await page.goBack();
+    await expect.poll(() => queryField.inputValue()).toBe("");
+    expect(await row.count()).toBe(0);
+    await page.goForward();
+    await expect.poll(() => row.locator("td").first().textContent()).toBe(victim.body.user.id);
+    expect(await queryField.inputValue()).toBe(victim.openid);
     expect(await row.locator("td").nth(1).textContent()).toBe(XSS);
     await screenshot(page, "search");
     await row.getByRole("link").click();
