@@ -143,6 +143,14 @@ describe.skipIf(!hasChromium)(`the console in Chromium${hasChromium ? "" : ` (sk
       await expect.poll(() => row.locator("td").first().textContent()).toBe(victim.body.user.id);
       expect(await row.count()).toBe(1);
     }
+    // Back and Forward: the form and the results follow the URL's search.
+    const queryField = page.getByPlaceholder(/Exact id/);
+    await page.goBack();
+    await expect.poll(() => queryField.inputValue()).toBe("");
+    expect(await row.count()).toBe(0);
+    await page.goForward();
+    await expect.poll(() => row.locator("td").first().textContent()).toBe(victim.body.user.id);
+    expect(await queryField.inputValue()).toBe(victim.openid);
     expect(await row.locator("td").nth(1).textContent()).toBe(XSS);
     await screenshot(page, "search");
     await row.getByRole("link").click();
@@ -196,7 +204,9 @@ describe.skipIf(!hasChromium)(`the console in Chromium${hasChromium ? "" : ` (sk
     await signIn(page, "opsviewer");
     await page.goto(`${h.httpUrl}/console/#/users/${user.body.user.id}`);
     await expect.poll(() => page.getByTestId("user-nickname").textContent()).toBe("someone");
-    expect(await page.getByRole("button", { name: /Delete|Disable|Revoke/ }).count()).toBe(0);
+    // Every change the page offers a support or admin operator (the user has an identity to unlink).
+    expect(await page.getByRole("button", { name: /Delete|Disable|Enable|Revoke|Unbind|Unlink/ }).count()).toBe(0);
+    expect(await page.locator("tbody tr").count()).toBeGreaterThan(0);
     const forced = await page.evaluate(
       async ([userId, header]) => {
         const call = (headers: Record<string, string>) =>
@@ -258,6 +268,20 @@ describe("the console's routes", () => {
     expect([nobody.status, await nobody.json()]).toEqual([200, { operator: null }]);
   });
 
+  it("answers Login's rate limit at sign-in as 429 RATE_LIMITED with its retry-after", async () => {
+    const attempt = () =>
+      fetch(`${h.httpUrl}/console/session`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...CONSOLE_HEADER },
+        body: JSON.stringify({ username: "guessed1", password: "wrong password" }),
+      });
+    // Five wrong guesses at one account in the window (the service's default), then the limit.
+    for (let i = 0; i < 5; i++) expect((await attempt()).status).toBe(401);
+    const limited = await attempt();
+    expect([limited.status, ((await limited.json()) as { reason: string }).reason]).toEqual([429, "RATE_LIMITED"]);
+    expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
+  });
+
   it("serves the built files with the security headers, hashed assets as immutable", async () => {
     const index = await fetch(`${h.httpUrl}/console/`);
     const html = await index.text();
@@ -314,10 +338,36 @@ describe("the console's routes", () => {
         return res.headers.get("set-cookie")?.replace(/=[^;]+;/, "=…;");
       };
       expect(await cookieVia(proxied)).toMatch(/^__Host-identity_console=…; Max-Age=\d+; Path=\/; HttpOnly; SameSite=Strict; Secure$/);
+      // Over https only the __Host- name counts: a plain cookie there could come from a sibling host or from http.
+      const { access } = await passwordUser("opshttps2", "identity-viewer", proxied);
+      const operatorWith = async (cookie: string) => {
+        const res = await fetch(`${proxied.httpUrl}/console/session`, { headers: { cookie, "x-forwarded-proto": "https", ...CONSOLE_HEADER } });
+        return ((await res.json()) as { operator: { role: string } | null }).operator?.role ?? null;
+      };
+      expect([await operatorWith(`__Host-identity_console=${access}`), await operatorWith(`identity_console=${access}`)]).toEqual(["viewer", null]);
       await passwordUser("opshttps", "identity-viewer");
       expect(await cookieVia(h)).toMatch(/^identity_console=…; Max-Age=\d+; Path=\/; HttpOnly; SameSite=Strict$/);
     } finally {
       await proxied.close();
+    }
+  });
+
+  it("a page on another origin, even a CORS-allowed one, gets no preflight for AdminService or the session routes", async () => {
+    const origin = "https://app.example.com";
+    const allowing = await startHarness({ ...config, cors: { origins: [origin], credentials: true, maxAgeSeconds: 60 } });
+    try {
+      const allowOrigin = async (path: string) => {
+        const res = await fetch(`${allowing.httpUrl}${path}`, {
+          method: "OPTIONS",
+          headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "content-type, x-identity-console" },
+        });
+        return res.headers.get("access-control-allow-origin");
+      };
+      // The same preflight is granted on IdentityService: the refusals below are CORS's scope, not a broken request.
+      expect(await allowOrigin("/identity.v1.IdentityService/CheckLogin")).toBe(origin);
+      for (const path of ["/identity.admin.v1.AdminService/DeleteUser", "/console/session"]) expect([path, await allowOrigin(path)]).toEqual([path, null]);
+    } finally {
+      await allowing.close();
     }
   });
 

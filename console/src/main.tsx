@@ -126,7 +126,8 @@ function Shell({ operator, onSignOut }: { operator: Operator; onSignOut: () => v
       </header>
       <main>
         {page === "" && <Dashboard />}
-        {page === "users" && !id && <Users query={route.params.get("q") ?? ""} keyName={route.params.get("key") ?? "UNSPECIFIED"} />}
+        {/* Keyed by the search, so the form and the results are the URL's search after Back or Forward. */}
+        {page === "users" && !id && <Users key={route.params.toString()} query={route.params.get("q") ?? ""} keyName={route.params.get("key") ?? "UNSPECIFIED"} />}
         {page === "users" && id && <UserPage userId={id} operator={operator} />}
         {page === "apps" && <Apps />}
         {page === "audit" && <Audit />}

@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { AdminService } from "../../gen/identity/admin/v1/admin_pb.js";
 import { IdentityService, type User } from "../../gen/identity/v1/identity_pb.js";
 import type { Invoke } from "../compat/invoke.js";
+import { withRetryHint } from "../compat/shared.js";
 import type { OperatorRole } from "../config/config.js";
 import { strongestRole } from "../service/admin-service.js";
 import { describeError } from "../util/log-safety.js";
@@ -93,7 +94,10 @@ export async function registerConsole(app: FastifyInstance, invoke: Invoke): Pro
         return refuse(reply, 400, "FIELD_INVALID");
       }
       const res = await invoke(IdentityService.method.login, { appId, credential: { case: "password", value: { username, password } } }, request);
-      if (!res.ok) return refuse(reply, res.status, res.reason, res.retryAfterSeconds);
+      if (!res.ok) {
+        withRetryHint(reply, res);
+        return refuse(reply, res.status, res.reason);
+      }
       const token = res.message.tokens!.accessToken;
       const operator = operatorOf(res.message.user);
       if (!operator) {
@@ -137,8 +141,7 @@ function operatorOf(user: User | undefined): Operator | null {
   return user && role ? { userId: user.id, name: user.nickname || user.username, role } : null;
 }
 
-function refuse(reply: FastifyReply, status: number, reason: string, retryAfterSeconds?: string) {
-  if (retryAfterSeconds) reply.header("retry-after", retryAfterSeconds);
+function refuse(reply: FastifyReply, status: number, reason: string) {
   return reply.code(status).send({ reason });
 }
 
@@ -147,11 +150,13 @@ function consoleTokenOf(request: FastifyRequest): string {
   return request.headers[CONSOLE_HEADER] === "1" ? tokenOf(request) : "";
 }
 
+/** Over https only the `__Host-` cookie: a plain one there may have been set by a sibling host or over http. */
 function tokenOf(request: FastifyRequest): string {
+  const wanted = cookieName(request).name;
   const cookies = request.headers.cookie ?? "";
   for (const part of cookies.split(";")) {
     const [name, ...value] = part.trim().split("=");
-    if (name === SECURE_COOKIE || name === COOKIE) return value.join("=");
+    if (name === wanted) return value.join("=");
   }
   return "";
 }

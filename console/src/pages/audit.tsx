@@ -1,10 +1,11 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { ActorKind, type AuditEvent } from "../../../gen/identity/admin/v1/admin_pb.js";
-import { admin, reasonOf } from "../api.js";
+import { admin } from "../api.js";
 import { when } from "../format.js";
 import { errorText, useI18n } from "../i18n.js";
 import { TableHead } from "../table-head.js";
+import { usePages } from "../use-call.js";
 
 export function AuditTable({ events }: { events: AuditEvent[] }) {
   const { t, language } = useI18n();
@@ -48,24 +49,23 @@ const instant = (local: string) => (local ? timestampFromDate(new Date(local)) :
 export function Audit() {
   const { t } = useI18n();
   const [filters, setFilters] = useState<Filters>({ actorId: "", type: "", userId: "", from: "", to: "" });
-  const [page, setPage] = useState<{ events: AuditEvent[]; next: string; error?: string }>({ events: [], next: "" });
-  const load = async (pageToken = "") => {
-    try {
-      const res = await admin.listAuditEvents({
-        actorId: filters.actorId.trim(),
-        type: filters.type.trim(),
-        userId: filters.userId.trim(),
-        startTime: instant(filters.from),
-        endTime: instant(filters.to),
-        pageSize: PAGE_SIZE,
-        pageToken,
-      });
-      setPage((p) => ({ events: pageToken ? [...p.events, ...res.events] : res.events, next: res.nextPageToken }));
-    } catch (e) {
-      setPage({ events: [], next: "", error: reasonOf(e) });
-    }
-  };
-  useEffect(() => void load(), []);
+  // The filters last submitted: the list, and its next page, are theirs, not the form's as typed since.
+  const [applied, setApplied] = useState(filters);
+  const page = usePages(
+    (pageToken) =>
+      admin
+        .listAuditEvents({
+          actorId: applied.actorId.trim(),
+          type: applied.type.trim(),
+          userId: applied.userId.trim(),
+          startTime: instant(applied.from),
+          endTime: instant(applied.to),
+          pageSize: PAGE_SIZE,
+          pageToken,
+        })
+        .then((res) => ({ items: res.events, next: res.nextPageToken })),
+    [applied],
+  );
   const field = (name: keyof Filters, label: string, type = "text") => (
     <label>
       {label}
@@ -79,7 +79,7 @@ export function Audit() {
         class="filters"
         onSubmit={(e) => {
           e.preventDefault();
-          void load();
+          setApplied({ ...filters });
         }}
       >
         {field("actorId", t("audit.actor"))}
@@ -89,9 +89,9 @@ export function Audit() {
         {field("to", t("audit.to"), "datetime-local")}
         <button type="submit">{t("audit.filter")}</button>
       </form>
-      {page.error ? <p class="error">{errorText(t, page.error)}</p> : <AuditTable events={page.events} />}
+      {page.error ? <p class="error">{errorText(t, page.error)}</p> : <AuditTable events={page.items} />}
       {page.next && (
-        <button type="button" onClick={() => load(page.next)}>
+        <button type="button" onClick={page.more}>
           {t("audit.more")}
         </button>
       )}

@@ -1,12 +1,13 @@
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { SearchKey } from "../../../gen/identity/admin/v1/admin_pb.js";
 import { type User, UserStatus } from "../../../gen/identity/v1/identity_pb.js";
-import { admin, reasonOf } from "../api.js";
+import { admin } from "../api.js";
 import { toCsv } from "../csv.js";
 import { when } from "../format.js";
 import { errorText, useI18n } from "../i18n.js";
 import { go } from "../route.js";
 import { TableHead } from "../table-head.js";
+import { usePages } from "../use-call.js";
 
 const KEYS = ["UNSPECIFIED", "ID", "PHONE", "USERNAME", "OPENID", "UNIONID", "INVITE_CODE"] as const;
 
@@ -14,19 +15,14 @@ export function Users({ query, keyName }: { query: string; keyName: string }) {
   const { t, language } = useI18n();
   const [typed, setTyped] = useState(query);
   const [key, setKey] = useState(keyName);
-  const [result, setResult] = useState<{ for: string; users: User[]; next: string; error?: string }>({ for: "", users: [], next: "" });
-  const search = async (pageToken = "") => {
-    try {
-      const res = await admin.searchUsers({ query, key: SearchKey[key as keyof typeof SearchKey] ?? SearchKey.UNSPECIFIED, pageToken });
-      setResult((r) => ({ for: `${query}|${keyName}`, users: pageToken ? [...r.users, ...res.users] : res.users, next: res.nextPageToken }));
-    } catch (e) {
-      setResult({ for: `${query}|${keyName}`, users: [], next: "", error: reasonOf(e) });
-    }
-  };
-  useEffect(() => {
-    if (query) void search();
-    else setResult({ for: "", users: [], next: "" });
-  }, [query, keyName]);
+  // What the URL asks for (query and keyName), never the form's unsubmitted fields.
+  const result = usePages(
+    query
+      ? (pageToken) =>
+          admin.searchUsers({ query, key: SearchKey[keyName as keyof typeof SearchKey] ?? SearchKey.UNSPECIFIED, pageToken }).then((res) => ({ items: res.users, next: res.nextPageToken }))
+      : null,
+    [query, keyName],
+  );
   const statusText = (u: User) => t(`status.${UserStatus[u.status] as "ACTIVE"}`);
   const columns: [string, (u: User) => string][] = [
     [t("user.id"), (u) => u.id],
@@ -39,7 +35,7 @@ export function Users({ query, keyName }: { query: string; keyName: string }) {
     [t("user.created"), (u) => when(u.createTime, language)],
   ];
   const exportCsv = () => {
-    const csv = toCsv([columns.map(([name]) => name), ...result.users.map((u) => columns.map(([, cell]) => cell(u)))]);
+    const csv = toCsv([columns.map(([name]) => name), ...result.items.map((u) => columns.map(([, cell]) => cell(u)))]);
     const link = document.createElement("a");
     link.href = URL.createObjectURL(new Blob([csv], { type: "text/csv;charset=utf-8" }));
     link.download = "users.csv";
@@ -70,13 +66,13 @@ export function Users({ query, keyName }: { query: string; keyName: string }) {
         <button type="submit">{t("users.search")}</button>
       </form>
       {result.error && <p class="error">{errorText(t, result.error)}</p>}
-      {query && !result.error && result.for && result.users.length === 0 && <p>{t("users.none")}</p>}
-      {result.users.length > 0 && (
+      {query && !result.error && result.answered && result.items.length === 0 && <p>{t("users.none")}</p>}
+      {result.items.length > 0 && (
         <>
           <table>
             <TableHead names={columns.map(([name]) => name)} />
             <tbody>
-              {result.users.map((u) => (
+              {result.items.map((u) => (
                 <tr key={u.id}>
                   <td>
                     <a href={`#/users/${encodeURIComponent(u.id)}`}>{u.id}</a>
@@ -90,7 +86,7 @@ export function Users({ query, keyName }: { query: string; keyName: string }) {
           </table>
           <div class="buttons">
             {result.next && (
-              <button type="button" onClick={() => search(result.next)}>
+              <button type="button" onClick={result.more}>
                 {t("users.more")}
               </button>
             )}
